@@ -91,6 +91,24 @@ impl fmt::Debug for ApiKeyValue {
     }
 }
 
+/// A new id of 10 lowercase letters and digits from the operating system's CSPRNG, like AWS's.
+pub(crate) fn random_id() -> String {
+    const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut buf = [0u8; 32];
+    let mut out = String::with_capacity(10);
+    while out.len() < 10 {
+        getrandom::fill(&mut buf).expect("the operating system's random source failed");
+        // 252 = 7 * 36: every character equally likely.
+        for b in buf.iter().copied().filter(|b| *b < 252) {
+            if out.len() == 10 {
+                break;
+            }
+            out.push(char::from(ALPHABET[usize::from(b % 36)]));
+        }
+    }
+    out
+}
+
 /// Checks a key value's bytes: length 20..=128 and visible ASCII only.
 pub(crate) fn check_key_value(value: &[u8]) -> Result<(), String> {
     if value.len() < MIN_KEY_LEN || value.len() > MAX_KEY_LEN {
@@ -211,11 +229,6 @@ impl Throttle {
             ));
         }
         Ok(())
-    }
-
-    /// Seconds a client waits for a token after emptying the bucket, rounded up (at least 1).
-    pub(crate) fn refill_secs(&self) -> u64 {
-        ((1.0 / self.rate_limit).ceil() as u64).max(1)
     }
 
     /// Seconds for an empty bucket to fill, rounded up (at least 1).
@@ -592,7 +605,7 @@ mod tests {
             assert_eq!(e.field, "rateLimit");
         }
         assert_eq!(Throttle::new(1.0, 0).unwrap_err().field, "burstLimit");
-        assert_eq!(Throttle::new(0.1, 1).unwrap().refill_secs(), 10);
+        assert_eq!(Throttle::new(0.1, 1).unwrap().fill_secs(), 10);
         assert_eq!(Throttle::new(50.0, 100).unwrap().fill_secs(), 2);
     }
 

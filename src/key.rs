@@ -1,0 +1,92 @@
+//! Where a request's API key comes from: a header (`x-api-key` by default), or a value an earlier
+//! layer put in the request's extensions (AWS's `AUTHORIZER` key source).
+//!
+//! The layer checks what it reads before any lookup: a missing or empty key is
+//! [`Rejection::MissingKey`](crate::response::Rejection::MissingKey); one that is not 20 to 128
+//! visible ASCII characters is [`Rejection::InvalidKey`](crate::response::Rejection::InvalidKey).
+//! Both are answered 403 without asking the store.
+//!
+//! # Examples
+//!
+//! An authorizer layer that maps a bearer token to the client's usage key:
+//!
+//! ```
+//! use http::Request;
+//! use tower_usage_plans::key::{KeySource, UsageIdentifierKey};
+//!
+//! let mut req = Request::new(());
+//! req.extensions_mut().insert(UsageIdentifierKey::new("aBcDeFgHiJkLmNoPqRsTuVwXyZ123456789"));
+//! assert_eq!(
+//!     KeySource::Authorizer.read(&req).unwrap(),
+//!     "aBcDeFgHiJkLmNoPqRsTuVwXyZ123456789"
+//! );
+//! assert!(KeySource::default().read(&req).is_err()); // no x-api-key header
+//! ```
+
+use std::fmt;
+
+use http::{HeaderName, Request};
+
+use crate::model::{MAX_KEY_LEN, MIN_KEY_LEN};
+use crate::response::Rejection;
+
+/// Where the layer reads a request's API key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeySource {
+    /// A request header; `x-api-key` by default (AWS's `HEADER`).
+    Header(HeaderName),
+    /// A [`UsageIdentifierKey`] an earlier layer put in the request's extensions (AWS's
+    /// `AUTHORIZER`, its `usageIdentifierKey`).
+    Authorizer,
+}
+
+impl Default for KeySource {
+    fn default() -> Self {
+        Self::Header(HeaderName::from_static("x-api-key"))
+    }
+}
+
+/// The API key value an authorizer chose for a request, for [`KeySource::Authorizer`].
+///
+/// Its `Debug` output is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UsageIdentifierKey(Box<str>);
+
+impl UsageIdentifierKey {
+    /// Wraps the key value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into().into_boxed_str())
+    }
+}
+
+impl fmt::Debug for UsageIdentifierKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UsageIdentifierKey(<redacted>)")
+    }
+}
+
+impl KeySource {
+    /// The key value the request carries, checked: 20 to 128 visible ASCII characters.
+    #[inline]
+    pub fn read<'a, B>(&self, req: &'a Request<B>) -> Result<&'a str, Rejection> {
+        let bytes = match self {
+            Self::Header(name) => req.headers().get(name).map(|v| v.as_bytes()),
+            Self::Authorizer => req
+                .extensions()
+                .get::<UsageIdentifierKey>()
+                .map(|k| k.0.as_bytes()),
+        };
+        let bytes = match bytes {
+            None | Some([]) => return Err(Rejection::MissingKey),
+            Some(b) => b,
+        };
+        if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&bytes.len())
+            || !bytes.iter().all(u8::is_ascii_graphic)
+        {
+            return Err(Rejection::InvalidKey);
+        }
+        // Visible ASCII is UTF-8.
+        std::str::from_utf8(bytes).map_err(|_| Rejection::InvalidKey)
+    }
+}

@@ -1,0 +1,168 @@
+//! May this request go now, and what has been used: the [`Meter`] trait and [`LocalMeter`].
+//!
+//! For each request with a key on a plan, the layer makes one call, [`Meter::admit`], which
+//! takes a token from the key's bucket (the plan's, or the method's own where the plan overrides
+//! the method), checks and counts the key's quota, and records the day's usage, all at once. Only
+//! an admitted request counts: a throttled request spends no quota, and a request refused for its
+//! quota spends no token. A remote meter (Redis) makes that one round trip.
+//!
+//! [`LocalMeter`] is the in-process meter: token buckets on [`governor`], exact quota counters
+//! (N concurrent requests against a limit L admit exactly min(N, L)) and usage per key per UTC day.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use tower_usage_plans::clock::ManualClock;
+//! use tower_usage_plans::meter::{Admission, LocalMeter, Meter, Outcome};
+//! use tower_usage_plans::model::{ApiStage, Quota, QuotaPeriod, StageRef, Throttle, UsagePlan};
+//! use tower_usage_plans::plan::{Bucket, StagePlan};
+//!
+//! let mut plan = UsagePlan::new("plan111", "FreePlan");
+//! plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
+//! plan.throttle = Some(Throttle::new(1.0, 2).unwrap());
+//! plan.quota = Some(Quota::new(3, QuotaPeriod::Day, 0).unwrap());
+//! let plan = StagePlan::new(&plan, &StageRef::any()).unwrap();
+//!
+//! let clock = ManualClock::at_unix_secs(1_700_000_000);
+//! let meter = LocalMeter::with_clock(clock.clone());
+//! let key: Arc<str> = "key111aaa".into();
+//! let req = Admission { key_id: &key, plan: &plan, bucket: Bucket::Plan };
+//! let outcomes: Vec<Outcome> = (0..3).map(|_| meter.admit_now(&req).unwrap().unwrap().outcome).collect();
+//! assert_eq!(outcomes[..2], [Outcome::Admitted, Outcome::Admitted]);
+//! assert_eq!(outcomes[2], Outcome::Throttled { retry_after_secs: 1 });
+//! clock.advance(Duration::from_secs(1));
+//! assert_eq!(meter.admit_now(&req).unwrap().unwrap().outcome, Outcome::Admitted);
+//! clock.advance(Duration::from_secs(1));
+//! // Three admitted: the day's quota is spent until midnight UTC.
+//! assert!(matches!(meter.admit_now(&req).unwrap().unwrap().outcome, Outcome::QuotaExceeded { .. }));
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::error::MeterError;
+use crate::period::Date;
+use crate::plan::{Bucket, StagePlan};
+
+mod local;
+
+pub use local::{LocalMeter, LocalMeterBuilder};
+
+/// One request to admit: whose, on which plan, from which bucket.
+#[derive(Clone, Copy, Debug)]
+pub struct Admission<'a> {
+    /// The key's id.
+    pub key_id: &'a Arc<str>,
+    /// The key's plan on the layer's stage.
+    pub plan: &'a StagePlan,
+    /// The bucket the request draws from ([`StagePlan::bucket_for`]).
+    pub bucket: Bucket,
+}
+
+/// What the meter decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Admitted, and counted.
+    Admitted,
+    /// The bucket is empty; a token comes in `retry_after_secs` (whole seconds, at least 1).
+    Throttled {
+        /// Seconds until the next token, rounded up.
+        retry_after_secs: u64,
+    },
+    /// The quota of the current window is used up; it resets in `retry_after_secs`.
+    QuotaExceeded {
+        /// Seconds until the window ends, rounded up.
+        retry_after_secs: u64,
+    },
+}
+
+/// Where one limit stands after a decision, for the rate-limit headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitState {
+    /// The limit: the bucket's size, or the quota's limit.
+    pub limit: u64,
+    /// What is left.
+    pub remaining: u64,
+    /// Seconds until the limit is whole again (bucket full, or the quota window ends).
+    pub reset_secs: u64,
+    /// The window the limit is counted over, in seconds (the bucket's fill time, or the quota
+    /// window's length).
+    pub window_secs: u64,
+}
+
+/// A meter's decision on one request, with the state of the limits it checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Admitted, or why not.
+    pub outcome: Outcome,
+    /// The bucket's state, if the request drew from one (and got as far).
+    pub burst: Option<LimitState>,
+    /// The quota's state, if the plan has one.
+    pub quota: Option<LimitState>,
+}
+
+/// One key's use of one plan on one UTC day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DayUsage {
+    /// The day.
+    pub date: Date,
+    /// Requests admitted that day.
+    pub used: u64,
+    /// What was left of the quota at the end of that day (or now, for today), if the plan has a
+    /// quota.
+    pub remaining: Option<u64>,
+}
+
+/// Answers *may this request go now, and what has been used*. See the [module docs](self).
+pub trait Meter: Send + Sync + 'static {
+    /// Takes a token, checks and counts the quota, and records the day's usage, at once.
+    fn admit(
+        &self,
+        req: &Admission<'_>,
+    ) -> impl Future<Output = Result<Verdict, MeterError>> + Send;
+
+    /// Decides at once if the meter can without waiting (`Some`); `None` makes the layer await
+    /// [`admit`](Self::admit). The default answers `None`.
+    #[inline]
+    fn admit_now(&self, req: &Admission<'_>) -> Option<Result<Verdict, MeterError>> {
+        let _ = req;
+        None
+    }
+
+    /// One key's usage of `plan`, one entry per UTC day from `start` to `end` inclusive (AWS's
+    /// `get-usage`).
+    fn usage(
+        &self,
+        plan: &StagePlan,
+        key_id: &str,
+        start: Date,
+        end: Date,
+    ) -> impl Future<Output = Result<Vec<DayUsage>, MeterError>> + Send;
+}
+
+impl<T: Meter> Meter for Arc<T> {
+    fn admit(
+        &self,
+        req: &Admission<'_>,
+    ) -> impl Future<Output = Result<Verdict, MeterError>> + Send {
+        (**self).admit(req)
+    }
+
+    #[inline]
+    fn admit_now(&self, req: &Admission<'_>) -> Option<Result<Verdict, MeterError>> {
+        (**self).admit_now(req)
+    }
+
+    fn usage(
+        &self,
+        plan: &StagePlan,
+        key_id: &str,
+        start: Date,
+        end: Date,
+    ) -> impl Future<Output = Result<Vec<DayUsage>, MeterError>> + Send {
+        (**self).usage(plan, key_id, start, end)
+    }
+}

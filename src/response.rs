@@ -1,0 +1,307 @@
+//! Rejections and the answers the layer gives: AWS's 403 and 429s, their gRPC forms, the
+//! `Retry-After` and IETF rate-limit headers, and custom responses (AWS's gateway responses).
+//!
+//! | case | status | body | `x-amzn-ErrorType` | gRPC status |
+//! |---|---|---|---|---|
+//! | no key | 403 | `{"message":"Forbidden"}` | `ForbiddenException` | `UNAUTHENTICATED` (16) |
+//! | unknown or disabled key, no plan on the stage | 403 | `{"message":"Forbidden"}` | `ForbiddenException` | `PERMISSION_DENIED` (7) |
+//! | throttled | 429 | `{"message":"Too Many Requests"}` | `TooManyRequestsException` | `RESOURCE_EXHAUSTED` (8) |
+//! | quota used up | 429 | `{"message":"Limit Exceeded"}` | `LimitExceededException` | `RESOURCE_EXHAUSTED` (8) |
+//! | store or meter failed (fail closed) | 503 | `{"message":"Service Unavailable"}` | `ServiceUnavailableException` | `UNAVAILABLE` (14) |
+//!
+//! Both 429s carry `Retry-After` in whole seconds (at least 1): until the next token, or until the
+//! quota window resets. With the rate-limit headers on, admitted and refused answers carry
+//! `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10), e.g.
+//! `RateLimit-Policy: "burst";q=10;w=2, "day";q=1000;w=86400` and
+//! `RateLimit: "burst";r=3;t=1, "day";r=998;t=5000`.
+//!
+//! A gRPC request (content type `application/grpc…`) is answered as gRPC clients expect: HTTP 200,
+//! trailers-only, with `grpc-status`, a `grpc-message` saying which limit, and `retry-after`.
+//!
+//! # Examples
+//!
+//! ```
+//! use http::StatusCode;
+//! use tower_usage_plans::response::{Rejection, ResponseType};
+//!
+//! let r = Rejection::QuotaExceeded { retry_after_secs: 3600 };
+//! assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+//! assert_eq!(r.body(), r#"{"message":"Limit Exceeded"}"#);
+//! assert_eq!(r.error_type(), "LimitExceededException");
+//! assert_eq!(r.retry_after(), Some(3600));
+//! assert_eq!(r.response_type(), ResponseType::QuotaExceeded);
+//! assert_eq!(r.grpc_status(), 8);
+//! ```
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+
+use crate::body::ResponseBody;
+use crate::meter::{LimitState, Verdict};
+use crate::model::QuotaPeriod;
+
+/// Why the layer refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The request carries no key.
+    MissingKey,
+    /// The key is malformed or no key has its value.
+    InvalidKey,
+    /// The key is disabled.
+    DisabledKey,
+    /// The key is in no plan on the layer's stage.
+    NoPlan,
+    /// The key's bucket is empty.
+    Throttled {
+        /// Seconds until the next token.
+        retry_after_secs: u64,
+    },
+    /// The key's quota for the current window is used up.
+    QuotaExceeded {
+        /// Seconds until the window resets.
+        retry_after_secs: u64,
+    },
+    /// The key store failed, and the layer fails closed.
+    StoreUnavailable,
+    /// The meter failed, and the layer fails closed.
+    MeterUnavailable,
+}
+
+/// The kinds of answer that can be customised, after AWS's gateway response types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ResponseType {
+    /// 403: missing, unknown or disabled key, or no plan (AWS's `INVALID_API_KEY`).
+    Forbidden,
+    /// 429: throttled (AWS's `THROTTLED`).
+    Throttled,
+    /// 429: quota used up (AWS's `QUOTA_EXCEEDED`).
+    QuotaExceeded,
+    /// 503: the store or meter failed (AWS's `DEFAULT_5XX`).
+    Unavailable,
+}
+
+impl ResponseType {
+    fn index(self) -> usize {
+        match self {
+            Self::Forbidden => 0,
+            Self::Throttled => 1,
+            Self::QuotaExceeded => 2,
+            Self::Unavailable => 3,
+        }
+    }
+}
+
+impl Rejection {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self.response_type() {
+            ResponseType::Forbidden => StatusCode::FORBIDDEN,
+            ResponseType::Throttled | ResponseType::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ResponseType::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Which customisable answer this is.
+    pub fn response_type(&self) -> ResponseType {
+        match self {
+            Self::MissingKey | Self::InvalidKey | Self::DisabledKey | Self::NoPlan => {
+                ResponseType::Forbidden
+            }
+            Self::Throttled { .. } => ResponseType::Throttled,
+            Self::QuotaExceeded { .. } => ResponseType::QuotaExceeded,
+            Self::StoreUnavailable | Self::MeterUnavailable => ResponseType::Unavailable,
+        }
+    }
+
+    /// Seconds a client should wait, for the 429s.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Throttled { retry_after_secs } | Self::QuotaExceeded { retry_after_secs } => {
+                Some(*retry_after_secs)
+            }
+            _ => None,
+        }
+    }
+
+    /// AWS's body.
+    pub fn body(&self) -> &'static str {
+        match self.response_type() {
+            ResponseType::Forbidden => r#"{"message":"Forbidden"}"#,
+            ResponseType::Throttled => r#"{"message":"Too Many Requests"}"#,
+            ResponseType::QuotaExceeded => r#"{"message":"Limit Exceeded"}"#,
+            ResponseType::Unavailable => r#"{"message":"Service Unavailable"}"#,
+        }
+    }
+
+    /// AWS's `x-amzn-ErrorType`.
+    pub fn error_type(&self) -> &'static str {
+        match self.response_type() {
+            ResponseType::Forbidden => "ForbiddenException",
+            ResponseType::Throttled => "TooManyRequestsException",
+            ResponseType::QuotaExceeded => "LimitExceededException",
+            ResponseType::Unavailable => "ServiceUnavailableException",
+        }
+    }
+
+    /// The gRPC status code for a gRPC request.
+    pub fn grpc_status(&self) -> u16 {
+        match self {
+            Self::MissingKey => 16,
+            Self::InvalidKey | Self::DisabledKey | Self::NoPlan => 7,
+            Self::Throttled { .. } | Self::QuotaExceeded { .. } => 8,
+            Self::StoreUnavailable | Self::MeterUnavailable => 14,
+        }
+    }
+
+    /// The `grpc-message` for a gRPC request.
+    pub fn grpc_message(&self) -> &'static str {
+        match self {
+            Self::MissingKey => "API key required: send it in the x-api-key metadata",
+            Self::InvalidKey | Self::DisabledKey | Self::NoPlan => "Forbidden",
+            Self::Throttled { .. } => "Too Many Requests: throttled",
+            Self::QuotaExceeded { .. } => "Limit Exceeded: quota used up",
+            Self::StoreUnavailable | Self::MeterUnavailable => "Service Unavailable",
+        }
+    }
+}
+
+/// A custom answer for one [`ResponseType`] (AWS's gateway response): the status, headers added
+/// to the answer, and the body.
+#[derive(Clone, Debug)]
+pub struct GatewayResponse {
+    /// The status.
+    pub status: StatusCode,
+    /// Headers to send (they replace the layer's own of the same name).
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl GatewayResponse {
+    /// An answer with this status and body, and `content-type: application/json`.
+    pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Self {
+            status,
+            headers,
+            body: body.into(),
+        }
+    }
+}
+
+/// The custom answers of a layer.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Responses {
+    custom: [Option<GatewayResponse>; 4],
+}
+
+impl Responses {
+    pub(crate) fn set(&mut self, kind: ResponseType, response: GatewayResponse) {
+        self.custom[kind.index()] = Some(response);
+    }
+}
+
+static X_AMZN_ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+
+/// What the rate-limit headers report, copied out of a [`Verdict`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RateInfo {
+    burst: Option<LimitState>,
+    quota: Option<(LimitState, QuotaPeriod)>,
+}
+
+impl RateInfo {
+    pub(crate) fn new(verdict: &Verdict, period: Option<QuotaPeriod>) -> Option<Self> {
+        let quota = verdict.quota.zip(period);
+        (verdict.burst.is_some() || quota.is_some()).then_some(Self {
+            burst: verdict.burst,
+            quota,
+        })
+    }
+
+    /// Adds `RateLimit-Policy` and `RateLimit`.
+    pub(crate) fn write(&self, headers: &mut HeaderMap) {
+        let mut policy = String::with_capacity(64);
+        let mut state = String::with_capacity(64);
+        let items = self
+            .burst
+            .map(|b| ("burst", b))
+            .into_iter()
+            .chain(self.quota.map(|(q, p)| {
+                let name = match p {
+                    QuotaPeriod::Day => "day",
+                    QuotaPeriod::Week => "week",
+                    QuotaPeriod::Month => "month",
+                };
+                (name, q)
+            }));
+        for (name, s) in items {
+            let sep = if policy.is_empty() { "" } else { ", " };
+            let _ = write!(policy, "{sep}\"{name}\";q={};w={}", s.limit, s.window_secs);
+            let _ = write!(state, "{sep}\"{name}\";r={};t={}", s.remaining, s.reset_secs);
+        }
+        if let (Ok(p), Ok(s)) = (HeaderValue::try_from(policy), HeaderValue::try_from(state)) {
+            headers.insert(RATELIMIT_POLICY.clone(), p);
+            headers.insert(RATELIMIT.clone(), s);
+        }
+    }
+}
+
+/// Builds the answer to a refused request.
+pub(crate) fn reject<B>(
+    rejection: Rejection,
+    rate: Option<&RateInfo>,
+    grpc: bool,
+    responses: &Responses,
+) -> Response<ResponseBody<B>> {
+    let mut headers = HeaderMap::with_capacity(6);
+    let (status, body) = if grpc {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert(GRPC_STATUS.clone(), HeaderValue::from(rejection.grpc_status()));
+        headers.insert(
+            GRPC_MESSAGE.clone(),
+            HeaderValue::from_static(rejection.grpc_message()),
+        );
+        (StatusCode::OK, Bytes::new())
+    } else if let Some(custom) = &responses.custom[rejection.response_type().index()] {
+        headers.insert(
+            X_AMZN_ERROR_TYPE.clone(),
+            HeaderValue::from_static(rejection.error_type()),
+        );
+        (custom.status, custom.body.clone())
+    } else {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            X_AMZN_ERROR_TYPE.clone(),
+            HeaderValue::from_static(rejection.error_type()),
+        );
+        (rejection.status(), Bytes::from_static(rejection.body().as_bytes()))
+    };
+    if let Some(secs) = rejection.retry_after() {
+        headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    if let Some(rate) = rate {
+        rate.write(&mut headers);
+    }
+    if !grpc {
+        if let Some(custom) = &responses.custom[rejection.response_type().index()] {
+            for (name, value) in &custom.headers {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    let mut response = Response::new(ResponseBody::full(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}

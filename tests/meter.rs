@@ -1,0 +1,130 @@
+//! The in-process meter: exact quotas under concurrency, usage per UTC day, bounded memory.
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use tower_usage_plans::clock::ManualClock;
+use tower_usage_plans::meter::{Admission, LocalMeter, Meter, Outcome};
+use tower_usage_plans::model::{ApiStage, Quota, QuotaPeriod, StageRef, Throttle, UsagePlan};
+use tower_usage_plans::period::Date;
+use tower_usage_plans::plan::{Bucket, StagePlan};
+
+fn plan(quota: Option<Quota>, throttle: Option<Throttle>) -> StagePlan {
+    let mut p = UsagePlan::new("plan", "Plan");
+    p.api_stages.push(ApiStage::new("api", "prod"));
+    p.quota = quota;
+    p.throttle = throttle;
+    StagePlan::new(&p, &StageRef::new("api", "prod")).unwrap()
+}
+
+fn admit(meter: &LocalMeter<ManualClock>, key: &Arc<str>, plan: &StagePlan) -> Outcome {
+    let bucket = if plan.throttle().is_some() { Bucket::Plan } else { Bucket::None };
+    let req = Admission { key_id: key, plan, bucket };
+    meter.admit_now(&req).unwrap().unwrap().outcome
+}
+
+#[test]
+fn n_concurrent_requests_against_a_quota_of_l_admit_exactly_min_n_l() {
+    for (threads, per_thread, limit) in [(8usize, 500usize, 1000u64), (8, 100, 5000), (4, 250, 1)] {
+        let clock = ManualClock::at_unix_secs(1_700_000_000);
+        let meter = LocalMeter::with_clock(clock);
+        let plan = Arc::new(plan(Some(Quota::new(limit, QuotaPeriod::Month, 0).unwrap()), None));
+        let key: Arc<str> = "k".into();
+        let start = Arc::new(Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (meter, plan, key, start) = (meter.clone(), plan.clone(), key.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    (0..per_thread)
+                        .filter(|_| admit(&meter, &key, &plan) == Outcome::Admitted)
+                        .count()
+                })
+            })
+            .collect();
+        let admitted: usize = handles.into_iter().map(|t| t.join().unwrap()).sum();
+        let n = threads * per_thread;
+        assert_eq!(admitted as u64, (n as u64).min(limit), "N={n} L={limit}");
+    }
+}
+
+#[test]
+fn a_plan_is_summed_over_the_stages_that_share_a_meter() {
+    let mut p = UsagePlan::new("plan", "Plan");
+    p.api_stages.push(ApiStage::new("api", "prod"));
+    p.api_stages.push(ApiStage::new("api", "beta"));
+    p.quota = Some(Quota::new(3, QuotaPeriod::Day, 0).unwrap());
+    let prod = StagePlan::new(&p, &StageRef::new("api", "prod")).unwrap();
+    let beta = StagePlan::new(&p, &StageRef::new("api", "beta")).unwrap();
+    let meter = LocalMeter::with_clock(ManualClock::at_unix_secs(1_700_000_000));
+    let key: Arc<str> = "k".into();
+    assert_eq!(admit(&meter, &key, &prod), Outcome::Admitted);
+    assert_eq!(admit(&meter, &key, &beta), Outcome::Admitted);
+    assert_eq!(admit(&meter, &key, &prod), Outcome::Admitted);
+    assert!(matches!(admit(&meter, &key, &beta), Outcome::QuotaExceeded { .. }));
+}
+
+#[tokio::test]
+async fn usage_per_utc_day_is_kept_for_90_days() {
+    let day0 = Date::new(2024, 1, 1).unwrap();
+    let clock = ManualClock::at_unix_secs(day0.unix_secs() + 3600);
+    let meter = LocalMeter::with_clock(clock.clone());
+    let plan = plan(Some(Quota::new(20, QuotaPeriod::Week, 1).unwrap()), None);
+    let key: Arc<str> = "k".into();
+    // Day i: i % 3 + 1 requests, for 100 days.
+    for i in 0..100u32 {
+        for _ in 0..(i % 3 + 1) {
+            admit(&meter, &key, &plan);
+        }
+        clock.advance(Duration::from_secs(86_400));
+    }
+    let today = Date::from_days(day0.days() + 100);
+    let first = Date::from_days(today.days() - 90);
+    let usage = meter.usage(&plan, "k", first, Date::from_days(today.days() - 1)).await.unwrap();
+    assert_eq!(usage.len(), 90);
+    for u in &usage {
+        let i = u.date.days() - day0.days();
+        assert_eq!(u.used, u64::from(i % 3 + 1), "{}", u.date);
+    }
+    // [used, remaining]: remaining counts down within each Monday-to-Monday week.
+    let monday = usage.iter().find(|u| u.date.weekday() == 1).unwrap();
+    assert_eq!(monday.remaining, Some(20 - monday.used));
+    let tuesday = usage.iter().find(|u| u.date.days() == monday.date.days() + 1).unwrap();
+    assert_eq!(tuesday.remaining, Some(20 - monday.used - tuesday.used));
+    // Older than the retention: gone.
+    let old = meter.usage(&plan, "k", day0, day0).await.unwrap();
+    assert_eq!(old[0].used, 0);
+    assert!(meter.usage(&plan, "k", today, first).await.is_err());
+}
+
+#[test]
+fn idle_keys_are_reclaimed() {
+    let clock = ManualClock::at_unix_secs(1_700_000_000);
+    let meter = LocalMeter::builder().clock(clock.clone()).retention_days(2).build();
+    let plan = plan(None, Some(Throttle::new(1.0, 5).unwrap()));
+    for i in 0..1000 {
+        let key: Arc<str> = format!("key{i}").into();
+        assert_eq!(admit(&meter, &key, &plan), Outcome::Admitted);
+    }
+    assert_eq!(meter.len(), 1000);
+    clock.advance(Duration::from_secs(86_400));
+    assert_eq!(meter.sweep(), 0, "seen within the retention");
+    clock.advance(Duration::from_secs(2 * 86_400));
+    // A new key arriving runs the hourly sweep.
+    admit(&meter, &"fresh".into(), &plan);
+    assert_eq!(meter.len(), 1);
+}
+
+#[test]
+fn a_bucket_that_refilled_is_dropped_without_giving_extra_tokens() {
+    let clock = ManualClock::at_unix_secs(1_700_000_000);
+    let meter = LocalMeter::with_clock(clock.clone());
+    let plan = plan(None, Some(Throttle::new(0.01, 2).unwrap())); // fills in 200 s
+    let key: Arc<str> = "k".into();
+    assert_eq!(admit(&meter, &key, &plan), Outcome::Admitted);
+    assert_eq!(admit(&meter, &key, &plan), Outcome::Admitted);
+    clock.advance(Duration::from_secs(150));
+    meter.sweep(); // not yet refilled: the bucket stays
+    assert_eq!(admit(&meter, &key, &plan), Outcome::Admitted);
+    assert!(matches!(admit(&meter, &key, &plan), Outcome::Throttled { .. }));
+}
