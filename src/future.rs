@@ -65,7 +65,9 @@ impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
             Kind::Ready { .. } => "Ready",
             Kind::Boxed { .. } => "Boxed",
         };
-        f.debug_struct("ResponseFuture").field("state", &state).finish()
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
     }
 }
 

@@ -59,7 +59,9 @@ pub(crate) enum Step {
 impl<St: KeyStore, M: Meter> Shared<St, M> {
     /// The key's plan, or why the key is refused.
     #[inline]
-    fn plan<'a>(grant: Option<KeyRef<'a>>) -> Result<(&'a Arc<str>, &'a Arc<StagePlan>), Rejection> {
+    fn plan<'a>(
+        grant: Option<KeyRef<'a>>,
+    ) -> Result<(&'a Arc<str>, &'a Arc<StagePlan>), Rejection> {
         let grant = grant.ok_or(Rejection::InvalidKey)?;
         if !grant.enabled {
             return Err(Rejection::DisabledKey);
@@ -95,7 +97,12 @@ impl<St: KeyStore, M: Meter> Shared<St, M> {
 
     /// Decides at once if the meter can.
     #[inline]
-    pub(crate) fn decide_now(&self, grant: Option<KeyRef<'_>>, resource: &str, method: &Method) -> Step {
+    pub(crate) fn decide_now(
+        &self,
+        grant: Option<KeyRef<'_>>,
+        resource: &str,
+        method: &Method,
+    ) -> Step {
         let (key_id, plan) = match Self::plan(grant) {
             Ok(found) => found,
             Err(rejection) => return Step::Done(Decision::Reject(rejection, None)),
@@ -117,7 +124,12 @@ impl<St: KeyStore, M: Meter> Shared<St, M> {
     }
 
     /// Decides, awaiting the meter.
-    pub(crate) async fn decide(&self, grant: Option<KeyRef<'_>>, resource: &str, method: &Method) -> Decision {
+    pub(crate) async fn decide(
+        &self,
+        grant: Option<KeyRef<'_>>,
+        resource: &str,
+        method: &Method,
+    ) -> Decision {
         let (key_id, plan) = match Self::plan(grant) {
             Ok(found) => found,
             Err(rejection) => return Decision::Reject(rejection, None),
@@ -351,9 +363,7 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
         for plan in &plans {
             for m in plan.methods() {
                 let (method, resource) = (m.method.method(), m.method.resource());
-                if resource.contains('{')
-                    && !routes.has_template(resource)
-                {
+                if resource.contains('{') && !routes.has_template(resource) {
                     routes.set(method.clone(), resource, self.default_required)?;
                 }
                 if !routes.key_required_for(method, resource) {

@@ -635,7 +635,15 @@ mod tests {
             assert_eq!((p.resource(), p.method().as_str()), (r, m));
             assert_eq!(p.to_string(), s);
         }
-        for bad in ["GET", "/items/get", "/items/", "items/GET", "/GET", "/items//GET", ""] {
+        for bad in [
+            "GET",
+            "/items/get",
+            "/items/",
+            "items/GET",
+            "/GET",
+            "/items//GET",
+            "",
+        ] {
             assert!(bad.parse::<MethodPath>().is_err(), "{bad}");
         }
     }
@@ -670,6 +678,10 @@ mod tests {
         p.api_stages[0]
             .throttle
             .insert("/items/GET".into(), Throttle::new(1.0, 1).unwrap());
-        assert!(p.validate().unwrap_err().reason.contains("plan-level throttle"));
+        assert!(p
+            .validate()
+            .unwrap_err()
+            .reason
+            .contains("plan-level throttle"));
     }
 }

@@ -256,7 +256,10 @@ mod tests {
     fn day_window_turns_at_midnight_utc() {
         let last = at(2024, 5, 1, 23, 59, 59);
         let w = window(QuotaPeriod::Day, 0, last);
-        assert_eq!((w.start_date(), w.end_date()), (day(2024, 5, 1), day(2024, 5, 2)));
+        assert_eq!(
+            (w.start_date(), w.end_date()),
+            (day(2024, 5, 1), day(2024, 5, 2))
+        );
         assert_eq!(w.secs_until_end(last), 1);
         let w2 = window(QuotaPeriod::Day, 0, last + 1);
         assert_eq!(w2.start_date(), day(2024, 5, 2));
@@ -267,47 +270,92 @@ mod tests {
     fn week_offset_0_starts_sunday() {
         // Saturday 2024-03-09 23:59:59 is in the week that began Sunday 2024-03-03.
         let sat = at(2024, 3, 9, 23, 59, 59);
-        assert_eq!(window(QuotaPeriod::Week, 0, sat).start_date(), day(2024, 3, 3));
+        assert_eq!(
+            window(QuotaPeriod::Week, 0, sat).start_date(),
+            day(2024, 3, 3)
+        );
         let sun = sat + 1;
         let w = window(QuotaPeriod::Week, 0, sun);
-        assert_eq!((w.start_date(), w.end_date()), (day(2024, 3, 10), day(2024, 3, 17)));
+        assert_eq!(
+            (w.start_date(), w.end_date()),
+            (day(2024, 3, 10), day(2024, 3, 17))
+        );
     }
 
     #[test]
     fn week_offset_1_starts_monday() {
         let sun = at(2024, 3, 10, 23, 59, 59);
-        assert_eq!(window(QuotaPeriod::Week, 1, sun).start_date(), day(2024, 3, 4));
+        assert_eq!(
+            window(QuotaPeriod::Week, 1, sun).start_date(),
+            day(2024, 3, 4)
+        );
         let mon = sun + 1;
         let w = window(QuotaPeriod::Week, 1, mon);
-        assert_eq!((w.start_date(), w.end_date()), (day(2024, 3, 11), day(2024, 3, 18)));
-        assert_eq!(window(QuotaPeriod::Week, 6, mon).start_date(), day(2024, 3, 9));
+        assert_eq!(
+            (w.start_date(), w.end_date()),
+            (day(2024, 3, 11), day(2024, 3, 18))
+        );
+        assert_eq!(
+            window(QuotaPeriod::Week, 6, mon).start_date(),
+            day(2024, 3, 9)
+        );
     }
 
     #[test]
     fn month_offset_0_turns_after_feb_28_and_29_and_the_31st() {
         let w = window(QuotaPeriod::Month, 0, at(2023, 2, 28, 23, 59, 59));
-        assert_eq!((w.start_date(), w.end_date()), (day(2023, 2, 1), day(2023, 3, 1)));
-        assert_eq!(window(QuotaPeriod::Month, 0, at(2023, 3, 1, 0, 0, 0)).start_date(), day(2023, 3, 1));
+        assert_eq!(
+            (w.start_date(), w.end_date()),
+            (day(2023, 2, 1), day(2023, 3, 1))
+        );
+        assert_eq!(
+            window(QuotaPeriod::Month, 0, at(2023, 3, 1, 0, 0, 0)).start_date(),
+            day(2023, 3, 1)
+        );
         let leap = window(QuotaPeriod::Month, 0, at(2024, 2, 29, 23, 59, 59));
-        assert_eq!((leap.start_date(), leap.end_date()), (day(2024, 2, 1), day(2024, 3, 1)));
+        assert_eq!(
+            (leap.start_date(), leap.end_date()),
+            (day(2024, 2, 1), day(2024, 3, 1))
+        );
         assert_eq!(leap.len_secs(), 29 * SECS_PER_DAY);
         let dec = window(QuotaPeriod::Month, 0, at(2024, 12, 31, 23, 59, 59));
-        assert_eq!((dec.start_date(), dec.end_date()), (day(2024, 12, 1), day(2025, 1, 1)));
-        assert_eq!(window(QuotaPeriod::Month, 0, at(2025, 1, 1, 0, 0, 0)).start_date(), day(2025, 1, 1));
+        assert_eq!(
+            (dec.start_date(), dec.end_date()),
+            (day(2024, 12, 1), day(2025, 1, 1))
+        );
+        assert_eq!(
+            window(QuotaPeriod::Month, 0, at(2025, 1, 1, 0, 0, 0)).start_date(),
+            day(2025, 1, 1)
+        );
     }
 
     #[test]
     fn month_offset_27_runs_from_the_28th() {
         let w = window(QuotaPeriod::Month, 27, at(2024, 2, 27, 23, 59, 59));
-        assert_eq!((w.start_date(), w.end_date()), (day(2024, 1, 28), day(2024, 2, 28)));
+        assert_eq!(
+            (w.start_date(), w.end_date()),
+            (day(2024, 1, 28), day(2024, 2, 28))
+        );
         let w = window(QuotaPeriod::Month, 27, at(2024, 2, 28, 0, 0, 0));
-        assert_eq!((w.start_date(), w.end_date()), (day(2024, 2, 28), day(2024, 3, 28)));
+        assert_eq!(
+            (w.start_date(), w.end_date()),
+            (day(2024, 2, 28), day(2024, 3, 28))
+        );
         // The 29th of a leap February and the 31st stay in the window that began on the 28th.
-        assert_eq!(window(QuotaPeriod::Month, 27, at(2024, 2, 29, 12, 0, 0)).start_date(), day(2024, 2, 28));
+        assert_eq!(
+            window(QuotaPeriod::Month, 27, at(2024, 2, 29, 12, 0, 0)).start_date(),
+            day(2024, 2, 28)
+        );
         let w = window(QuotaPeriod::Month, 27, at(2024, 1, 31, 23, 59, 59));
-        assert_eq!((w.start_date(), w.end_date()), (day(2024, 1, 28), day(2024, 2, 28)));
+        assert_eq!(
+            (w.start_date(), w.end_date()),
+            (day(2024, 1, 28), day(2024, 2, 28))
+        );
         // January's window starts in the December before.
         let w = window(QuotaPeriod::Month, 27, at(2025, 1, 5, 0, 0, 0));
-        assert_eq!((w.start_date(), w.end_date()), (day(2024, 12, 28), day(2025, 1, 28)));
+        assert_eq!(
+            (w.start_date(), w.end_date()),
+            (day(2024, 12, 28), day(2025, 1, 28))
+        );
     }
 }

@@ -248,7 +248,11 @@ impl RateInfo {
         for (name, s) in items {
             let sep = if policy.is_empty() { "" } else { ", " };
             let _ = write!(policy, "{sep}\"{name}\";q={};w={}", s.limit, s.window_secs);
-            let _ = write!(state, "{sep}\"{name}\";r={};t={}", s.remaining, s.reset_secs);
+            let _ = write!(
+                state,
+                "{sep}\"{name}\";r={};t={}",
+                s.remaining, s.reset_secs
+            );
         }
         if let (Ok(p), Ok(s)) = (HeaderValue::try_from(policy), HeaderValue::try_from(state)) {
             headers.insert(RATELIMIT_POLICY.clone(), p);
@@ -267,7 +271,10 @@ pub(crate) fn reject<B>(
     let mut headers = HeaderMap::with_capacity(6);
     let (status, body) = if grpc {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        headers.insert(GRPC_STATUS.clone(), HeaderValue::from(rejection.grpc_status()));
+        headers.insert(
+            GRPC_STATUS.clone(),
+            HeaderValue::from(rejection.grpc_status()),
+        );
         headers.insert(
             GRPC_MESSAGE.clone(),
             HeaderValue::from_static(rejection.grpc_message()),
@@ -285,7 +292,10 @@ pub(crate) fn reject<B>(
             X_AMZN_ERROR_TYPE.clone(),
             HeaderValue::from_static(rejection.error_type()),
         );
-        (rejection.status(), Bytes::from_static(rejection.body().as_bytes()))
+        (
+            rejection.status(),
+            Bytes::from_static(rejection.body().as_bytes()),
+        )
     };
     if let Some(secs) = rejection.retry_after() {
         headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));

@@ -108,7 +108,12 @@ where
         let pending = match pending {
             Err(Decision::Admit(rate)) => return ResponseFuture::inner(self.inner.call(req), rate),
             Err(Decision::Reject(rejection, rate)) => {
-                return ResponseFuture::ready(reject(rejection, rate.as_ref(), grpc, &shared.responses))
+                return ResponseFuture::ready(reject(
+                    rejection,
+                    rate.as_ref(),
+                    grpc,
+                    &shared.responses,
+                ))
             }
             Ok(pending) => pending,
         };

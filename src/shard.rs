@@ -59,7 +59,9 @@ impl<T> ShardedTable<T> {
         f: impl FnOnce(Option<&T>) -> R,
     ) -> R {
         let shard = self.shard(hash).read();
-        f(shard.find(hash, |s| s.hash == hash && eq(&s.value)).map(|s| &s.value))
+        f(shard
+            .find(hash, |s| s.hash == hash && eq(&s.value))
+            .map(|s| &s.value))
     }
 
     /// Runs `f` on the entry that `eq` picks, inserting `make()` first if there is none.
@@ -148,7 +150,10 @@ mod tests {
         assert_eq!(t.len(), 1000);
         let h = t.hash("k7");
         assert_eq!(t.read(h, |e| e.0 == "k7", |e| e.map(|e| e.1)), Some(7));
-        assert_eq!(t.insert(h, |e| e.0 == "k7", ("k7".into(), 70)).map(|e| e.1), Some(7));
+        assert_eq!(
+            t.insert(h, |e| e.0 == "k7", ("k7".into(), 70)).map(|e| e.1),
+            Some(7)
+        );
         assert_eq!(t.remove(h, |e| e.0 == "k7").map(|e| e.1), Some(70));
         assert_eq!(t.read(h, |e| e.0 == "k7", |e| e.is_some()), false);
         let h = t.hash("new");

@@ -80,7 +80,10 @@ async fn burst_then_429_with_retry_after_and_no_quota_spent() {
     let a = send(&app.router, Method::POST, "/orders", Some(FREE)).await;
     assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(a.body, r#"{"message":"Too Many Requests"}"#);
-    assert_eq!(a.header("x-amzn-errortype"), Some("TooManyRequestsException"));
+    assert_eq!(
+        a.header("x-amzn-errortype"),
+        Some("TooManyRequestsException")
+    );
     assert_eq!(a.header("retry-after"), Some("1"));
     assert_eq!(hits(&app), 5);
     // Half a second later, one token (2 per second).
@@ -89,20 +92,35 @@ async fn burst_then_429_with_retry_after_and_no_quota_spent() {
     assert_eq!((ok, throttled), (1, 1));
     // Only the 6 admitted requests count against the quota of 1000.
     let a = send(&app.router, Method::GET, "/items", Some(FREE)).await;
-    assert!(a.header("ratelimit").unwrap().contains("\"day\";r=993;"), "{:?}", a.headers);
+    assert!(
+        a.header("ratelimit").unwrap().contains("\"day\";r=993;"),
+        "{:?}",
+        a.headers
+    );
 }
 
 #[tokio::test]
 async fn fractional_rates_refill_slowly() {
     let store = article_store();
     store
-        .update_usage_plan("plan111", &[PatchOperation::replace("/throttle/rateLimit", "0.1")])
+        .update_usage_plan(
+            "plan111",
+            &[PatchOperation::replace("/throttle/rateLimit", "0.1")],
+        )
         .unwrap();
     store
-        .update_usage_plan("plan111", &[PatchOperation::replace("/throttle/burstLimit", "1")])
+        .update_usage_plan(
+            "plan111",
+            &[PatchOperation::replace("/throttle/burstLimit", "1")],
+        )
         .unwrap();
     let app = app_from(store, ManualClock::at_unix_secs(noon()), |b| b);
-    assert_eq!(send(&app.router, Method::GET, "/items/1", Some(FREE)).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&app.router, Method::GET, "/items/1", Some(FREE))
+            .await
+            .status,
+        StatusCode::OK
+    );
     let a = send(&app.router, Method::GET, "/items/1", Some(FREE)).await;
     assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(a.header("retry-after"), Some("10"));
@@ -110,7 +128,12 @@ async fn fractional_rates_refill_slowly() {
     let a = send(&app.router, Method::GET, "/items/1", Some(FREE)).await;
     assert_eq!(a.header("retry-after"), Some("1"));
     app.clock.advance(Duration::from_secs(1));
-    assert_eq!(send(&app.router, Method::GET, "/items/1", Some(FREE)).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&app.router, Method::GET, "/items/1", Some(FREE))
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -134,8 +157,14 @@ async fn templated_overrides_match_concrete_paths() {
         .update_usage_plan(
             "plan222",
             &[
-                PatchOperation::replace("/apiStages/abc123def4:prod/throttle/items~1{id}/GET/burstLimit", "3"),
-                PatchOperation::replace("/apiStages/abc123def4:prod/throttle/items~1{id}/GET/rateLimit", "1"),
+                PatchOperation::replace(
+                    "/apiStages/abc123def4:prod/throttle/items~1{id}/GET/burstLimit",
+                    "3",
+                ),
+                PatchOperation::replace(
+                    "/apiStages/abc123def4:prod/throttle/items~1{id}/GET/rateLimit",
+                    "1",
+                ),
             ],
         )
         .unwrap();
@@ -162,7 +191,12 @@ async fn quota_used_up_is_429_limit_exceeded_until_midnight_utc() {
     assert_eq!(a.header("retry-after"), Some("43200"));
     // A refused-for-quota request takes no token: after the window turns, the burst is whole.
     app.clock.advance(Duration::from_secs(43_199));
-    assert_eq!(send(&app.router, Method::GET, "/items", Some(FREE)).await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        send(&app.router, Method::GET, "/items", Some(FREE))
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     app.clock.advance(Duration::from_secs(1));
     let (ok, refused) = burst(&app.router, Method::GET, "/items", FREE, 4).await;
     assert_eq!((ok, refused), (3, 1));
@@ -177,11 +211,17 @@ async fn rate_limit_headers_on_admitted_and_refused_answers() {
         a.header("ratelimit-policy"),
         Some("\"burst\";q=5;w=3, \"day\";q=1000;w=86400")
     );
-    assert_eq!(a.header("ratelimit"), Some("\"burst\";r=4;t=1, \"day\";r=999;t=43200"));
+    assert_eq!(
+        a.header("ratelimit"),
+        Some("\"burst\";r=4;t=1, \"day\";r=999;t=43200")
+    );
     burst(&app.router, Method::POST, "/orders", FREE, 4).await;
     let a = send(&app.router, Method::POST, "/orders", Some(FREE)).await;
     assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(a.header("ratelimit"), Some("\"burst\";r=0;t=1, \"day\";r=995;t=43200"));
+    assert_eq!(
+        a.header("ratelimit"),
+        Some("\"burst\";r=0;t=1, \"day\";r=995;t=43200")
+    );
 
     let off = app_from(article_store(), ManualClock::at_unix_secs(noon()), |b| {
         b.rate_limit_headers(false)
@@ -196,7 +236,10 @@ async fn answers_can_be_customised() {
     let app = app_from(article_store(), ManualClock::at_unix_secs(noon()), |b| {
         b.response(
             ResponseType::Forbidden,
-            GatewayResponse::json(StatusCode::UNAUTHORIZED, r#"{"error":"get a key at example.com"}"#),
+            GatewayResponse::json(
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":"get a key at example.com"}"#,
+            ),
         )
         .response(
             ResponseType::Throttled,
@@ -208,7 +251,10 @@ async fn answers_can_be_customised() {
     assert_eq!(a.body, r#"{"error":"get a key at example.com"}"#);
     burst(&app.router, Method::POST, "/orders", FREE, 5).await;
     let a = send(&app.router, Method::POST, "/orders", Some(FREE)).await;
-    assert_eq!((a.status, a.body.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "slow down"));
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "slow down")
+    );
     assert_eq!(a.header("retry-after"), Some("1"));
 }
 
@@ -216,13 +262,21 @@ async fn answers_can_be_customised() {
 async fn disabled_keys_and_keys_without_a_plan_on_the_stage_get_403() {
     let store = article_store();
     store
-        .put_api_key(ApiKey::new("lonely", "no plan", ApiKeyValue::new("L".repeat(30)).unwrap()))
+        .put_api_key(ApiKey::new(
+            "lonely",
+            "no plan",
+            ApiKeyValue::new("L".repeat(30)).unwrap(),
+        ))
         .unwrap();
     let mut dev = UsagePlan::new("devplan", "Dev");
     dev.api_stages.push(ApiStage::new(API, "dev"));
     store.create_usage_plan(dev).unwrap();
     store
-        .put_api_key(ApiKey::new("devkey", "dev only", ApiKeyValue::new("D".repeat(30)).unwrap()))
+        .put_api_key(ApiKey::new(
+            "devkey",
+            "dev only",
+            ApiKeyValue::new("D".repeat(30)).unwrap(),
+        ))
         .unwrap();
     store.create_usage_plan_key("devplan", "devkey").unwrap();
     let app = app_from(store.clone(), ManualClock::at_unix_secs(noon()), |b| b);
@@ -234,15 +288,35 @@ async fn disabled_keys_and_keys_without_a_plan_on_the_stage_get_403() {
     store
         .update_api_key("key111aaa", &[PatchOperation::replace("/enabled", "false")])
         .unwrap();
-    assert_eq!(send(&app.router, Method::GET, "/items", Some(FREE)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(&app.router, Method::GET, "/items", Some(FREE))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
     store
         .update_api_key("key111aaa", &[PatchOperation::replace("/enabled", "true")])
         .unwrap();
-    assert_eq!(send(&app.router, Method::GET, "/items", Some(FREE)).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&app.router, Method::GET, "/items", Some(FREE))
+            .await
+            .status,
+        StatusCode::OK
+    );
     store.create_usage_plan_key("plan111", "lonely").unwrap();
-    assert_eq!(send(&app.router, Method::GET, "/items", Some(&"L".repeat(30))).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&app.router, Method::GET, "/items", Some(&"L".repeat(30)))
+            .await
+            .status,
+        StatusCode::OK
+    );
     store.delete_usage_plan_key("plan111", "lonely").unwrap();
-    assert_eq!(send(&app.router, Method::GET, "/items", Some(&"L".repeat(30))).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(&app.router, Method::GET, "/items", Some(&"L".repeat(30)))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(hits(&app), 2);
 }
 
@@ -251,10 +325,18 @@ async fn runtime_plan_changes_apply_to_the_next_request() {
     let app = app();
     let (ok, _) = burst(&app.router, Method::GET, "/items/1", FREE, 10).await;
     assert_eq!(ok, 10);
-    assert_eq!(send(&app.router, Method::GET, "/items/1", Some(FREE)).await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        send(&app.router, Method::GET, "/items/1", Some(FREE))
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     // A bigger bucket: the new throttle gets a new, full bucket.
     app.store
-        .update_usage_plan("plan111", &[PatchOperation::replace("/throttle/burstLimit", "30")])
+        .update_usage_plan(
+            "plan111",
+            &[PatchOperation::replace("/throttle/burstLimit", "30")],
+        )
         .unwrap();
     let (ok, throttled) = burst(&app.router, Method::GET, "/items/1", FREE, 31).await;
     assert_eq!((ok, throttled), (30, 1));
@@ -263,12 +345,17 @@ async fn runtime_plan_changes_apply_to_the_next_request() {
 #[tokio::test]
 async fn a_key_is_in_one_plan_per_stage() {
     let store = article_store();
-    let err = store.create_usage_plan_key("plan222", "key111aaa").unwrap_err();
+    let err = store
+        .create_usage_plan_key("plan222", "key111aaa")
+        .unwrap_err();
     assert!(err.to_string().contains("only one plan per stage"), "{err}");
     assert!(!err.to_string().contains(FREE));
     let app = app_from(store, ManualClock::at_unix_secs(noon()), |b| b);
     let a = send(&app.router, Method::GET, "/items", Some(FREE)).await;
-    assert_eq!(a.header("ratelimit-policy"), Some("\"burst\";q=20;w=2, \"day\";q=1000;w=86400"));
+    assert_eq!(
+        a.header("ratelimit-policy"),
+        Some("\"burst\";q=20;w=2, \"day\";q=1000;w=86400")
+    );
 }
 
 #[tokio::test]
@@ -278,15 +365,29 @@ async fn mistake_1_an_override_on_a_method_without_key_is_reported() {
         .update_usage_plan(
             "plan111",
             &[
-                PatchOperation::replace("/apiStages/abc123def4:prod/throttle/health/GET/burstLimit", "1"),
-                PatchOperation::replace("/apiStages/abc123def4:prod/throttle/health/GET/rateLimit", "1"),
+                PatchOperation::replace(
+                    "/apiStages/abc123def4:prod/throttle/health/GET/burstLimit",
+                    "1",
+                ),
+                PatchOperation::replace(
+                    "/apiStages/abc123def4:prod/throttle/health/GET/rateLimit",
+                    "1",
+                ),
             ],
         )
         .unwrap();
-    let err = builder(store.clone(), &ManualClock::default()).build().unwrap_err();
-    assert!(matches!(err, ConfigError::UnreachableOverride { .. }), "{err}");
+    let err = builder(store.clone(), &ManualClock::default())
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err, ConfigError::UnreachableOverride { .. }),
+        "{err}"
+    );
     let msg = err.to_string();
-    assert!(msg.contains("plan111") && msg.contains("/health/GET"), "{msg}");
+    assert!(
+        msg.contains("plan111") && msg.contains("/health/GET"),
+        "{msg}"
+    );
     // AWS's own default (no key unless marked) makes an unmarked method unreachable too.
     let store = article_store();
     let err = UsagePlanLayer::builder(store)
@@ -302,10 +403,20 @@ async fn mistake_1_an_override_on_a_method_without_key_is_reported() {
 async fn other_key_sources() {
     let store = article_store();
     let app = app_from(store.clone(), ManualClock::at_unix_secs(noon()), |b| {
-        b.key_source(KeySource::Header(http::HeaderName::from_static("x-client-key")))
+        b.key_source(KeySource::Header(http::HeaderName::from_static(
+            "x-client-key",
+        )))
     });
-    assert_eq!(send(&app.router, Method::GET, "/items", Some(FREE)).await.status, StatusCode::FORBIDDEN);
-    let req = Request::get("/items").header("x-client-key", FREE).body(Body::empty()).unwrap();
+    assert_eq!(
+        send(&app.router, Method::GET, "/items", Some(FREE))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let req = Request::get("/items")
+        .header("x-client-key", FREE)
+        .body(Body::empty())
+        .unwrap();
     assert_eq!(send_req(&app.router, req).await.status, StatusCode::OK);
 
     // An authorizer in front puts the usage identifier key in the extensions.
@@ -318,15 +429,26 @@ async fn other_key_sources() {
         .layer(layer)
         .layer(axum::middleware::from_fn(
             |mut req: axum::extract::Request, next: axum::middleware::Next| async move {
-                if req.headers().get("authorization").is_some_and(|v| v == "Bearer client-b") {
-                    req.extensions_mut().insert(UsageIdentifierKey::new(PREMIUM));
+                if req
+                    .headers()
+                    .get("authorization")
+                    .is_some_and(|v| v == "Bearer client-b")
+                {
+                    req.extensions_mut()
+                        .insert(UsageIdentifierKey::new(PREMIUM));
                 }
                 next.run(req).await
             },
         ));
-    let req = Request::get("/items").header("authorization", "Bearer client-b").body(Body::empty()).unwrap();
+    let req = Request::get("/items")
+        .header("authorization", "Bearer client-b")
+        .body(Body::empty())
+        .unwrap();
     assert_eq!(send_req(&router, req).await.status, StatusCode::OK);
-    let req = Request::get("/items").header("x-api-key", PREMIUM).body(Body::empty()).unwrap();
+    let req = Request::get("/items")
+        .header("x-api-key", PREMIUM)
+        .body(Body::empty())
+        .unwrap();
     assert_eq!(send_req(&router, req).await.status, StatusCode::FORBIDDEN);
 }
 
@@ -342,7 +464,10 @@ async fn new_serves_any_stage_and_requires_keys_everywhere() {
     let router = axum::Router::new()
         .route("/anything", axum::routing::get(|| async { "yes" }))
         .layer(UsagePlanLayer::new(store));
-    assert_eq!(send(&router, Method::GET, "/anything", None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(&router, Method::GET, "/anything", None).await.status,
+        StatusCode::FORBIDDEN
+    );
     let (ok, throttled) = burst(&router, Method::GET, "/anything", key.value.expose(), 3).await;
     assert_eq!((ok, throttled), (2, 1));
 }
@@ -351,6 +476,11 @@ async fn new_serves_any_stage_and_requires_keys_everywhere() {
 async fn debug_output_never_shows_a_key_value() {
     let app = app();
     let layer = builder(app.store.clone(), &app.clock).build().unwrap();
-    let text = format!("{layer:?} {:?} {:?} {:?}", app.store, app.store.api_keys(), app.store.to_config());
+    let text = format!(
+        "{layer:?} {:?} {:?} {:?}",
+        app.store,
+        app.store.api_keys(),
+        app.store.to_config()
+    );
     assert!(!text.contains(FREE) && !text.contains(PREMIUM), "{text}");
 }

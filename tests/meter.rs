@@ -18,8 +18,16 @@ fn plan(quota: Option<Quota>, throttle: Option<Throttle>) -> StagePlan {
 }
 
 fn admit(meter: &LocalMeter<ManualClock>, key: &Arc<str>, plan: &StagePlan) -> Outcome {
-    let bucket = if plan.throttle().is_some() { Bucket::Plan } else { Bucket::None };
-    let req = Admission { key_id: key, plan, bucket };
+    let bucket = if plan.throttle().is_some() {
+        Bucket::Plan
+    } else {
+        Bucket::None
+    };
+    let req = Admission {
+        key_id: key,
+        plan,
+        bucket,
+    };
     meter.admit_now(&req).unwrap().unwrap().outcome
 }
 
@@ -28,12 +36,16 @@ fn n_concurrent_requests_against_a_quota_of_l_admit_exactly_min_n_l() {
     for (threads, per_thread, limit) in [(8usize, 500usize, 1000u64), (8, 100, 5000), (4, 250, 1)] {
         let clock = ManualClock::at_unix_secs(1_700_000_000);
         let meter = LocalMeter::with_clock(clock);
-        let plan = Arc::new(plan(Some(Quota::new(limit, QuotaPeriod::Month, 0).unwrap()), None));
+        let plan = Arc::new(plan(
+            Some(Quota::new(limit, QuotaPeriod::Month, 0).unwrap()),
+            None,
+        ));
         let key: Arc<str> = "k".into();
         let start = Arc::new(Barrier::new(threads));
         let handles: Vec<_> = (0..threads)
             .map(|_| {
-                let (meter, plan, key, start) = (meter.clone(), plan.clone(), key.clone(), start.clone());
+                let (meter, plan, key, start) =
+                    (meter.clone(), plan.clone(), key.clone(), start.clone());
                 std::thread::spawn(move || {
                     start.wait();
                     (0..per_thread)
@@ -61,7 +73,10 @@ fn a_plan_is_summed_over_the_stages_that_share_a_meter() {
     assert_eq!(admit(&meter, &key, &prod), Outcome::Admitted);
     assert_eq!(admit(&meter, &key, &beta), Outcome::Admitted);
     assert_eq!(admit(&meter, &key, &prod), Outcome::Admitted);
-    assert!(matches!(admit(&meter, &key, &beta), Outcome::QuotaExceeded { .. }));
+    assert!(matches!(
+        admit(&meter, &key, &beta),
+        Outcome::QuotaExceeded { .. }
+    ));
 }
 
 #[tokio::test]
@@ -80,7 +95,10 @@ async fn usage_per_utc_day_is_kept_for_90_days() {
     }
     let today = Date::from_days(day0.days() + 100);
     let first = Date::from_days(today.days() - 90);
-    let usage = meter.usage(&plan, "k", first, Date::from_days(today.days() - 1)).await.unwrap();
+    let usage = meter
+        .usage(&plan, "k", first, Date::from_days(today.days() - 1))
+        .await
+        .unwrap();
     assert_eq!(usage.len(), 90);
     for u in &usage {
         let i = u.date.days() - day0.days();
@@ -89,7 +107,10 @@ async fn usage_per_utc_day_is_kept_for_90_days() {
     // [used, remaining]: remaining counts down within each Monday-to-Monday week.
     let monday = usage.iter().find(|u| u.date.weekday() == 1).unwrap();
     assert_eq!(monday.remaining, Some(20 - monday.used));
-    let tuesday = usage.iter().find(|u| u.date.days() == monday.date.days() + 1).unwrap();
+    let tuesday = usage
+        .iter()
+        .find(|u| u.date.days() == monday.date.days() + 1)
+        .unwrap();
     assert_eq!(tuesday.remaining, Some(20 - monday.used - tuesday.used));
     // Older than the retention: gone.
     let old = meter.usage(&plan, "k", day0, day0).await.unwrap();
@@ -100,7 +121,10 @@ async fn usage_per_utc_day_is_kept_for_90_days() {
 #[test]
 fn idle_keys_are_reclaimed() {
     let clock = ManualClock::at_unix_secs(1_700_000_000);
-    let meter = LocalMeter::builder().clock(clock.clone()).retention_days(2).build();
+    let meter = LocalMeter::builder()
+        .clock(clock.clone())
+        .retention_days(2)
+        .build();
     let plan = plan(None, Some(Throttle::new(1.0, 5).unwrap()));
     for i in 0..1000 {
         let key: Arc<str> = format!("key{i}").into();
@@ -126,5 +150,8 @@ fn a_bucket_that_refilled_is_dropped_without_giving_extra_tokens() {
     clock.advance(Duration::from_secs(150));
     meter.sweep(); // not yet refilled: the bucket stays
     assert_eq!(admit(&meter, &key, &plan), Outcome::Admitted);
-    assert!(matches!(admit(&meter, &key, &plan), Outcome::Throttled { .. }));
+    assert!(matches!(
+        admit(&meter, &key, &plan),
+        Outcome::Throttled { .. }
+    ));
 }

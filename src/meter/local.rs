@@ -360,8 +360,11 @@ impl<C: Clock + Clone> LocalMeter<C> {
         BucketState {
             tag,
             throttle: *t,
-            limiter: RateLimiter::direct_with_clock(gov_quota(t), GovClock(self.inner.clock.clone()))
-                .with_middleware::<StateInformationMiddleware>(),
+            limiter: RateLimiter::direct_with_clock(
+                gov_quota(t),
+                GovClock(self.inner.clock.clone()),
+            )
+            .with_middleware::<StateInformationMiddleware>(),
         }
     }
 
@@ -380,11 +383,7 @@ impl<C: Clock + Clone> LocalMeter<C> {
             .into());
         }
         if end.days() - start.days() > 366 {
-            return Err(FieldError::new(
-                "endDate",
-                "the range may span at most 366 days",
-            )
-            .into());
+            return Err(FieldError::new("endDate", "the range may span at most 366 days").into());
         }
         let mut days: Vec<(u32, u64)> = Vec::new();
         let hash = self.hash(plan.id(), key_id);

@@ -273,7 +273,10 @@ impl MemoryStore {
     /// Deletes a key and its links to plans.
     pub fn delete_api_key(&self, id: &str) -> Result<(), StoreError> {
         let mut data = self.inner.data.lock();
-        let key = data.keys.remove(id).ok_or_else(|| not_found("API key", id))?;
+        let key = data
+            .keys
+            .remove(id)
+            .ok_or_else(|| not_found("API key", id))?;
         self.unindex_value(key.value.expose());
         for plan in data.key_plans.remove(id).unwrap_or_default() {
             if let Some(ks) = data.links.get_mut(&plan) {
@@ -345,7 +348,10 @@ impl MemoryStore {
         ops: &[PatchOperation],
     ) -> Result<UsagePlan, StoreError> {
         let mut data = self.inner.data.lock();
-        let old = data.plans.get(id).ok_or_else(|| not_found("usage plan", id))?;
+        let old = data
+            .plans
+            .get(id)
+            .ok_or_else(|| not_found("usage plan", id))?;
         let plan = patch::apply_to_plan(old, ops)?;
         self.put_plan_locked(&mut data, plan.clone())?;
         Ok(plan)

@@ -37,7 +37,11 @@ pub fn throttle(rate: f64, burst: u32) -> Throttle {
 pub fn article_store() -> MemoryStore {
     let store = MemoryStore::new();
     store
-        .put_api_key(ApiKey::new("key111aaa", "ClientA-Free", ApiKeyValue::new(FREE).unwrap()))
+        .put_api_key(ApiKey::new(
+            "key111aaa",
+            "ClientA-Free",
+            ApiKeyValue::new(FREE).unwrap(),
+        ))
         .unwrap();
     store
         .put_api_key(ApiKey::new(
