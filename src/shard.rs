@@ -155,7 +155,7 @@ mod tests {
             Some(7)
         );
         assert_eq!(t.remove(h, |e| e.0 == "k7").map(|e| e.1), Some(70));
-        assert_eq!(t.read(h, |e| e.0 == "k7", |e| e.is_some()), false);
+        assert!(!t.read(h, |e| e.0 == "k7", |e| e.is_some()));
         let h = t.hash("new");
         let v = t.read_or_insert(h, |e| e.0 == "new", || ("new".into(), 5), |e| e.1);
         assert_eq!(v, 5);

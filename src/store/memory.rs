@@ -534,7 +534,7 @@ impl KeyStore for MemoryStore {
                     plan: g.plan.cloned(),
                 })
             })
-            .unwrap_or_else(|_| None);
+            .unwrap_or(None);
         std::future::ready(Ok(grant))
     }
 

@@ -1,0 +1,2 @@
+//! Placeholder, replaced by the admission benchmark.
+fn main() {}
