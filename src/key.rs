@@ -2,8 +2,8 @@
 //! layer put in the request's extensions (AWS's `AUTHORIZER` key source).
 //!
 //! The layer checks what it reads before any lookup: a missing or empty key is
-//! [`Rejection::MissingKey`](crate::response::Rejection::MissingKey); one that is not 20 to 128
-//! visible ASCII characters is [`Rejection::InvalidKey`](crate::response::Rejection::InvalidKey).
+//! [`Rejection::MissingKey`]; one that is not 20 to 128
+//! visible ASCII characters is [`Rejection::InvalidKey`].
 //! Both are answered 403 without asking the store.
 //!
 //! # Examples
