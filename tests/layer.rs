@@ -484,3 +484,32 @@ async fn debug_output_never_shows_a_key_value() {
     );
     assert!(!text.contains(FREE) && !text.contains(PREMIUM), "{text}");
 }
+
+#[tokio::test]
+async fn the_root_resource_is_written_with_two_slashes() {
+    let store = article_store();
+    store
+        .update_usage_plan(
+            "plan222",
+            &[
+                PatchOperation::replace("/apiStages/abc123def4:prod/throttle//GET/burstLimit", "2"),
+                PatchOperation::replace("/apiStages/abc123def4:prod/throttle//GET/rateLimit", "1"),
+            ],
+        )
+        .unwrap();
+    assert!(store.usage_plan("plan222").unwrap().api_stages[0]
+        .throttle
+        .contains_key("//GET"));
+    let layer = builder(store, &ManualClock::at_unix_secs(noon()))
+        .require_key(Method::GET, "/")
+        .build()
+        .unwrap();
+    let router = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "root" }))
+        .route("/items", axum::routing::get(|| async { "items" }))
+        .layer(layer);
+    let (ok, throttled) = burst(&router, Method::GET, "/", PREMIUM, 3).await;
+    assert_eq!((ok, throttled), (2, 1));
+    let (ok, _) = burst(&router, Method::GET, "/items", PREMIUM, 10).await;
+    assert_eq!(ok, 10, "the root's bucket is its own");
+}
