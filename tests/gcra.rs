@@ -1,0 +1,94 @@
+//! The in-process meter's token buckets decide exactly as governor's own rate limiter does, for
+//! the same throttle and the same request times (a differential test against governor 0.10).
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::FakeRelativeClock;
+use governor::{Quota, RateLimiter};
+use tower_usage_plans::clock::ManualClock;
+use tower_usage_plans::meter::{Admission, LocalMeter, Meter, Outcome};
+use tower_usage_plans::model::{ApiStage, StageRef, Throttle, UsagePlan};
+use tower_usage_plans::plan::{Bucket, StagePlan};
+
+/// A small deterministic generator (xorshift), so a failure replays.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn buckets_match_governor_request_by_request() {
+    let throttles = [
+        (5.0, 10),
+        (0.1, 1),
+        (2.0, 5),
+        (50.0, 100),
+        (0.5, 3),
+        (1000.0, 1),
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for (rate, burst) in throttles {
+        let throttle = Throttle::new(rate, burst).unwrap();
+        let mut plan = UsagePlan::new("p", "P");
+        plan.api_stages.push(ApiStage::new("api", "prod"));
+        plan.throttle = Some(throttle);
+        let plan = StagePlan::new(&plan, &StageRef::any()).unwrap();
+
+        let start = 1_700_000_000;
+        let clock = ManualClock::at_unix_secs(start);
+        let meter = LocalMeter::with_clock(clock.clone());
+        let key: Arc<str> = "k".into();
+        let req = Admission {
+            key_id: &key,
+            plan: &plan,
+            bucket: Bucket::Plan,
+        };
+
+        let gov_clock = FakeRelativeClock::default();
+        let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rate))
+            .unwrap()
+            .allow_burst(NonZeroU32::new(burst).unwrap());
+        let governor = RateLimiter::direct_with_clock(quota, gov_clock.clone());
+
+        let period_ns = (1e9 / rate) as u64;
+        let (mut admitted, mut refused) = (0, 0);
+        for i in 0..5_000 {
+            // Mostly bursts, sometimes pauses up to three refill periods.
+            let gap = match rng.next() % 4 {
+                0 => rng.next() % (3 * period_ns + 1),
+                _ => rng.next() % (period_ns / 4 + 1),
+            };
+            clock.advance(Duration::from_nanos(gap));
+            gov_clock.advance(Duration::from_nanos(gap));
+            let ours = meter.admit_now(&req).unwrap().unwrap().outcome;
+            let theirs = governor.check();
+            match (&ours, &theirs) {
+                (Outcome::Admitted, Ok(())) => admitted += 1,
+                (Outcome::Throttled { retry_after_secs }, Err(not_until)) => {
+                    refused += 1;
+                    let wait = not_until.wait_time_from(governor::clock::Clock::now(&gov_clock));
+                    let want = wait.as_nanos().div_ceil(1_000_000_000).max(1) as u64;
+                    assert_eq!(
+                        *retry_after_secs, want,
+                        "rate {rate} burst {burst}, request {i}"
+                    );
+                }
+                _ => panic!(
+                    "rate {rate} burst {burst}, request {i}: ours {ours:?}, governor {theirs:?}"
+                ),
+            }
+        }
+        assert!(
+            admitted > 0 && refused > 0,
+            "rate {rate}: {admitted} admitted, {refused} refused"
+        );
+    }
+}
