@@ -50,7 +50,10 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         ALLOCS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: forwarded as is.
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -130,11 +133,7 @@ fn store(n: usize, throttle: Throttle, quota: Quota) -> (MemoryStore, isize) {
 }
 
 /// Heap allocations per request over `n` requests from `reqs`, answered `expect`.
-fn allocs_per_request<S, B>(
-    svc: &mut S,
-    reqs: &[Request<()>],
-    expect: StatusCode,
-) -> (f64, isize)
+fn allocs_per_request<S, B>(svc: &mut S, reqs: &[Request<()>], expect: StatusCode) -> (f64, isize)
 where
     S: Service<Request<()>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
