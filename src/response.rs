@@ -286,9 +286,8 @@ pub(crate) fn reject<B>(
 ) -> Response<ResponseBody<B>> {
     // As many headers as the answer has, at most: the type, the error type, Retry-After, the
     // two rate-limit headers.
-    let capacity = 2
-        + usize::from(rejection.retry_after().is_some())
-        + if rate.is_some() { 2 } else { 0 };
+    let capacity =
+        2 + usize::from(rejection.retry_after().is_some()) + if rate.is_some() { 2 } else { 0 };
     let mut headers = HeaderMap::with_capacity(capacity);
     let (status, body) = if grpc {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
