@@ -81,7 +81,11 @@ async fn main() -> ExitCode {
     };
     println!(
         "serving GET /items on {listen} {} ({keys} keys)",
-        if layer { "with the layer" } else { "without the layer" }
+        if layer {
+            "with the layer"
+        } else {
+            "without the layer"
+        }
     );
     if let Err(e) = axum::serve(listener, router).await {
         eprintln!("server failed: {e}");
