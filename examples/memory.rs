@@ -209,7 +209,7 @@ fn main() {
     let rss3 = rss();
     assert_eq!(meter.len(), n);
     println!(
-        "meter: {meter_bytes} bytes allocated, {:.1} bytes per active key in {:.2} allocations (with the request's own) (resident: +{:.1} bytes per key)",
+        "meter: {meter_bytes} bytes allocated, {:.1} bytes per active key in {:.2} allocations (resident: +{:.1} bytes per key)",
         meter_bytes as f64 / n as f64,
         meter_allocs as f64 / n as f64,
         rss3.saturating_sub(rss2) as f64 / n as f64
