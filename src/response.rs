@@ -261,6 +261,22 @@ impl RateInfo {
     }
 }
 
+/// `Retry-After` values up to a minute, made without allocating.
+const SECS: [&str; 61] = [
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31", "32",
+    "33", "34", "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45", "46", "47", "48",
+    "49", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59", "60",
+];
+
+/// A number of seconds as a header value.
+fn secs_value(secs: u64) -> HeaderValue {
+    match usize::try_from(secs).ok().and_then(|i| SECS.get(i)) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(secs),
+    }
+}
+
 /// Builds the answer to a refused request.
 pub(crate) fn reject<B>(
     rejection: Rejection,
@@ -268,7 +284,11 @@ pub(crate) fn reject<B>(
     grpc: bool,
     responses: &Responses,
 ) -> Response<ResponseBody<B>> {
-    let mut headers = HeaderMap::with_capacity(6);
+    // As many headers as the answer has, at most: the type, the error type, Retry-After, the
+    // two rate-limit headers.
+    let capacity =
+        2 + usize::from(rejection.retry_after().is_some()) + if rate.is_some() { 2 } else { 0 };
+    let mut headers = HeaderMap::with_capacity(capacity);
     let (status, body) = if grpc {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         headers.insert(
@@ -298,7 +318,7 @@ pub(crate) fn reject<B>(
         )
     };
     if let Some(secs) = rejection.retry_after() {
-        headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        headers.insert(RETRY_AFTER, secs_value(secs.max(1)));
     }
     if let Some(rate) = rate {
         rate.write(&mut headers);

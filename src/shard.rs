@@ -64,34 +64,6 @@ impl<T> ShardedTable<T> {
             .map(|s| &s.value))
     }
 
-    /// Runs `f` on the entry that `eq` picks, inserting `make()` first if there is none.
-    #[inline]
-    pub(crate) fn read_or_insert<R>(
-        &self,
-        hash: u64,
-        eq: impl Fn(&T) -> bool,
-        make: impl FnOnce() -> T,
-        f: impl FnOnce(&T) -> R,
-    ) -> R {
-        {
-            let shard = self.shard(hash).read();
-            if let Some(s) = shard.find(hash, |s| s.hash == hash && eq(&s.value)) {
-                return f(&s.value);
-            }
-        }
-        let mut shard = self.shard(hash).write();
-        let slot = match shard.entry(hash, |s| s.hash == hash && eq(&s.value), |s| s.hash) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => v
-                .insert(Slot {
-                    hash,
-                    value: make(),
-                })
-                .into_mut(),
-        };
-        f(&slot.value)
-    }
-
     /// Inserts or replaces the entry that `eq` picks; returns the one replaced.
     pub(crate) fn insert(&self, hash: u64, eq: impl Fn(&T) -> bool, value: T) -> Option<T> {
         let mut shard = self.shard(hash).write();
@@ -157,8 +129,8 @@ mod tests {
         assert_eq!(t.remove(h, |e| e.0 == "k7").map(|e| e.1), Some(70));
         assert!(!t.read(h, |e| e.0 == "k7", |e| e.is_some()));
         let h = t.hash("new");
-        let v = t.read_or_insert(h, |e| e.0 == "new", || ("new".into(), 5), |e| e.1);
-        assert_eq!(v, 5);
+        assert!(t.insert(h, |e| e.0 == "new", ("new".into(), 5)).is_none());
+        assert_eq!(t.read(h, |e| e.0 == "new", |e| e.map(|e| e.1)), Some(5));
         assert_eq!(t.retain(|e| e.1 % 2 == 0), 500);
         assert_eq!(t.len(), 500);
     }

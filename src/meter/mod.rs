@@ -6,7 +6,7 @@
 //! an admitted request counts: a throttled request spends no quota, and a request refused for its
 //! quota spends no token. A remote meter (Redis) makes that one round trip.
 //!
-//! [`LocalMeter`] is the in-process meter: token buckets on [`governor`], exact quota counters
+//! [`LocalMeter`] is the in-process meter: token buckets (governor's GCRA), exact quota counters
 //! (N concurrent requests against a limit L admit exactly min(N, L)) and usage per key per UTC day.
 //!
 //! # Examples

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use crate::config::Config;
 use crate::error::{ConfigError, StoreError};
-use crate::model::{random_id, ApiKey, ApiKeyValue, StageRef, UsagePlan};
+use crate::model::{random_id, ApiKey, ApiKeyValue, StageRef, UsagePlan, MAX_KEY_LEN};
 use crate::patch::{self, PatchOperation};
 use crate::plan::StagePlan;
 use crate::shard::ShardedTable;
@@ -43,16 +43,82 @@ impl NewApiKey {
     }
 }
 
-/// One entry of the lookup index: what a request needs of a key, found by its value.
-struct Entry {
-    value: Box<str>,
+/// A key's plans, in the order the key was linked; one plan, the usual case, without a pointer
+/// to follow.
+enum Plans {
+    One(Arc<StagePlan>),
+    // A thin pointer keeps `Plans` at 16 bytes; a key with several plans is rare.
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<Arc<StagePlan>>>),
+}
+
+impl Plans {
+    fn new(mut plans: Vec<Arc<StagePlan>>) -> Self {
+        if plans.len() == 1 {
+            Plans::One(plans.pop().expect("one plan"))
+        } else {
+            Plans::Many(Box::new(plans))
+        }
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[Arc<StagePlan>] {
+        match self {
+            Plans::One(p) => std::slice::from_ref(p),
+            Plans::Many(ps) => ps,
+        }
+    }
+}
+
+/// One entry of the lookup index: what a request needs of a key, found by its value, in one
+/// allocation with the value inline (`V` is `[u8; N]` when built, `[u8]` in the index).
+struct Entry<V: ?Sized = [u8]> {
     key_id: Arc<str>,
+    /// The key's plans, each compiled for each stage it lists.
+    plans: Plans,
     enabled: bool,
-    /// The key's plans, each compiled for each stage it lists, in the order the key was linked.
-    plans: Box<[Arc<StagePlan>]>,
+    len: u8,
+    /// The value, then zeros.
+    value: V,
+}
+
+/// Entries by the length of their value: a few sizes, so that an entry wastes little.
+type Boxed = Box<Entry>;
+
+fn sized<const N: usize>(key_id: Arc<str>, plans: Plans, enabled: bool, value: &[u8]) -> Boxed {
+    let mut buf = [0u8; N];
+    buf[..value.len()].copy_from_slice(value);
+    Box::new(Entry {
+        key_id,
+        plans,
+        enabled,
+        len: u8::try_from(value.len()).unwrap_or(u8::MAX),
+        value: buf,
+    })
 }
 
 impl Entry {
+    /// An entry, or `None` for a value longer than [`MAX_KEY_LEN`] (which no [`ApiKeyValue`]
+    /// is).
+    fn new(key_id: Arc<str>, plans: Plans, enabled: bool, value: &str) -> Option<Boxed> {
+        let v = value.as_bytes();
+        Some(match v.len() {
+            0..=24 => sized::<24>(key_id, plans, enabled, v),
+            25..=32 => sized::<32>(key_id, plans, enabled, v),
+            33..=40 => sized::<40>(key_id, plans, enabled, v),
+            41..=48 => sized::<48>(key_id, plans, enabled, v),
+            49..=64 => sized::<64>(key_id, plans, enabled, v),
+            65..=96 => sized::<96>(key_id, plans, enabled, v),
+            97..=MAX_KEY_LEN => sized::<MAX_KEY_LEN>(key_id, plans, enabled, v),
+            _ => return None,
+        })
+    }
+
+    #[inline]
+    fn value(&self) -> &[u8] {
+        &self.value[..usize::from(self.len)]
+    }
+
     #[inline]
     fn grant(&self, stage: &StageRef) -> KeyRef<'_> {
         KeyRef {
@@ -60,6 +126,7 @@ impl Entry {
             enabled: self.enabled,
             plan: self
                 .plans
+                .as_slice()
                 .iter()
                 .find(|p| stage.matches(p.api_id(), p.stage())),
         }
@@ -80,7 +147,7 @@ struct Data {
 
 struct Inner {
     data: Mutex<Data>,
-    index: ShardedTable<Entry>,
+    index: ShardedTable<Boxed>,
 }
 
 /// The embedded [`KeyStore`]: keys, usage plans and their links in memory, with AWS's management
@@ -178,7 +245,9 @@ impl MemoryStore {
         }
         let values: std::collections::HashSet<&str> =
             data.keys.values().map(|k| k.value.expose()).collect();
-        self.inner.index.retain(|e| values.contains(&*e.value));
+        self.inner
+            .index
+            .retain(|e| std::str::from_utf8(e.value()).is_ok_and(|v| values.contains(v)));
         *guard = data;
         Ok(())
     }
@@ -231,7 +300,7 @@ impl MemoryStore {
         let hash = self.inner.index.hash(key.value.expose());
         let holder = self.inner.index.read(
             hash,
-            |e| *e.value == *key.value.expose(),
+            |e| e.value() == key.value.expose().as_bytes(),
             |e| e.map(|e| e.key_id.to_string()),
         );
         if let Some(other) = holder.filter(|other| *other != key.id) {
@@ -451,7 +520,7 @@ impl MemoryStore {
     }
 
     fn index_key(&self, data: &Data, key: &ApiKey) {
-        let plans: Box<[Arc<StagePlan>]> = data
+        let plans: Vec<Arc<StagePlan>> = data
             .key_plans
             .get(&key.id)
             .into_iter()
@@ -462,21 +531,28 @@ impl MemoryStore {
             .collect();
         let value = key.value.expose();
         let hash = self.inner.index.hash(value);
-        self.inner.index.insert(
-            hash,
-            |e| *e.value == *value,
-            Entry {
-                value: value.into(),
-                key_id: key.id.as_str().into(),
-                enabled: key.enabled,
-                plans,
-            },
-        );
+        // The key's id is shared with the entry it replaces, if any.
+        let key_id = self
+            .inner
+            .index
+            .read(
+                hash,
+                |e| e.value() == value.as_bytes(),
+                |e| e.filter(|e| *e.key_id == *key.id).map(|e| e.key_id.clone()),
+            )
+            .unwrap_or_else(|| key.id.as_str().into());
+        if let Some(entry) = Entry::new(key_id, Plans::new(plans), key.enabled, value) {
+            self.inner
+                .index
+                .insert(hash, |e| e.value() == value.as_bytes(), entry);
+        }
     }
 
     fn unindex_value(&self, value: &str) {
         let hash = self.inner.index.hash(value);
-        self.inner.index.remove(hash, |e| *e.value == *value);
+        self.inner
+            .index
+            .remove(hash, |e| e.value() == value.as_bytes());
     }
 
     fn reindex_plan_keys(&self, data: &Data, plan_id: &str) {
@@ -547,7 +623,7 @@ impl KeyStore for MemoryStore {
         let hash = index.hash(value);
         Ok(index.read(
             hash,
-            |e| *e.value == *value,
+            |e| e.value() == value.as_bytes(),
             |e| f(e.map(|e| e.grant(stage))),
         ))
     }

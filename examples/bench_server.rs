@@ -1,0 +1,95 @@
+//! The quickstart's shape for `wrk`: GET /items needing a key, with 10,000 keys registered whose
+//! values the wrk script can compute (`benchkey` and the index on 32 digits).
+//!
+//! ```text
+//! cargo run --release --example bench_server -- [--listen ADDR] [--keys N] [--no-layer]
+//! wrk -t1 -c32 -d15s --latency -s benches/wrk-keys.lua http://127.0.0.1:3001/items
+//! ```
+//!
+//! `--no-layer` serves the same router without the layer. The plan never throttles or runs out
+//! (a million requests a second, a trillion a day), so every answer is a 200 and the figure is
+//! the layer's cost; the rate-limit headers are on, as by default. One thread (tokio's current
+//! thread runtime), so that pinning the server to one core measures one core. See BENCHMARKS.md.
+
+use std::process::ExitCode;
+
+use axum::routing::get;
+use axum::Router;
+use http::Method;
+use tower_usage_plans::model::{
+    ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan,
+};
+use tower_usage_plans::{MemoryStore, UsagePlanLayer};
+
+/// The `i`th key's value, as benches/wrk-keys.lua computes it.
+fn value(i: usize) -> String {
+    format!("benchkey{i:032}")
+}
+
+fn store(keys: usize) -> MemoryStore {
+    let store = MemoryStore::new();
+    let mut plan = UsagePlan::new("plan111", "BenchPlan");
+    plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
+    plan.throttle = Some(Throttle::new(1e6, 1_000_000).expect("a valid throttle"));
+    plan.quota = Some(Quota::new(1_000_000_000_000, QuotaPeriod::Day, 0).expect("a valid quota"));
+    store.create_usage_plan(plan).expect("a new plan");
+    for i in 0..keys {
+        let id = format!("k{i:09}");
+        let value = ApiKeyValue::new(value(i)).expect("a valid value");
+        store
+            .put_api_key(ApiKey::new(id.clone(), format!("c{i}"), value))
+            .expect("a new key");
+        store
+            .create_usage_plan_key("plan111", &id)
+            .expect("a new link");
+    }
+    store
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let (mut listen, mut keys, mut layer) = ("127.0.0.1:3001".to_string(), 10_000, true);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--listen" => listen = args.next().unwrap_or_default(),
+            "--keys" => keys = args.next().and_then(|n| n.parse().ok()).unwrap_or(keys),
+            "--no-layer" => layer = false,
+            _ => {
+                eprintln!("usage: bench_server [--listen ADDR] [--keys N] [--no-layer]");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let router = Router::new().route("/items", get(|| async { r#"{"items":[]}"# }));
+    let router = if layer {
+        let layer = UsagePlanLayer::builder(store(keys))
+            .stage("abc123def4", "prod")
+            .require_key(Method::GET, "/items")
+            .build()
+            .expect("the routes and the plan agree");
+        router.layer(layer)
+    } else {
+        router
+    };
+    let listener = match tokio::net::TcpListener::bind(&listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "serving GET /items on {listen} {} ({keys} keys)",
+        if layer {
+            "with the layer"
+        } else {
+            "without the layer"
+        }
+    );
+    if let Err(e) = axum::serve(listener, router).await {
+        eprintln!("server failed: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
