@@ -230,11 +230,6 @@ impl Throttle {
         }
         Ok(())
     }
-
-    /// Seconds for an empty bucket to fill, rounded up (at least 1).
-    pub(crate) fn fill_secs(&self) -> u64 {
-        ((f64::from(self.burst_limit) / self.rate_limit).ceil() as u64).max(1)
-    }
 }
 
 /// The period of a quota.
@@ -605,8 +600,6 @@ mod tests {
             assert_eq!(e.field, "rateLimit");
         }
         assert_eq!(Throttle::new(1.0, 0).unwrap_err().field, "burstLimit");
-        assert_eq!(Throttle::new(0.1, 1).unwrap().fill_secs(), 10);
-        assert_eq!(Throttle::new(50.0, 100).unwrap().fill_secs(), 2);
     }
 
     #[test]

@@ -66,6 +66,18 @@ pub struct StagePlan {
     methods: Box<[MethodThrottle]>,
     /// A tag per method bucket, the same for the same stage and method in any build of the plan.
     tags: Box<[u64]>,
+    /// Nanoseconds per token of the plan's bucket (index 0) and of each method's (index i + 1),
+    /// worked out once here rather than on every request.
+    periods: Box<[u64]>,
+}
+
+/// Nanoseconds per token, as `governor::Quota::with_period(1 / rate)` takes them (at least 1).
+fn period_nanos(t: &Throttle) -> u64 {
+    std::time::Duration::try_from_secs_f64(1.0 / t.rate_limit)
+        .ok()
+        .and_then(|d| u64::try_from(d.as_nanos()).ok())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 /// FNV-1a: a fixed hash, so a method's bucket keeps its tag when its plan is rebuilt.
@@ -102,6 +114,9 @@ impl StagePlan {
             .iter()
             .map(|m| tag(&[&st.api_id, &st.stage, &m.method.to_string()]))
             .collect();
+        let periods = std::iter::once(plan.throttle.as_ref().map_or(0, period_nanos))
+            .chain(methods.iter().map(|m| period_nanos(&m.throttle)))
+            .collect();
         Some(Self {
             id: plan.id.as_str().into(),
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
@@ -111,6 +126,7 @@ impl StagePlan {
             quota: plan.quota,
             methods,
             tags,
+            periods,
         })
     }
 
@@ -182,6 +198,16 @@ impl StagePlan {
             Bucket::Method(i) => self.tags.get(i).copied().unwrap_or(0),
             Bucket::None | Bucket::Plan => 0,
         }
+    }
+
+    /// Nanoseconds per token of a bucket (0 for [`Bucket::None`]).
+    pub(crate) fn bucket_period_nanos(&self, bucket: Bucket) -> u64 {
+        let i = match bucket {
+            Bucket::None => return 0,
+            Bucket::Plan => 0,
+            Bucket::Method(i) => i + 1,
+        };
+        self.periods.get(i).copied().unwrap_or(0)
     }
 
     /// The throttle of a bucket.

@@ -3,17 +3,14 @@
 
 use std::fmt;
 use std::future::Future;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use hashbrown::hash_table::{Entry as TableEntry, HashTable};
 use parking_lot::{Mutex, RwLock};
 
 use crate::clock::{Clock, SystemClock, NANOS_PER_SEC};
 use crate::error::{FieldError, MeterError};
-use crate::model::Throttle;
 use crate::period::{window, Date, SECS_PER_DAY};
 use crate::plan::{Bucket, StagePlan};
 
@@ -31,20 +28,6 @@ struct Gcra {
 }
 
 impl Gcra {
-    fn of(throttle: &Throttle) -> Self {
-        let burst = NonZeroU32::new(throttle.burst_limit).unwrap_or(NonZeroU32::MIN);
-        // As `governor::Quota::with_period(1 / rate).allow_burst(burst)`, or `per_second(burst)`
-        // when the period does not fit a `Duration`.
-        let period = Duration::try_from_secs_f64(1.0 / throttle.rate_limit)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_secs(1) / burst.get());
-        Self {
-            t: u64::try_from(period.as_nanos()).unwrap_or(u64::MAX).max(1),
-            burst: burst.get(),
-        }
-    }
-
     /// Seconds for an empty bucket to fill, rounded up (at least 1).
     fn fill_secs(self) -> u64 {
         ceil_secs(self.t.saturating_mul(u64::from(self.burst))).max(1)
@@ -469,15 +452,18 @@ impl<C: Clock + Clone> LocalMeter<C> {
         ) {
             let tag = req.plan.bucket_tag(req.bucket);
             let limit = u64::from(t.burst_limit);
-            let gcra = Gcra::of(t);
+            let gcra = Gcra {
+                t: req.plan.bucket_period_nanos(req.bucket),
+                burst: t.burst_limit.max(1),
+            };
             match Self::take(st, tag, gcra, now) {
                 Ok(remaining) => {
-                    let empty = (limit - remaining.min(limit)) as f64;
+                    let empty = limit - remaining.min(limit);
                     burst_state = Some(LimitState {
                         limit,
                         remaining,
-                        reset_secs: (empty / t.rate_limit).ceil() as u64,
-                        window_secs: t.fill_secs(),
+                        reset_secs: ceil_secs(empty.saturating_mul(gcra.t)),
+                        window_secs: gcra.fill_secs(),
                     });
                 }
                 Err(wait) => {
@@ -490,7 +476,7 @@ impl<C: Clock + Clone> LocalMeter<C> {
                             limit,
                             remaining: 0,
                             reset_secs: retry,
-                            window_secs: t.fill_secs(),
+                            window_secs: gcra.fill_secs(),
                         }),
                         quota: quota_state,
                     };
