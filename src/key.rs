@@ -81,9 +81,9 @@ impl KeySource {
             None | Some([]) => return Err(Rejection::MissingKey),
             Some(b) => b,
         };
-        if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&bytes.len())
-            || !bytes.iter().all(u8::is_ascii_graphic)
-        {
+        // No early exit, so that the check runs on whole vectors at once.
+        let graphic = bytes.iter().fold(true, |ok, b| ok & b.is_ascii_graphic());
+        if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&bytes.len()) || !graphic {
             return Err(Rejection::InvalidKey);
         }
         // Visible ASCII is UTF-8.
