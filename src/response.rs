@@ -33,8 +33,6 @@
 //! assert_eq!(r.grpc_status(), 8);
 //! ```
 
-use std::fmt::Write as _;
-
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
@@ -186,7 +184,7 @@ impl GatewayResponse {
     /// An answer with this status and body, and `content-type: application/json`.
     pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Self {
         let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_TYPE, JSON.clone());
         Self {
             status,
             headers,
@@ -207,6 +205,8 @@ impl Responses {
     }
 }
 
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
+static GRPC: HeaderValue = HeaderValue::from_static("application/grpc");
 static X_AMZN_ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -231,33 +231,66 @@ impl RateInfo {
 
     /// Adds `RateLimit-Policy` and `RateLimit`.
     pub(crate) fn write(&self, headers: &mut HeaderMap) {
-        let mut policy = String::with_capacity(64);
-        let mut state = String::with_capacity(64);
+        let mut policy = Vec::with_capacity(64);
+        let mut state = Vec::with_capacity(64);
+        let quota = self.quota.map(|(q, p)| {
+            let name: &[u8] = match p {
+                QuotaPeriod::Day => b"day",
+                QuotaPeriod::Week => b"week",
+                QuotaPeriod::Month => b"month",
+            };
+            (name, q)
+        });
         let items = self
             .burst
-            .map(|b| ("burst", b))
+            .map(|b| (&b"burst"[..], b))
             .into_iter()
-            .chain(self.quota.map(|(q, p)| {
-                let name = match p {
-                    QuotaPeriod::Day => "day",
-                    QuotaPeriod::Week => "week",
-                    QuotaPeriod::Month => "month",
-                };
-                (name, q)
-            }));
+            .chain(quota);
         for (name, s) in items {
-            let sep = if policy.is_empty() { "" } else { ", " };
-            let _ = write!(policy, "{sep}\"{name}\";q={};w={}", s.limit, s.window_secs);
-            let _ = write!(
-                state,
-                "{sep}\"{name}\";r={};t={}",
-                s.remaining, s.reset_secs
+            if !policy.is_empty() {
+                policy.extend_from_slice(b", ");
+                state.extend_from_slice(b", ");
+            }
+            item(
+                &mut policy,
+                name,
+                (b";q=", s.limit),
+                (b";w=", s.window_secs),
+            );
+            item(
+                &mut state,
+                name,
+                (b";r=", s.remaining),
+                (b";t=", s.reset_secs),
             );
         }
-        if let (Ok(p), Ok(s)) = (HeaderValue::try_from(policy), HeaderValue::try_from(state)) {
+        let value = |v: Vec<u8>| HeaderValue::from_maybe_shared(Bytes::from(v));
+        if let (Ok(p), Ok(s)) = (value(policy), value(state)) {
             headers.insert(RATELIMIT_POLICY.clone(), p);
             headers.insert(RATELIMIT.clone(), s);
         }
+    }
+}
+
+/// Appends `"name";a=1;b=2`, without the formatting machinery (this runs on every request).
+fn item(out: &mut Vec<u8>, name: &[u8], a: (&[u8], u64), b: (&[u8], u64)) {
+    out.push(b'"');
+    out.extend_from_slice(name);
+    out.push(b'"');
+    for (param, n) in [a, b] {
+        out.extend_from_slice(param);
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = n;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&digits[at..]);
     }
 }
 
@@ -290,7 +323,7 @@ pub(crate) fn reject<B>(
         2 + usize::from(rejection.retry_after().is_some()) + if rate.is_some() { 2 } else { 0 };
     let mut headers = HeaderMap::with_capacity(capacity);
     let (status, body) = if grpc {
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert(CONTENT_TYPE, GRPC.clone());
         headers.insert(
             GRPC_STATUS.clone(),
             HeaderValue::from(rejection.grpc_status()),
@@ -307,7 +340,7 @@ pub(crate) fn reject<B>(
         );
         (custom.status, custom.body.clone())
     } else {
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_TYPE, JSON.clone());
         headers.insert(
             X_AMZN_ERROR_TYPE.clone(),
             HeaderValue::from_static(rejection.error_type()),
