@@ -42,7 +42,8 @@
 //! - [`store`]: the [`KeyStore`](store::KeyStore) trait (*who is this, and what plan are they
 //!   on*) and [`MemoryStore`], with the management operations.
 //! - [`meter`]: the [`Meter`](meter::Meter) trait (*may this request go now*) and
-//!   [`LocalMeter`]: token buckets on governor, exact quotas, usage per UTC day.
+//!   [`LocalMeter`]: token buckets (governor's GCRA, checked against governor itself), exact
+//!   quotas, usage per UTC day.
 //! - [`period`]: quota windows in UTC; [`clock`]: the clock, and a manual one for tests.
 //! - [`response`]: the answers, their gRPC forms and the rate-limit headers; [`key`]: where the
 //!   key is read.
