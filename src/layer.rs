@@ -7,10 +7,11 @@ use http::Method;
 use tower_layer::Layer;
 
 use crate::error::ConfigError;
+use crate::error::MeterError;
 use crate::key::KeySource;
 use crate::meter::{Admission, LocalMeter, Meter, Outcome, Verdict};
 use crate::model::StageRef;
-use crate::plan::StagePlan;
+use crate::plan::{Bucket, StagePlan};
 use crate::response::{GatewayResponse, RateInfo, Rejection, ResponseType, Responses};
 use crate::route::Routes;
 use crate::service::UsagePlanService;
@@ -52,8 +53,8 @@ pub(crate) enum Decision {
 /// A decision, or what is still to be awaited.
 pub(crate) enum Step {
     Done(Decision),
-    /// The store answered; the meter must be awaited.
-    Meter(KeyGrant),
+    /// The store answered; the meter must be awaited for this bucket.
+    Meter(KeyGrant, Bucket),
 }
 
 impl<St: KeyStore, M: Meter> Shared<St, M> {
@@ -107,42 +108,49 @@ impl<St: KeyStore, M: Meter> Shared<St, M> {
             Ok(found) => found,
             Err(rejection) => return Step::Done(Decision::Reject(rejection, None)),
         };
+        let bucket = plan.bucket_for(resource, method);
         let req = Admission {
             key_id,
             plan,
-            bucket: plan.bucket_for(resource, method),
+            bucket,
         };
         match self.meter.admit_now(&req) {
-            Some(Ok(verdict)) => Step::Done(self.verdict(verdict, plan)),
-            Some(Err(_)) => Step::Done(self.meter_failed()),
-            None => Step::Meter(KeyGrant {
-                key_id: key_id.clone(),
-                enabled: true,
-                plan: Some(plan.clone()),
-            }),
+            Some(verdict) => Step::Done(self.decision(verdict, plan)),
+            None => Step::Meter(
+                KeyGrant {
+                    key_id: key_id.clone(),
+                    enabled: true,
+                    plan: Some(plan.clone()),
+                },
+                bucket,
+            ),
         }
     }
 
-    /// Decides, awaiting the meter.
+    /// Decides, awaiting the meter if it cannot answer at once.
     pub(crate) async fn decide(
         &self,
         grant: Option<KeyRef<'_>>,
         resource: &str,
         method: &Method,
     ) -> Decision {
-        let (key_id, plan) = match Self::plan(grant) {
-            Ok(found) => found,
-            Err(rejection) => return Decision::Reject(rejection, None),
+        let (grant, bucket) = match self.decide_now(grant, resource, method) {
+            Step::Done(decision) => return decision,
+            Step::Meter(grant, bucket) => (grant, bucket),
+        };
+        let Some(plan) = grant.plan.as_deref() else {
+            return Decision::Reject(Rejection::NoPlan, None);
         };
         let req = Admission {
-            key_id,
+            key_id: &grant.key_id,
             plan,
-            bucket: plan.bucket_for(resource, method),
+            bucket,
         };
-        let verdict = match self.meter.admit_now(&req) {
-            Some(v) => v,
-            None => self.meter.admit(&req).await,
-        };
+        self.decision(self.meter.admit(&req).await, plan)
+    }
+
+    #[inline]
+    fn decision(&self, verdict: Result<Verdict, MeterError>, plan: &StagePlan) -> Decision {
         match verdict {
             Ok(verdict) => self.verdict(verdict, plan),
             Err(_) => self.meter_failed(),

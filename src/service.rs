@@ -101,7 +101,7 @@ where
                 shared.decide_now(grant, route.resource, req.method())
             }) {
                 Ok(Step::Done(decision)) => Err(decision),
-                Ok(Step::Meter(grant)) => Ok(Pending::Meter(grant)),
+                Ok(Step::Meter(grant, _)) => Ok(Pending::Meter(grant)),
                 Err(_) => Ok(Pending::Store(value.into())),
             },
         };
