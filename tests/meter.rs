@@ -3,7 +3,7 @@
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use tower_usage_plans::clock::ManualClock;
+use tower_usage_plans::clock::{Clock, ManualClock};
 use tower_usage_plans::meter::{Admission, LocalMeter, Meter, Outcome};
 use tower_usage_plans::model::{ApiStage, Quota, QuotaPeriod, StageRef, Throttle, UsagePlan};
 use tower_usage_plans::period::Date;
@@ -154,4 +154,68 @@ fn a_bucket_that_refilled_is_dropped_without_giving_extra_tokens() {
         admit(&meter, &key, &plan),
         Outcome::Throttled { .. }
     ));
+}
+
+/// A quota of 1, used up just before its window ends: refused until the very second it turns.
+fn spent_until_the_edge(
+    period: QuotaPeriod,
+    offset: u32,
+    last: (u32, u32, u32),
+    next: (u32, u32, u32),
+) {
+    let plan = plan(Some(Quota::new(1, period, offset).unwrap()), None);
+    let key: Arc<str> = "k".into();
+    let last_second = Date::new(last.0, last.1, last.2).unwrap().unix_secs() + 86_399;
+    let clock = ManualClock::at_unix_secs(last_second);
+    let meter = LocalMeter::with_clock(clock.clone());
+    assert_eq!(admit(&meter, &key, &plan), Outcome::Admitted);
+    assert_eq!(
+        admit(&meter, &key, &plan),
+        Outcome::QuotaExceeded {
+            retry_after_secs: 1
+        },
+        "{period:?}/{offset} at {last:?} 23:59:59"
+    );
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        Date::from_unix_secs(clock.now() / 1_000_000_000),
+        Date::new(next.0, next.1, next.2).unwrap()
+    );
+    assert_eq!(
+        admit(&meter, &key, &plan),
+        Outcome::Admitted,
+        "{period:?}/{offset} at {next:?} 00:00:00"
+    );
+}
+
+#[test]
+fn quota_windows_turn_at_their_edges() {
+    spent_until_the_edge(QuotaPeriod::Day, 0, (2024, 5, 1), (2024, 5, 2));
+    // 2024-03-09 is a Saturday: offset 0 weeks turn on Sunday.
+    spent_until_the_edge(QuotaPeriod::Week, 0, (2024, 3, 9), (2024, 3, 10));
+    // Offset 1 weeks turn on Monday 2024-03-11.
+    spent_until_the_edge(QuotaPeriod::Week, 1, (2024, 3, 10), (2024, 3, 11));
+    spent_until_the_edge(QuotaPeriod::Month, 0, (2023, 2, 28), (2023, 3, 1));
+    spent_until_the_edge(QuotaPeriod::Month, 0, (2024, 2, 29), (2024, 3, 1));
+    spent_until_the_edge(QuotaPeriod::Month, 0, (2024, 12, 31), (2025, 1, 1));
+    spent_until_the_edge(QuotaPeriod::Month, 27, (2024, 2, 27), (2024, 2, 28));
+    spent_until_the_edge(QuotaPeriod::Month, 27, (2024, 12, 27), (2024, 12, 28));
+}
+
+#[test]
+fn a_quota_is_not_reset_inside_its_window() {
+    // A WEEK quota (offset 1) spent on Monday stays spent through Sunday night.
+    let plan = plan(Some(Quota::new(1, QuotaPeriod::Week, 1).unwrap()), None);
+    let key: Arc<str> = "k".into();
+    let monday = Date::new(2024, 3, 11).unwrap().unix_secs();
+    let clock = ManualClock::at_unix_secs(monday);
+    let meter = LocalMeter::with_clock(clock.clone());
+    assert_eq!(admit(&meter, &key, &plan), Outcome::Admitted);
+    clock.advance(Duration::from_secs(7 * 86_400 - 1));
+    assert_eq!(
+        admit(&meter, &key, &plan),
+        Outcome::QuotaExceeded {
+            retry_after_secs: 1
+        }
+    );
 }
