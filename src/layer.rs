@@ -104,6 +104,7 @@ impl<St: KeyStore, M: Meter> Shared<St, M> {
         resource: &str,
         method: &Method,
     ) -> Step {
+        let meter_slot = grant.and_then(|g| g.meter_slot);
         let (key_id, plan) = match Self::plan(grant) {
             Ok(found) => found,
             Err(rejection) => return Step::Done(Decision::Reject(rejection, None)),
@@ -113,6 +114,7 @@ impl<St: KeyStore, M: Meter> Shared<St, M> {
             key_id,
             plan,
             bucket,
+            meter_slot,
         };
         match self.meter.admit_now(&req) {
             Some(verdict) => Step::Done(self.decision(verdict, plan)),
@@ -141,11 +143,7 @@ impl<St: KeyStore, M: Meter> Shared<St, M> {
         let Some(plan) = grant.plan.as_deref() else {
             return Decision::Reject(Rejection::NoPlan, None);
         };
-        let req = Admission {
-            key_id: &grant.key_id,
-            plan,
-            bucket,
-        };
+        let req = Admission::new(&grant.key_id, plan, bucket);
         self.decision(self.meter.admit(&req).await, plan)
     }
 

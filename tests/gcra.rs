@@ -46,11 +46,7 @@ fn buckets_match_governor_request_by_request() {
         let clock = ManualClock::at_unix_secs(start);
         let meter = LocalMeter::with_clock(clock.clone());
         let key: Arc<str> = "k".into();
-        let req = Admission {
-            key_id: &key,
-            plan: &plan,
-            bucket: Bucket::Plan,
-        };
+        let req = Admission::new(&key, &plan, Bucket::Plan);
 
         let gov_clock = FakeRelativeClock::default();
         let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rate))

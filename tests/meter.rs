@@ -8,6 +8,7 @@ use tower_usage_plans::meter::{Admission, LocalMeter, Meter, Outcome};
 use tower_usage_plans::model::{ApiStage, Quota, QuotaPeriod, StageRef, Throttle, UsagePlan};
 use tower_usage_plans::period::Date;
 use tower_usage_plans::plan::{Bucket, StagePlan};
+use tower_usage_plans::store::MeterSlot;
 
 fn plan(quota: Option<Quota>, throttle: Option<Throttle>) -> StagePlan {
     let mut p = UsagePlan::new("plan", "Plan");
@@ -23,11 +24,7 @@ fn admit(meter: &LocalMeter<ManualClock>, key: &Arc<str>, plan: &StagePlan) -> O
     } else {
         Bucket::None
     };
-    let req = Admission {
-        key_id: key,
-        plan,
-        bucket,
-    };
+    let req = Admission::new(key, plan, bucket);
     meter.admit_now(&req).unwrap().unwrap().outcome
 }
 
@@ -42,14 +39,28 @@ fn n_concurrent_requests_against_a_quota_of_l_admit_exactly_min_n_l() {
         ));
         let key: Arc<str> = "k".into();
         let start = Arc::new(Barrier::new(threads));
+        // Half the threads come through one store slot, as the layer does, half without.
+        let slot = Arc::new(MeterSlot::new());
         let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let (meter, plan, key, start) =
-                    (meter.clone(), plan.clone(), key.clone(), start.clone());
+            .map(|t| {
+                let (meter, plan, key, start, slot) = (
+                    meter.clone(),
+                    plan.clone(),
+                    key.clone(),
+                    start.clone(),
+                    slot.clone(),
+                );
                 std::thread::spawn(move || {
                     start.wait();
                     (0..per_thread)
-                        .filter(|_| admit(&meter, &key, &plan) == Outcome::Admitted)
+                        .filter(|_| {
+                            let outcome = if t % 2 == 0 {
+                                admit_via(&meter, &slot, &key, &plan)
+                            } else {
+                                admit(&meter, &key, &plan)
+                            };
+                            outcome == Outcome::Admitted
+                        })
                         .count()
                 })
             })
@@ -218,4 +229,84 @@ fn a_quota_is_not_reset_inside_its_window() {
             retry_after_secs: 1
         }
     );
+}
+
+/// Admits through a store's meter slot, as the layer does with a `MemoryStore`.
+fn admit_via(
+    meter: &LocalMeter<ManualClock>,
+    slot: &MeterSlot,
+    key: &Arc<str>,
+    plan: &StagePlan,
+) -> Outcome {
+    let mut req = Admission::new(key, plan, Bucket::None);
+    req.meter_slot = Some(slot);
+    meter.admit_now(&req).unwrap().unwrap().outcome
+}
+
+#[test]
+fn the_meter_slot_is_a_shortcut_never_a_second_count() {
+    let clock = ManualClock::at_unix_secs(1_700_000_000);
+    let quota3 = plan(Some(Quota::new(3, QuotaPeriod::Month, 0).unwrap()), None);
+    let key: Arc<str> = "k".into();
+    let slot = MeterSlot::new();
+
+    // Two meters on one store: each counts its own, through the same slot or not.
+    let a = LocalMeter::with_clock(clock.clone());
+    let b = LocalMeter::with_clock(clock.clone());
+    let mut admitted = (0, 0);
+    for _ in 0..5 {
+        admitted.0 += usize::from(admit_via(&a, &slot, &key, &quota3) == Outcome::Admitted);
+        admitted.1 += usize::from(admit_via(&b, &slot, &key, &quota3) == Outcome::Admitted);
+    }
+    assert_eq!(admitted, (3, 3));
+    // With and without the slot, one record: the count goes on.
+    assert!(matches!(
+        admit(&a, &key, &quota3),
+        Outcome::QuotaExceeded { .. }
+    ));
+    assert_eq!((a.len(), b.len()), (1, 1));
+
+    // Another key behind the same slot (a store that mixed them up) is not taken for this one.
+    let other: Arc<str> = "other".into();
+    assert_eq!(admit_via(&a, &slot, &other, &quota3), Outcome::Admitted);
+    assert_eq!(a.len(), 2);
+
+    // The key moves to another plan: the other plan's record, not this one's.
+    let mut p = UsagePlan::new("plan2", "Plan 2");
+    p.api_stages.push(ApiStage::new("api", "prod"));
+    p.quota = Some(Quota::new(1, QuotaPeriod::Month, 0).unwrap());
+    let plan2 = StagePlan::new(&p, &StageRef::new("api", "prod")).unwrap();
+    assert_eq!(admit_via(&a, &slot, &key, &plan2), Outcome::Admitted);
+    assert!(matches!(
+        admit_via(&a, &slot, &key, &plan2),
+        Outcome::QuotaExceeded { .. }
+    ));
+    assert!(matches!(
+        admit_via(&a, &slot, &key, &quota3),
+        Outcome::QuotaExceeded { .. }
+    ));
+}
+
+#[test]
+fn a_swept_record_behind_a_slot_is_not_used_again() {
+    let clock = ManualClock::at_unix_secs(1_700_000_000);
+    let meter = LocalMeter::builder()
+        .clock(clock.clone())
+        .retention_days(1)
+        .build();
+    let daily = plan(Some(Quota::new(2, QuotaPeriod::Day, 0).unwrap()), None);
+    let key: Arc<str> = "k".into();
+    let slot = MeterSlot::new();
+    assert_eq!(admit_via(&meter, &slot, &key, &daily), Outcome::Admitted);
+    clock.advance(Duration::from_secs(3 * 86_400));
+    assert_eq!(meter.sweep(), 1);
+    assert!(meter.is_empty());
+    // The slot still holds the swept record; the meter makes a new one, in its table.
+    assert_eq!(admit_via(&meter, &slot, &key, &daily), Outcome::Admitted);
+    assert_eq!(meter.len(), 1);
+    assert_eq!(admit(&meter, &key, &daily), Outcome::Admitted);
+    assert!(matches!(
+        admit_via(&meter, &slot, &key, &daily),
+        Outcome::QuotaExceeded { .. }
+    ));
 }

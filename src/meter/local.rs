@@ -16,6 +16,13 @@ use crate::plan::{Bucket, StagePlan};
 
 use super::{Admission, DayUsage, LimitState, Meter, Outcome, Verdict};
 
+/// Numbers the meters of this process.
+static METERS: AtomicU64 = AtomicU64::new(1);
+
+/// `KeyMeter::day` of a record the sweep took out of the table: a [`MeterSlot`] that still holds
+/// it must not use it.
+const SWEPT: u32 = u32::MAX;
+
 /// Shards of the table: enough that two cores rarely meet on one lock.
 const SHARDS: usize = 64;
 
@@ -121,7 +128,10 @@ struct KeyMeter {
 }
 
 /// One key on one plan: its identity and its record, allocated once, when the key first comes.
+/// The store's [`MeterSlot`] of the key may hold it too, so the meter finds it without a lookup.
 struct Slot {
+    /// The [`Inner::id`] of the meter that made it.
+    owner: u64,
     plan_id: Arc<str>,
     key_id: Arc<str>,
     state: Mutex<KeyMeter>,
@@ -135,9 +145,11 @@ impl Slot {
     }
 }
 
-type Shard = RwLock<HashTable<Box<Slot>>>;
+type Shard = RwLock<HashTable<Arc<Slot>>>;
 
 struct Inner<C> {
+    /// A number no other meter of this process has, to know its own records in a [`MeterSlot`].
+    id: u64,
     clock: C,
     retention_days: u32,
     hasher: foldhash::fast::RandomState,
@@ -237,6 +249,7 @@ impl<C: Clock + Clone> LocalMeterBuilder<C> {
     pub fn build(self) -> LocalMeter<C> {
         LocalMeter {
             inner: Arc::new(Inner {
+                id: METERS.fetch_add(1, Ordering::Relaxed),
                 clock: self.clock,
                 retention_days: self.retention_days,
                 hasher: foldhash::fast::RandomState::default(),
@@ -289,8 +302,9 @@ impl<C: Clock + Clone> LocalMeter<C> {
             let mut shard = shard.write();
             let before = shard.len();
             shard.retain(|slot| {
-                let st = slot.state.get_mut();
+                let mut st = slot.state.lock();
                 if u64::from(st.last_seen) < horizon {
+                    st.day = SWEPT;
                     return false;
                 }
                 let idle = secs.saturating_sub(u64::from(st.last_seen));
@@ -322,44 +336,69 @@ impl<C: Clock + Clone> LocalMeter<C> {
         let now = inner.clock.now();
         let secs = now / NANOS_PER_SEC;
         let (plan_id, key_id) = (req.plan.id(), req.key_id);
-        let hash = inner.hash(plan_id, key_id);
-        let shard = inner.shard(hash);
-        {
-            let table = shard.read();
-            if let Some(slot) = table.find(hash, |s| s.is(plan_id, key_id)) {
-                return self.decide_locked(&mut slot.state.lock(), req, now);
+
+        // The store's slot for the key leads straight to its record: no hash, no table.
+        if let Some(meter_slot) = req.meter_slot {
+            let found = meter_slot.with(|cached| {
+                let slot = cached?.downcast_ref::<Slot>()?;
+                if slot.owner != inner.id || !slot.is(plan_id, key_id) {
+                    return None;
+                }
+                let mut st = slot.state.lock();
+                (st.day != SWEPT).then(|| self.decide_locked(&mut st, req, now))
+            });
+            if let Some(verdict) = found {
+                return verdict;
             }
         }
-        let mut inserted = false;
-        let verdict = {
-            let mut table = shard.write();
-            let slot = match table.entry(
-                hash,
-                |s| s.is(plan_id, key_id),
-                |s| inner.hash(&s.plan_id, &s.key_id),
-            ) {
-                TableEntry::Occupied(o) => o.into_mut(),
-                TableEntry::Vacant(v) => {
-                    inserted = true;
-                    v.insert(Box::new(Slot {
-                        plan_id: plan_id.clone(),
-                        key_id: key_id.clone(),
-                        state: Mutex::new(KeyMeter {
-                            bucket: InlineBucket::NONE,
-                            quota_used: 0,
-                            day_used: 0,
-                            cold: None,
-                            burst: 0,
-                            quota_start: 0,
-                            day: 0,
-                            last_seen: secs32(secs),
-                        }),
-                    }))
-                    .into_mut()
-                }
-            };
-            self.decide_locked(slot.state.get_mut(), req, now)
+
+        let hash = inner.hash(plan_id, key_id);
+        let shard = inner.shard(hash);
+        let found = {
+            let table = shard.read();
+            table.find(hash, |s| s.is(plan_id, key_id)).map(|slot| {
+                let verdict = self.decide_locked(&mut slot.state.lock(), req, now);
+                (verdict, req.meter_slot.map(|_| slot.clone()))
+            })
         };
+        let (verdict, slot, inserted) = match found {
+            Some((verdict, slot)) => (verdict, slot, false),
+            None => {
+                let mut table = shard.write();
+                let mut inserted = false;
+                let slot = match table.entry(
+                    hash,
+                    |s| s.is(plan_id, key_id),
+                    |s| inner.hash(&s.plan_id, &s.key_id),
+                ) {
+                    TableEntry::Occupied(o) => o.into_mut(),
+                    TableEntry::Vacant(v) => {
+                        inserted = true;
+                        v.insert(Arc::new(Slot {
+                            owner: inner.id,
+                            plan_id: plan_id.clone(),
+                            key_id: key_id.clone(),
+                            state: Mutex::new(KeyMeter {
+                                bucket: InlineBucket::NONE,
+                                quota_used: 0,
+                                day_used: 0,
+                                cold: None,
+                                burst: 0,
+                                quota_start: 0,
+                                day: 0,
+                                last_seen: secs32(secs),
+                            }),
+                        }))
+                        .into_mut()
+                    }
+                };
+                let verdict = self.decide_locked(&mut slot.state.lock(), req, now);
+                (verdict, req.meter_slot.map(|_| slot.clone()), inserted)
+            }
+        };
+        if let (Some(meter_slot), Some(slot)) = (req.meter_slot, slot) {
+            meter_slot.set(slot);
+        }
         if inserted && secs >= inner.next_sweep.load(Ordering::Relaxed) {
             inner.next_sweep.store(secs + 3600, Ordering::Relaxed);
             self.sweep();
@@ -596,11 +635,13 @@ impl<C: Clock + Clone> Meter for LocalMeter<C> {
 }
 #[cfg(test)]
 mod tests {
-    /// A key's record is one allocation of at most 104 bytes, and a table slot one pointer:
-    /// BENCHMARKS.md's 128 bytes per active key at 1,000,000 keys rests on it.
+    use std::sync::Arc;
+
+    /// A key's record is one allocation of at most 112 bytes (and Arc's two counts), and a
+    /// table slot one pointer: keep it so.
     #[test]
     fn a_record_is_small() {
-        assert!(std::mem::size_of::<super::Slot>() <= 104);
-        assert_eq!(std::mem::size_of::<Box<super::Slot>>(), 8);
+        assert!(std::mem::size_of::<super::Slot>() <= 112);
+        assert_eq!(std::mem::size_of::<Arc<super::Slot>>(), 8);
     }
 }

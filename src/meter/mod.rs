@@ -28,7 +28,7 @@
 //! let clock = ManualClock::at_unix_secs(1_700_000_000);
 //! let meter = LocalMeter::with_clock(clock.clone());
 //! let key: Arc<str> = "key111aaa".into();
-//! let req = Admission { key_id: &key, plan: &plan, bucket: Bucket::Plan };
+//! let req = Admission::new(&key, &plan, Bucket::Plan);
 //! let outcomes: Vec<Outcome> = (0..3).map(|_| meter.admit_now(&req).unwrap().unwrap().outcome).collect();
 //! assert_eq!(outcomes[..2], [Outcome::Admitted, Outcome::Admitted]);
 //! assert_eq!(outcomes[2], Outcome::Throttled { retry_after_secs: 1 });
@@ -45,6 +45,7 @@ use std::sync::Arc;
 use crate::error::MeterError;
 use crate::period::Date;
 use crate::plan::{Bucket, StagePlan};
+use crate::store::MeterSlot;
 
 mod local;
 
@@ -59,6 +60,20 @@ pub struct Admission<'a> {
     pub plan: &'a StagePlan,
     /// The bucket the request draws from ([`StagePlan::bucket_for`]).
     pub bucket: Bucket,
+    /// The room the store keeps beside the key for the meter, if it keeps one.
+    pub meter_slot: Option<&'a MeterSlot>,
+}
+
+impl<'a> Admission<'a> {
+    /// A request of `key_id` on `plan`, drawing from `bucket`, with no meter slot.
+    pub fn new(key_id: &'a Arc<str>, plan: &'a StagePlan, bucket: Bucket) -> Self {
+        Self {
+            key_id,
+            plan,
+            bucket,
+            meter_slot: None,
+        }
+    }
 }
 
 /// What the meter decided.

@@ -14,7 +14,7 @@ use crate::patch::{self, PatchOperation};
 use crate::plan::StagePlan;
 use crate::shard::ShardedTable;
 
-use super::{KeyGrant, KeyRef, KeyStore};
+use super::{KeyGrant, KeyRef, KeyStore, MeterSlot};
 
 /// What to create a key with; see [`MemoryStore::create_api_key`].
 #[derive(Clone, Debug, Default)]
@@ -74,6 +74,8 @@ impl Plans {
 /// allocation with the value inline (`V` is `[u8; N]` when built, `[u8]` in the index).
 struct Entry<V: ?Sized = [u8]> {
     key_id: Arc<str>,
+    /// Where the meter keeps its way to this key's state.
+    meter_slot: MeterSlot,
     /// The key's plans, each compiled for each stage it lists.
     plans: Plans,
     enabled: bool,
@@ -90,6 +92,7 @@ fn sized<const N: usize>(key_id: Arc<str>, plans: Plans, enabled: bool, value: &
     buf[..value.len()].copy_from_slice(value);
     Box::new(Entry {
         key_id,
+        meter_slot: MeterSlot::new(),
         plans,
         enabled,
         len: u8::try_from(value.len()).unwrap_or(u8::MAX),
@@ -129,6 +132,7 @@ impl Entry {
                 .as_slice()
                 .iter()
                 .find(|p| stage.matches(p.api_id(), p.stage())),
+            meter_slot: Some(&self.meter_slot),
         }
     }
 }

@@ -7,7 +7,9 @@
 //!
 //! A store backed by a database implements [`KeyStore::lookup`] with an `async fn`. A store that
 //! can answer without waiting (in memory, or from a cache) also implements
-//! [`KeyStore::lookup_now`], which lets the layer admit a request without allocating a future.
+//! [`KeyStore::lookup_now`], which lets the layer admit a request without allocating a future,
+//! and may lend a [`MeterSlot`] per key, where the meter keeps its way to the key's state so that
+//! admitting makes one lookup, not two.
 //!
 //! # Examples
 //!
@@ -30,8 +32,12 @@
 //! assert_eq!(grant.ok(), Some(Some((true, Some("plan111".to_string())))));
 //! ```
 
+use std::any::Any;
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use crate::error::StoreError;
 use crate::model::StageRef;
@@ -59,6 +65,7 @@ impl KeyGrant {
             key_id: &self.key_id,
             enabled: self.enabled,
             plan: self.plan.as_ref(),
+            meter_slot: None,
         }
     }
 }
@@ -72,6 +79,43 @@ pub struct KeyRef<'a> {
     pub enabled: bool,
     /// The key's plan on the stage asked about.
     pub plan: Option<&'a Arc<StagePlan>>,
+    /// The room the store keeps beside this key for the meter, if it keeps one.
+    pub meter_slot: Option<&'a MeterSlot>,
+}
+
+/// Room a store keeps beside each key for the meter: where the meter finds the key's state without
+/// a lookup of its own.
+///
+/// A store that holds its keys in memory keeps one per key and lends it with
+/// [`KeyStore::lookup_now`] ([`KeyRef::meter_slot`]); the layer passes it on in the
+/// [`Admission`](crate::meter::Admission). A meter must check that what it finds is its own and
+/// the key's, and fall back to its own lookup otherwise: the slot is a shortcut, never the only
+/// way to the state.
+#[derive(Default)]
+pub struct MeterSlot(RwLock<Option<Arc<dyn Any + Send + Sync>>>);
+
+impl MeterSlot {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Calls `f` with what a meter left here, under the slot's read lock.
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(Option<&(dyn Any + Send + Sync)>) -> R) -> R {
+        f(self.0.read().as_deref())
+    }
+
+    /// Leaves `value` here, replacing what was.
+    pub fn set(&self, value: Arc<dyn Any + Send + Sync>) {
+        *self.0.write() = Some(value);
+    }
+}
+
+impl fmt::Debug for MeterSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MeterSlot")
+    }
 }
 
 /// Answers *who is this and what plan are they on*. See the [module docs](self).
