@@ -231,8 +231,8 @@ impl RateInfo {
 
     /// Adds `RateLimit-Policy` and `RateLimit`.
     pub(crate) fn write(&self, headers: &mut HeaderMap) {
-        let mut policy = Vec::with_capacity(64);
-        let mut state = Vec::with_capacity(64);
+        let mut policy = Line::new();
+        let mut state = Line::new();
         let quota = self.quota.map(|(q, p)| {
             let name: &[u8] = match p {
                 QuotaPeriod::Day => b"day",
@@ -247,41 +247,49 @@ impl RateInfo {
             .into_iter()
             .chain(quota);
         for (name, s) in items {
-            if !policy.is_empty() {
-                policy.extend_from_slice(b", ");
-                state.extend_from_slice(b", ");
+            if policy.len != 0 {
+                policy.put(b", ");
+                state.put(b", ");
             }
-            item(
-                &mut policy,
-                name,
-                (b";q=", s.limit),
-                (b";w=", s.window_secs),
-            );
-            item(
-                &mut state,
-                name,
-                (b";r=", s.remaining),
-                (b";t=", s.reset_secs),
-            );
+            policy.item(name, (b";q=", s.limit), (b";w=", s.window_secs));
+            state.item(name, (b";r=", s.remaining), (b";t=", s.reset_secs));
         }
-        let value = |v: Vec<u8>| HeaderValue::from_maybe_shared(Bytes::from(v));
-        if let (Ok(p), Ok(s)) = (value(policy), value(state)) {
+        if let (Ok(p), Ok(s)) = (
+            HeaderValue::from_bytes(policy.as_bytes()),
+            HeaderValue::from_bytes(state.as_bytes()),
+        ) {
             headers.insert(RATELIMIT_POLICY.clone(), p);
             headers.insert(RATELIMIT.clone(), s);
         }
     }
 }
 
-/// Appends `"name";a=1;b=2`, without the formatting machinery (this runs on every request).
-fn item(out: &mut Vec<u8>, name: &[u8], a: (&[u8], u64), b: (&[u8], u64)) {
-    out.push(b'"');
-    out.extend_from_slice(name);
-    out.push(b'"');
-    for (param, n) in [a, b] {
-        out.extend_from_slice(param);
+/// A header value written on the stack, without the formatting machinery (this runs on every
+/// request). Two items of at most 53 bytes each, and their separator, always fit.
+struct Line {
+    bytes: [u8; 128],
+    len: usize,
+}
+
+impl Line {
+    fn new() -> Self {
+        Self {
+            bytes: [0; 128],
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn put(&mut self, s: &[u8]) {
+        let end = (self.len + s.len()).min(self.bytes.len());
+        self.bytes[self.len..end].copy_from_slice(&s[..end - self.len]);
+        self.len = end;
+    }
+
+    #[inline]
+    fn num(&mut self, mut n: u64) {
         let mut digits = [0u8; 20];
         let mut at = digits.len();
-        let mut n = n;
         loop {
             at -= 1;
             digits[at] = b'0' + (n % 10) as u8;
@@ -290,7 +298,22 @@ fn item(out: &mut Vec<u8>, name: &[u8], a: (&[u8], u64), b: (&[u8], u64)) {
                 break;
             }
         }
-        out.extend_from_slice(&digits[at..]);
+        self.put(&digits[at..]);
+    }
+
+    /// `"name";a=1;b=2`
+    fn item(&mut self, name: &[u8], a: (&[u8], u64), b: (&[u8], u64)) {
+        self.put(b"\"");
+        self.put(name);
+        self.put(b"\"");
+        for (param, n) in [a, b] {
+            self.put(param);
+            self.num(n);
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
