@@ -94,7 +94,6 @@ where
         if !route.key_required {
             return ResponseFuture::inner(self.inner.call(req), None);
         }
-        let grpc = is_grpc(req.headers());
         let pending = match shared.key_source.read(&req) {
             Err(rejection) => Err(Decision::Reject(rejection, None)),
             Ok(value) => match shared.store.lookup_now(value, &shared.stage, |grant| {
@@ -108,12 +107,14 @@ where
         let pending = match pending {
             Err(Decision::Admit(rate)) => return ResponseFuture::inner(self.inner.call(req), rate),
             Err(Decision::Reject(rejection, rate)) => {
+                // Only a refusal needs to know how the client speaks.
+                let grpc = is_grpc(req.headers());
                 return ResponseFuture::ready(reject(
                     rejection,
                     rate.as_ref(),
                     grpc,
                     &shared.responses,
-                ))
+                ));
             }
             Ok(pending) => pending,
         };
@@ -121,6 +122,7 @@ where
         // The slow path: a store or meter that must be awaited. Take the service that
         // `poll_ready` readied and leave a clone in its place, see
         // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+        let grpc = is_grpc(req.headers());
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
