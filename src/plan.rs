@@ -58,6 +58,8 @@ static GENERATION: AtomicU64 = AtomicU64::new(1);
 #[derive(Clone, Debug)]
 pub struct StagePlan {
     id: Arc<str>,
+    /// [`id_hash`] of `id`.
+    id_hash: u64,
     generation: u64,
     api_id: Box<str>,
     stage: Box<str>,
@@ -78,6 +80,12 @@ fn period_nanos(t: &Throttle) -> u64 {
         .and_then(|d| u64::try_from(d.as_nanos()).ok())
         .unwrap_or(u64::MAX)
         .max(1)
+}
+
+/// A fixed hash of an id (FNV-1a), the same in every build and process: meters keep ids as these
+/// numbers. Ids are the server's own, not a client's, so a fixed hash is safe here.
+pub(crate) fn id_hash(id: &str) -> u64 {
+    tag(&[id])
 }
 
 /// FNV-1a: a fixed hash, so a method's bucket keeps its tag when its plan is rebuilt.
@@ -119,6 +127,7 @@ impl StagePlan {
             .collect();
         Some(Self {
             id: plan.id.as_str().into(),
+            id_hash: id_hash(&plan.id),
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             api_id: st.api_id.as_str().into(),
             stage: st.stage.as_str().into(),
@@ -141,6 +150,11 @@ impl StagePlan {
     /// The plan's id.
     pub fn id(&self) -> &Arc<str> {
         &self.id
+    }
+
+    /// A fixed hash of the plan's id.
+    pub(crate) fn id_hash(&self) -> u64 {
+        self.id_hash
     }
 
     /// A number that differs between any two `StagePlan`s built in this process, so that a meter

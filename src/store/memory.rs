@@ -91,8 +91,8 @@ fn sized<const N: usize>(key_id: Arc<str>, plans: Plans, enabled: bool, value: &
     let mut buf = [0u8; N];
     buf[..value.len()].copy_from_slice(value);
     Box::new(Entry {
+        meter_slot: MeterSlot::new(&key_id),
         key_id,
-        meter_slot: MeterSlot::new(),
         plans,
         enabled,
         len: u8::try_from(value.len()).unwrap_or(u8::MAX),

@@ -88,27 +88,38 @@ pub struct KeyRef<'a> {
 ///
 /// A store that holds its keys in memory keeps one per key and lends it with
 /// [`KeyStore::lookup_now`] ([`KeyRef::meter_slot`]); the layer passes it on in the
-/// [`Admission`](crate::meter::Admission). A meter must check that what it finds is its own and
-/// the key's, and fall back to its own lookup otherwise: the slot is a shortcut, never the only
-/// way to the state.
-#[derive(Default)]
-pub struct MeterSlot(RwLock<Option<Arc<dyn Any + Send + Sync>>>);
+/// [`Admission`](crate::meter::Admission). A slot belongs to one key, the one it was made for
+/// ([`MeterSlot::new`]): a meter takes the slot's key for the request's. A meter must check that
+/// what it finds is its own and for this plan, and fall back to its own lookup otherwise: the slot
+/// is a shortcut, never the only way to the state.
+pub struct MeterSlot {
+    key_hash: u64,
+    value: RwLock<Option<Arc<dyn Any + Send + Sync>>>,
+}
 
 impl MeterSlot {
-    /// An empty slot.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty slot for the key with this id.
+    pub fn new(key_id: &str) -> Self {
+        Self {
+            key_hash: crate::plan::id_hash(key_id),
+            value: RwLock::new(None),
+        }
+    }
+
+    /// A fixed hash of the key's id, so a meter need not read the id to know the key.
+    pub(crate) fn key_hash(&self) -> u64 {
+        self.key_hash
     }
 
     /// Calls `f` with what a meter left here, under the slot's read lock.
     #[inline]
     pub fn with<R>(&self, f: impl FnOnce(Option<&(dyn Any + Send + Sync)>) -> R) -> R {
-        f(self.0.read().as_deref())
+        f(self.value.read().as_deref())
     }
 
     /// Leaves `value` here, replacing what was.
     pub fn set(&self, value: Arc<dyn Any + Send + Sync>) {
-        *self.0.write() = Some(value);
+        *self.value.write() = Some(value);
     }
 }
 
