@@ -136,10 +136,14 @@ impl<St: KeyStore, M: Meter> Shared<St, M> {
         resource: &str,
         method: &Method,
     ) -> Decision {
-        let (grant, bucket) = match self.decide_now(grant, resource, method) {
-            Step::Done(decision) => return decision,
-            Step::Meter(grant, bucket) => (grant, bucket),
-        };
+        match self.decide_now(grant, resource, method) {
+            Step::Done(decision) => decision,
+            Step::Meter(grant, bucket) => self.admit_later(&grant, bucket).await,
+        }
+    }
+
+    /// Awaits the meter, for a key the store has answered and the meter could not decide at once.
+    pub(crate) async fn admit_later(&self, grant: &KeyGrant, bucket: Bucket) -> Decision {
         let Some(plan) = grant.plan.as_deref() else {
             return Decision::Reject(Rejection::NoPlan, None);
         };

@@ -65,8 +65,8 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 enum Pending {
     /// The store must be awaited for this key value.
     Store(Box<str>),
-    /// The store answered; the meter must be awaited.
-    Meter(crate::store::KeyGrant),
+    /// The store answered; the meter must be awaited for this bucket.
+    Meter(crate::store::KeyGrant, crate::plan::Bucket),
 }
 
 impl<S, St, M, ReqBody, ResBody> Service<Request<ReqBody>> for UsagePlanService<S, St, M>
@@ -100,7 +100,7 @@ where
                 shared.decide_now(grant, route.resource, req.method())
             }) {
                 Ok(Step::Done(decision)) => Err(decision),
-                Ok(Step::Meter(grant, _)) => Ok(Pending::Meter(grant)),
+                Ok(Step::Meter(grant, bucket)) => Ok(Pending::Meter(grant, bucket)),
                 Err(_) => Ok(Pending::Store(value.into())),
             },
         };
@@ -129,26 +129,30 @@ where
         let resource: Box<str> = route.resource.into();
         let method = req.method().clone();
         ResponseFuture::boxed(Box::pin(async move {
-            let grant = match pending {
-                Pending::Meter(grant) => Some(grant),
-                Pending::Store(value) => match shared.store.lookup(&value, &shared.stage).await {
-                    Ok(grant) => grant,
-                    Err(_) => match shared.on_store_error {
-                        FailMode::Closed => {
-                            return Ok(reject(
-                                Rejection::StoreUnavailable,
-                                None,
-                                grpc,
-                                &shared.responses,
-                            ))
-                        }
-                        FailMode::Open => return Ok(wrap(inner.call(req).await?, None)),
-                    },
-                },
+            let decision = match pending {
+                // The store answered at once and the meter named the bucket: only the meter is
+                // left to await.
+                Pending::Meter(grant, bucket) => shared.admit_later(&grant, bucket).await,
+                Pending::Store(value) => {
+                    let grant = match shared.store.lookup(&value, &shared.stage).await {
+                        Ok(grant) => grant,
+                        Err(_) => match shared.on_store_error {
+                            FailMode::Closed => {
+                                return Ok(reject(
+                                    Rejection::StoreUnavailable,
+                                    None,
+                                    grpc,
+                                    &shared.responses,
+                                ))
+                            }
+                            FailMode::Open => return Ok(wrap(inner.call(req).await?, None)),
+                        },
+                    };
+                    shared
+                        .decide(grant.as_ref().map(|g| g.as_ref()), &resource, &method)
+                        .await
+                }
             };
-            let decision = shared
-                .decide(grant.as_ref().map(|g| g.as_ref()), &resource, &method)
-                .await;
             match decision {
                 Decision::Admit(rate) => Ok(wrap(inner.call(req).await?, rate.as_ref())),
                 Decision::Reject(rejection, rate) => {
