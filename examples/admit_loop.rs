@@ -1,0 +1,91 @@
+//! The layer alone over many keys, timed per request: the harness behind the before/after figures
+//! in BENCHMARKS.md that criterion's noise could not resolve.
+//!
+//! ```text
+//! N=10000 cargo run --release --example admit_loop -- 1000000   # keys, requests
+//! ```
+//!
+//! Admits GET /items with a random key of N on the in-memory store and meter (headers off; `H=1`
+//! for on), 256 requests built ahead of each timed batch, and prints nanoseconds per request.
+use axum::body::Body;
+use http::{HeaderValue, Method, Request, Response, Uri};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use tower::{service_fn, Service, ServiceBuilder};
+use tower_usage_plans::model::*;
+use tower_usage_plans::{MemoryStore, UsagePlanLayer};
+
+fn main() {
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let keys: Vec<String> = (0..n).map(|i| format!("key-value-{i:030}")).collect();
+    let store = MemoryStore::new();
+    let mut plan = UsagePlan::new("p", "P");
+    plan.throttle = Some(Throttle::new(1e6, 1_000_000).unwrap());
+    plan.quota = Some(Quota::new(1_000_000_000_000, QuotaPeriod::Day, 0).unwrap());
+    plan.api_stages.push(ApiStage::new("a", "s"));
+    store.create_usage_plan(plan).unwrap();
+    for (i, k) in keys.iter().enumerate() {
+        store
+            .put_api_key(ApiKey::new(
+                format!("id{i}"),
+                "n",
+                ApiKeyValue::new(k.clone()).unwrap(),
+            ))
+            .unwrap();
+        store.create_usage_plan_key("p", &format!("id{i}")).unwrap();
+    }
+    let layer = UsagePlanLayer::builder(store)
+        .stage("a", "s")
+        .require_key(Method::GET, "/items")
+        .rate_limit_headers(std::env::var_os("H").is_some())
+        .build()
+        .unwrap();
+    let mut svc =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|_r: Request<Body>| async {
+                Ok::<_, Infallible>(Response::new(Body::empty()))
+            }));
+    let vals: Vec<HeaderValue> = keys
+        .iter()
+        .map(|k| HeaderValue::from_str(k).unwrap())
+        .collect();
+    let mut cx = Context::from_waker(Waker::noop());
+    let iters: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut x = 12345u64;
+    let mut reqs = Vec::with_capacity(256);
+    let mut total = std::time::Duration::ZERO;
+    for _ in 0..iters / 256 {
+        reqs.clear();
+        for _ in 0..256 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut req = Request::new(Body::empty());
+            *req.method_mut() = Method::GET;
+            *req.uri_mut() = Uri::from_static("/items");
+            req.headers_mut()
+                .insert("x-api-key", vals[(x % n as u64) as usize].clone());
+            reqs.push(req);
+        }
+        let t = std::time::Instant::now();
+        for req in reqs.drain(..) {
+            let _ = svc.poll_ready(&mut cx);
+            let fut = pin!(svc.call(req));
+            match fut.poll(&mut cx) {
+                Poll::Ready(Ok(r)) => assert_eq!(r.status(), 200u16),
+                _ => panic!(),
+            }
+        }
+        total += t.elapsed();
+    }
+    println!("{:.1} ns/req", total.as_nanos() as f64 / iters as f64);
+}
