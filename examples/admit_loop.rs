@@ -7,6 +7,8 @@
 //!
 //! Admits GET /items with a random key of N on the in-memory store and meter (headers off; `H=1`
 //! for on), 256 requests built ahead of each timed batch, and prints nanoseconds per request.
+//! `MODE=bare` times the inner service alone, `MODE=tg` tower_governor keyed on the header, on the
+//! same requests.
 use axum::body::Body;
 use http::{HeaderValue, Method, Request, Response, Uri};
 use std::convert::Infallible;
@@ -14,8 +16,27 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use tower::{service_fn, Service, ServiceBuilder};
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::KeyExtractor;
+use tower_governor::{GovernorError, GovernorLayer};
 use tower_usage_plans::model::*;
 use tower_usage_plans::{MemoryStore, UsagePlanLayer};
+
+/// tower_governor's key: the `x-api-key` header, as a `String` (as in benches/admission.rs).
+#[derive(Clone, Debug)]
+struct ApiKeyHeader;
+
+impl KeyExtractor for ApiKeyHeader {
+    type Key = String;
+
+    fn extract<T>(&self, req: &Request<T>) -> Result<String, GovernorError> {
+        req.headers()
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or(GovernorError::UnableToExtractKey)
+    }
+}
 
 fn main() {
     let n: usize = std::env::var("N")
@@ -45,12 +66,38 @@ fn main() {
         .rate_limit_headers(std::env::var_os("H").is_some())
         .build()
         .unwrap();
-    let mut svc =
-        ServiceBuilder::new()
-            .layer(layer)
-            .service(service_fn(|_r: Request<Body>| async {
-                Ok::<_, Infallible>(Response::new(Body::empty()))
-            }));
+    let inner = service_fn(|_r: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::empty()))
+    });
+    let mode = std::env::var("MODE").unwrap_or_default();
+    let per_req = match &*mode {
+        "bare" => time(inner, &keys),
+        "tg" => {
+            let config = GovernorConfigBuilder::default()
+                .key_extractor(ApiKeyHeader)
+                .period(std::time::Duration::from_nanos(1))
+                .burst_size(1000)
+                .finish()
+                .unwrap();
+            time(
+                ServiceBuilder::new()
+                    .layer(GovernorLayer::new(config))
+                    .service(inner),
+                &keys,
+            )
+        }
+        _ => time(ServiceBuilder::new().layer(layer).service(inner), &keys),
+    };
+    println!("{per_req:.1} ns/req");
+}
+
+/// Nanoseconds per request through `svc`, a random key of `keys` each.
+fn time<S, B>(mut svc: S, keys: &[String]) -> f64
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    let n = keys.len();
     let vals: Vec<HeaderValue> = keys
         .iter()
         .map(|k| HeaderValue::from_str(k).unwrap())
@@ -87,5 +134,5 @@ fn main() {
         }
         total += t.elapsed();
     }
-    println!("{:.1} ns/req", total.as_nanos() as f64 / iters as f64);
+    total.as_nanos() as f64 / iters as f64
 }
