@@ -8,7 +8,8 @@
 //! Admits GET /items with a random key of N on the in-memory store and meter (headers off; `H=1`
 //! for on), 256 requests built ahead of each timed batch, and prints nanoseconds per request.
 //! `MODE=bare` times the inner service alone, `MODE=tg` tower_governor keyed on the header, on the
-//! same requests.
+//! same requests. `CASE=throttled` (a token a million seconds, spent first), `CASE=quota` (a quota
+//! of one a month, spent first) and `CASE=forbidden` (unknown keys) time the layer's refusals.
 use axum::body::Body;
 use http::{HeaderValue, Method, Request, Response, Uri};
 use std::convert::Infallible;
@@ -46,8 +47,15 @@ fn main() {
     let keys: Vec<String> = (0..n).map(|i| format!("key-value-{i:030}")).collect();
     let store = MemoryStore::new();
     let mut plan = UsagePlan::new("p", "P");
-    plan.throttle = Some(Throttle::new(1e6, 1_000_000).unwrap());
-    plan.quota = Some(Quota::new(1_000_000_000_000, QuotaPeriod::Day, 0).unwrap());
+    let case = std::env::var("CASE").unwrap_or_default();
+    plan.throttle = Some(match &*case {
+        "throttled" => Throttle::new(1e-6, 1).unwrap(),
+        _ => Throttle::new(1e6, 1_000_000).unwrap(),
+    });
+    plan.quota = Some(match &*case {
+        "quota" => Quota::new(1, QuotaPeriod::Month, 0).unwrap(),
+        _ => Quota::new(1_000_000_000_000, QuotaPeriod::Day, 0).unwrap(),
+    });
     plan.api_stages.push(ApiStage::new("a", "s"));
     store.create_usage_plan(plan).unwrap();
     for (i, k) in keys.iter().enumerate() {
@@ -66,12 +74,19 @@ fn main() {
         .rate_limit_headers(std::env::var_os("H").is_some())
         .build()
         .unwrap();
-    let inner = service_fn(|_r: Request<Body>| async {
-        Ok::<_, Infallible>(Response::new(Body::empty()))
-    });
+    let inner =
+        service_fn(|_r: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) });
     let mode = std::env::var("MODE").unwrap_or_default();
+    let (sent, status) = match &*case {
+        "throttled" | "quota" => (keys.clone(), 429),
+        "forbidden" => (
+            (0..n).map(|i| format!("unknown-key-{i:028}")).collect(),
+            403,
+        ),
+        _ => (keys.clone(), 200),
+    };
     let per_req = match &*mode {
-        "bare" => time(inner, &keys),
+        "bare" => time(inner, &sent, 200),
         "tg" => {
             let config = GovernorConfigBuilder::default()
                 .key_extractor(ApiKeyHeader)
@@ -83,16 +98,30 @@ fn main() {
                 ServiceBuilder::new()
                     .layer(GovernorLayer::new(config))
                     .service(inner),
-                &keys,
+                &sent,
+                200,
             )
         }
-        _ => time(ServiceBuilder::new().layer(layer).service(inner), &keys),
+        _ => {
+            let mut svc = ServiceBuilder::new().layer(layer).service(inner);
+            // Spend each key's token or quota first (and meet every key once).
+            let mut cx = Context::from_waker(Waker::noop());
+            for k in &keys {
+                let mut req = Request::new(Body::empty());
+                *req.uri_mut() = Uri::from_static("/items");
+                req.headers_mut()
+                    .insert("x-api-key", HeaderValue::from_str(k).unwrap());
+                let _ = svc.poll_ready(&mut cx);
+                let _ = pin!(svc.call(req)).poll(&mut cx);
+            }
+            time(svc, &sent, status)
+        }
     };
     println!("{per_req:.1} ns/req");
 }
 
-/// Nanoseconds per request through `svc`, a random key of `keys` each.
-fn time<S, B>(mut svc: S, keys: &[String]) -> f64
+/// Nanoseconds per request through `svc`, a random key of `keys` each, answered `status`.
+fn time<S, B>(mut svc: S, keys: &[String], status: u16) -> f64
 where
     S: Service<Request<Body>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
@@ -120,7 +149,7 @@ where
             *req.method_mut() = Method::GET;
             *req.uri_mut() = Uri::from_static("/items");
             req.headers_mut()
-                .insert("x-api-key", vals[(x % n as u64) as usize].clone());
+                .insert("x-api-key", fresh(&vals[(x % n as u64) as usize]));
             reqs.push(req);
         }
         let t = std::time::Instant::now();
@@ -128,11 +157,17 @@ where
             let _ = svc.poll_ready(&mut cx);
             let fut = pin!(svc.call(req));
             match fut.poll(&mut cx) {
-                Poll::Ready(Ok(r)) => assert_eq!(r.status(), 200u16),
+                Poll::Ready(Ok(r)) => assert_eq!(r.status(), status),
                 _ => panic!(),
             }
         }
         total += t.elapsed();
     }
     total.as_nanos() as f64 / iters as f64
+}
+
+/// A copy of `v` in a buffer of its own, as a request just parsed would carry it (a clone would
+/// share one buffer per key, cold in cache, with every request of that key).
+fn fresh(v: &HeaderValue) -> HeaderValue {
+    HeaderValue::from_bytes(v.as_bytes()).unwrap()
 }

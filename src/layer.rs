@@ -115,6 +115,7 @@ impl<St: KeyStore, M: Meter> Shared<St, M> {
             plan,
             bucket,
             meter_slot,
+            limits: self.rate_headers,
         };
         match self.meter.admit_now(&req) {
             Some(verdict) => Step::Done(self.decision(verdict, plan)),
@@ -147,7 +148,10 @@ impl<St: KeyStore, M: Meter> Shared<St, M> {
         let Some(plan) = grant.plan.as_deref() else {
             return Decision::Reject(Rejection::NoPlan, None);
         };
-        let req = Admission::new(&grant.key_id, plan, bucket);
+        let req = Admission {
+            limits: self.rate_headers,
+            ..Admission::new(&grant.key_id, plan, bucket)
+        };
         self.decision(self.meter.admit(&req).await, plan)
     }
 

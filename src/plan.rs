@@ -30,6 +30,7 @@ use std::sync::Arc;
 use http::Method;
 
 use crate::model::{MethodPath, Quota, StageRef, Throttle, UsagePlan};
+use crate::period::{window, Window};
 
 /// Which token bucket of a plan a request draws from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -71,6 +72,19 @@ pub struct StagePlan {
     /// Nanoseconds per token of the plan's bucket (index 0) and of each method's (index i + 1),
     /// worked out once here rather than on every request.
     periods: Box<[u64]>,
+    /// The quota window last worked out, so that most requests skip the calendar.
+    window: WindowCache,
+}
+
+/// A quota window, start and end in seconds since the epoch packed in one word (0: none yet).
+/// Any value it holds is a true window of the plan's quota; a reader checks that it covers now.
+#[derive(Debug, Default)]
+struct WindowCache(AtomicU64);
+
+impl Clone for WindowCache {
+    fn clone(&self) -> Self {
+        Self(AtomicU64::new(self.0.load(Ordering::Relaxed)))
+    }
 }
 
 /// Nanoseconds per token, as `governor::Quota::with_period(1 / rate)` takes them (at least 1).
@@ -136,6 +150,7 @@ impl StagePlan {
             methods,
             tags,
             periods,
+            window: WindowCache::default(),
         })
     }
 
@@ -181,6 +196,24 @@ impl StagePlan {
     /// The plan's quota.
     pub fn quota(&self) -> Option<&Quota> {
         self.quota.as_ref()
+    }
+
+    /// The quota and its window at `now_secs`, the window worked out once per window rather than
+    /// once per request.
+    #[inline]
+    pub(crate) fn quota_window(&self, now_secs: u64) -> Option<(&Quota, Window)> {
+        let q = self.quota.as_ref()?;
+        let cached = self.window.0.load(Ordering::Relaxed);
+        let (start, end) = (cached >> 32, cached & u64::from(u32::MAX));
+        if start <= now_secs && now_secs < end {
+            return Some((q, Window { start, end }));
+        }
+        let w = window(q.period, q.offset, now_secs);
+        if let (Ok(start), Ok(end)) = (u32::try_from(w.start), u32::try_from(w.end)) {
+            let packed = (u64::from(start) << 32) | u64::from(end);
+            self.window.0.store(packed, Ordering::Relaxed);
+        }
+        Some((q, w))
     }
 
     /// The stage's per-method throttles.

@@ -33,6 +33,8 @@
 //! assert_eq!(r.grpc_status(), 8);
 //! ```
 
+use std::cell::RefCell;
+
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
@@ -84,6 +86,16 @@ pub enum ResponseType {
 }
 
 impl ResponseType {
+    /// AWS's `x-amzn-ErrorType` for this answer.
+    fn error_type(self) -> &'static str {
+        match self {
+            Self::Forbidden => "ForbiddenException",
+            Self::Throttled => "TooManyRequestsException",
+            Self::QuotaExceeded => "LimitExceededException",
+            Self::Unavailable => "ServiceUnavailableException",
+        }
+    }
+
     fn index(self) -> usize {
         match self {
             Self::Forbidden => 0,
@@ -138,12 +150,7 @@ impl Rejection {
 
     /// AWS's `x-amzn-ErrorType`.
     pub fn error_type(&self) -> &'static str {
-        match self.response_type() {
-            ResponseType::Forbidden => "ForbiddenException",
-            ResponseType::Throttled => "TooManyRequestsException",
-            ResponseType::QuotaExceeded => "LimitExceededException",
-            ResponseType::Unavailable => "ServiceUnavailableException",
-        }
+        self.response_type().error_type()
     }
 
     /// The gRPC status code for a gRPC request.
@@ -193,15 +200,82 @@ impl GatewayResponse {
     }
 }
 
-/// The custom answers of a layer.
-#[derive(Clone, Debug, Default)]
+/// The answers of a layer: the custom ones, and the headers of each HTTP refusal built once, so
+/// that a refusal clones a small map instead of building it (no header name hashed per request).
+#[derive(Clone, Debug)]
 pub(crate) struct Responses {
     custom: [Option<GatewayResponse>; 4],
+    /// By [`ResponseType::index`]: the headers of the HTTP answer, with `Retry-After` (for the
+    /// 429s) at position `retry_at` as a placeholder to overwrite, unless a custom answer sets it.
+    templates: [Template; 4],
+}
+
+#[derive(Clone, Debug)]
+struct Template {
+    headers: HeaderMap,
+    retry_at: Option<usize>,
+}
+
+const KINDS: [ResponseType; 4] = [
+    ResponseType::Forbidden,
+    ResponseType::Throttled,
+    ResponseType::QuotaExceeded,
+    ResponseType::Unavailable,
+];
+
+impl Default for Responses {
+    fn default() -> Self {
+        let mut r = Self {
+            custom: Default::default(),
+            templates: KINDS.map(|_| Template {
+                headers: HeaderMap::new(),
+                retry_at: None,
+            }),
+        };
+        for kind in KINDS {
+            r.prepare(kind);
+        }
+        r
+    }
 }
 
 impl Responses {
     pub(crate) fn set(&mut self, kind: ResponseType, response: GatewayResponse) {
         self.custom[kind.index()] = Some(response);
+        self.prepare(kind);
+    }
+
+    /// Builds the headers of `kind`'s HTTP answer.
+    fn prepare(&mut self, kind: ResponseType) {
+        let custom = &self.custom[kind.index()];
+        let retry = matches!(kind, ResponseType::Throttled | ResponseType::QuotaExceeded);
+        let mut headers =
+            HeaderMap::with_capacity(3 + custom.as_ref().map_or(0, |c| c.headers.len()));
+        if custom.is_none() {
+            headers.insert(CONTENT_TYPE, JSON.clone());
+        }
+        headers.insert(
+            X_AMZN_ERROR_TYPE.clone(),
+            HeaderValue::from_static(kind.error_type()),
+        );
+        if retry {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(custom) = custom {
+            for (name, value) in &custom.headers {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        let retry_at = if retry
+            && custom
+                .as_ref()
+                .is_none_or(|c| !c.headers.contains_key(RETRY_AFTER))
+        {
+            headers.keys().position(|n| n == RETRY_AFTER)
+        } else {
+            None
+        };
+        self.templates[kind.index()] = Template { headers, retry_at };
     }
 }
 
@@ -327,10 +401,25 @@ const SECS: [&str; 61] = [
 
 /// A number of seconds as a header value.
 fn secs_value(secs: u64) -> HeaderValue {
-    match usize::try_from(secs).ok().and_then(|i| SECS.get(i)) {
-        Some(s) => HeaderValue::from_static(s),
-        None => HeaderValue::from(secs),
+    if let Some(s) = usize::try_from(secs).ok().and_then(|i| SECS.get(i)) {
+        return HeaderValue::from_static(s);
     }
+    thread_local! {
+        /// The last longer value this thread wrote: the refusals of one second mostly share it
+        /// (a quota's window ends at the same instant for every key), so they share one buffer.
+        static LAST: RefCell<Option<(u64, HeaderValue)>> = const { RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((s, value)) if *s == secs => value.clone(),
+            _ => {
+                let value = HeaderValue::from(secs);
+                *last = Some((secs, value.clone()));
+                value
+            }
+        }
+    })
 }
 
 /// Builds the answer to a refused request.
@@ -340,12 +429,9 @@ pub(crate) fn reject<B>(
     grpc: bool,
     responses: &Responses,
 ) -> Response<ResponseBody<B>> {
-    // As many headers as the answer has, at most: the type, the error type, Retry-After, the
-    // two rate-limit headers.
-    let capacity =
-        2 + usize::from(rejection.retry_after().is_some()) + if rate.is_some() { 2 } else { 0 };
-    let mut headers = HeaderMap::with_capacity(capacity);
-    let (status, body) = if grpc {
+    let kind = rejection.response_type();
+    let (status, body, headers) = if grpc {
+        let mut headers = HeaderMap::with_capacity(3 + if rate.is_some() { 2 } else { 0 });
         headers.insert(CONTENT_TYPE, GRPC.clone());
         headers.insert(
             GRPC_STATUS.clone(),
@@ -355,37 +441,41 @@ pub(crate) fn reject<B>(
             GRPC_MESSAGE.clone(),
             HeaderValue::from_static(rejection.grpc_message()),
         );
-        (StatusCode::OK, Bytes::new())
-    } else if let Some(custom) = &responses.custom[rejection.response_type().index()] {
-        headers.insert(
-            X_AMZN_ERROR_TYPE.clone(),
-            HeaderValue::from_static(rejection.error_type()),
-        );
-        (custom.status, custom.body.clone())
+        if let Some(secs) = rejection.retry_after() {
+            headers.insert(RETRY_AFTER, secs_value(secs.max(1)));
+        }
+        if let Some(rate) = rate {
+            rate.write(&mut headers);
+        }
+        (StatusCode::OK, Bytes::new(), headers)
     } else {
-        headers.insert(CONTENT_TYPE, JSON.clone());
-        headers.insert(
-            X_AMZN_ERROR_TYPE.clone(),
-            HeaderValue::from_static(rejection.error_type()),
-        );
-        (
-            rejection.status(),
-            Bytes::from_static(rejection.body().as_bytes()),
-        )
-    };
-    if let Some(secs) = rejection.retry_after() {
-        headers.insert(RETRY_AFTER, secs_value(secs.max(1)));
-    }
-    if let Some(rate) = rate {
-        rate.write(&mut headers);
-    }
-    if !grpc {
-        if let Some(custom) = &responses.custom[rejection.response_type().index()] {
-            for (name, value) in &custom.headers {
-                headers.insert(name.clone(), value.clone());
+        let template = &responses.templates[kind.index()];
+        let mut headers = template.headers.clone();
+        if let (Some(at), Some(secs)) = (template.retry_at, rejection.retry_after()) {
+            if let Some((_, value)) = headers.iter_mut().nth(at) {
+                *value = secs_value(secs.max(1));
             }
         }
-    }
+        let custom = &responses.custom[kind.index()];
+        if let Some(rate) = rate {
+            headers.reserve(2);
+            rate.write(&mut headers);
+            // A custom answer's own headers replace the layer's of the same name.
+            for (name, value) in custom.iter().flat_map(|c| &c.headers) {
+                if name == RATELIMIT || name == RATELIMIT_POLICY {
+                    headers.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        match custom {
+            Some(custom) => (custom.status, custom.body.clone(), headers),
+            None => (
+                rejection.status(),
+                Bytes::from_static(rejection.body().as_bytes()),
+                headers,
+            ),
+        }
+    };
     let mut response = Response::new(ResponseBody::full(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;

@@ -10,6 +10,9 @@ use http::Method;
 use crate::error::ConfigError;
 
 /// One resource's methods.
+/// Up to this many parameterless templates, a path is first compared with each of them.
+const STATIC_WALK: usize = 16;
+
 #[derive(Debug)]
 struct Resource {
     template: Box<str>,
@@ -29,6 +32,9 @@ pub(crate) struct RouteMatch<'a> {
 #[derive(Debug)]
 pub(crate) struct Routes {
     router: matchit::Router<usize>,
+    /// The templates without a parameter, with their resource: a path equal to one is that
+    /// route (matchit prefers a static route too), found without walking the router.
+    statics: Vec<(Box<str>, usize)>,
     resources: Vec<Resource>,
     default_required: bool,
 }
@@ -51,6 +57,7 @@ impl Routes {
     pub(crate) fn new(default_required: bool) -> Self {
         Self {
             router: matchit::Router::new(),
+            statics: Vec::new(),
             resources: Vec::new(),
             default_required,
         }
@@ -78,6 +85,9 @@ impl Routes {
                 self.router
                     .insert(to_matchit(template), i)
                     .map_err(|e| err(e.to_string()))?;
+                if !template.contains(['{', '}']) {
+                    self.statics.push((template.into(), i));
+                }
                 self.resources.push(Resource {
                     template: template.into(),
                     methods: Vec::new(),
@@ -116,9 +126,17 @@ impl Routes {
                 key_required: self.default_required,
             };
         }
-        match self.router.at(path) {
-            Ok(m) => {
-                let r = &self.resources[*m.value];
+        let found = if self.statics.len() <= STATIC_WALK {
+            self.statics
+                .iter()
+                .find(|(t, _)| **t == *path)
+                .map(|(_, i)| *i)
+        } else {
+            None
+        };
+        match found.map_or_else(|| self.router.at(path).map(|m| *m.value), Ok) {
+            Ok(i) => {
+                let r = &self.resources[i];
                 RouteMatch {
                     resource: &r.template,
                     key_required: r
@@ -161,6 +179,25 @@ mod tests {
         assert!(r.key_required_for(&Method::POST, "/orders"));
         assert!(!r.key_required_for(&Method::PUT, "/orders"));
         assert!(r.set(Method::GET, "items", true).is_err());
+        // A static route wins over a template at the same place, with or without the walk.
+        for extra in [0, 20] {
+            let mut r = Routes::new(false);
+            for i in 0..extra {
+                r.set(Method::GET, &format!("/static{i}"), true).unwrap();
+            }
+            r.set(Method::GET, "/items/{id}", true).unwrap();
+            r.set(Method::GET, "/items/new", false).unwrap();
+            let m = r.resolve(&Method::GET, "/items/new");
+            assert_eq!((m.resource, m.key_required), ("/items/new", false));
+            let m = r.resolve(&Method::GET, "/items/7");
+            assert_eq!((m.resource, m.key_required), ("/items/{id}", true));
+            let m = r.resolve(&Method::GET, "/items/new/");
+            assert_eq!(m.resource, "/items/new/");
+            if extra > 0 {
+                let m = r.resolve(&Method::GET, "/static19");
+                assert_eq!((m.resource, m.key_required), ("/static19", true));
+            }
+        }
         assert!(r.set(Method::GET, "/items/{a}{b}", true).is_err());
     }
 }

@@ -189,14 +189,15 @@ async fn quota_used_up_is_429_limit_exceeded_until_midnight_utc() {
     assert_eq!(a.body, r#"{"message":"Limit Exceeded"}"#);
     assert_eq!(a.header("x-amzn-errortype"), Some("LimitExceededException"));
     assert_eq!(a.header("retry-after"), Some("43200"));
+    // Retry-After counts down with the clock (each answer says its own figure).
+    app.clock.advance(Duration::from_secs(100));
+    let a = send(&app.router, Method::GET, "/items", Some(FREE)).await;
+    assert_eq!(a.header("retry-after"), Some("43100"));
     // A refused-for-quota request takes no token: after the window turns, the burst is whole.
-    app.clock.advance(Duration::from_secs(43_199));
-    assert_eq!(
-        send(&app.router, Method::GET, "/items", Some(FREE))
-            .await
-            .status,
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    app.clock.advance(Duration::from_secs(43_099));
+    let a = send(&app.router, Method::GET, "/items", Some(FREE)).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(a.header("retry-after"), Some("1"));
     app.clock.advance(Duration::from_secs(1));
     let (ok, refused) = burst(&app.router, Method::GET, "/items", FREE, 4).await;
     assert_eq!((ok, refused), (3, 1));
@@ -221,6 +222,12 @@ async fn rate_limit_headers_on_admitted_and_refused_answers() {
     assert_eq!(
         a.header("ratelimit"),
         Some("\"burst\";r=0;t=1, \"day\";r=995;t=43200")
+    );
+    assert_eq!(a.header("retry-after"), Some("1"));
+    assert_eq!(a.header("content-type"), Some("application/json"));
+    assert_eq!(
+        a.header("x-amzn-errortype"),
+        Some("TooManyRequestsException")
     );
 
     let off = app_from(article_store(), ManualClock::at_unix_secs(noon()), |b| {
@@ -256,6 +263,43 @@ async fn answers_can_be_customised() {
         (StatusCode::SERVICE_UNAVAILABLE, "slow down")
     );
     assert_eq!(a.header("retry-after"), Some("1"));
+    assert_eq!(
+        a.header("x-amzn-errortype"),
+        Some("TooManyRequestsException")
+    );
+}
+
+#[tokio::test]
+async fn a_custom_answers_own_headers_win_over_the_layers() {
+    let store = article_store();
+    store
+        .update_usage_plan("plan111", &[PatchOperation::replace("/quota/limit", "1")])
+        .unwrap();
+    let mut custom = GatewayResponse::json(StatusCode::TOO_MANY_REQUESTS, "come back tomorrow");
+    custom
+        .headers
+        .insert("retry-after", "86400".parse().unwrap());
+    custom.headers.insert("ratelimit", "mine".parse().unwrap());
+    custom.headers.insert("x-team", "billing".parse().unwrap());
+    let app = app_from(store, ManualClock::at_unix_secs(noon()), |b| {
+        b.response(ResponseType::QuotaExceeded, custom)
+    });
+    assert_eq!(
+        send(&app.router, Method::GET, "/items", Some(FREE))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let a = send(&app.router, Method::GET, "/items", Some(FREE)).await;
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "come back tomorrow")
+    );
+    assert_eq!(a.header("retry-after"), Some("86400"));
+    assert_eq!(a.header("ratelimit"), Some("mine"));
+    assert_eq!(a.header("x-team"), Some("billing"));
+    assert_eq!(a.header("x-amzn-errortype"), Some("LimitExceededException"));
+    assert!(a.header("ratelimit-policy").is_some());
 }
 
 #[tokio::test]

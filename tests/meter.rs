@@ -305,3 +305,61 @@ fn a_swept_record_behind_a_slot_is_not_used_again() {
         Outcome::QuotaExceeded { .. }
     ));
 }
+
+#[test]
+fn without_limits_asked_the_outcome_and_the_counts_are_the_same() {
+    let clock = ManualClock::at_unix_secs(1_700_000_000);
+    let both = plan(
+        Some(Quota::new(3, QuotaPeriod::Day, 0).unwrap()),
+        Some(Throttle::new(1.0, 2).unwrap()),
+    );
+    let key: Arc<str> = "k".into();
+    let asked = LocalMeter::with_clock(clock.clone());
+    let quiet = LocalMeter::with_clock(clock.clone());
+    let mut outcomes = (Vec::new(), Vec::new());
+    for _ in 0..4 {
+        for _ in 0..3 {
+            let req = Admission::new(&key, &both, Bucket::Plan);
+            let v = asked.admit_now(&req).unwrap().unwrap();
+            assert!(v.quota.is_some());
+            outcomes.0.push(v.outcome);
+            let req = Admission {
+                limits: false,
+                ..req
+            };
+            let v = quiet.admit_now(&req).unwrap().unwrap();
+            assert_eq!((v.burst, v.quota), (None, None));
+            outcomes.1.push(v.outcome);
+        }
+        clock.advance(Duration::from_secs(1));
+    }
+    // Throttled and quota refusals come at the same requests, with the same Retry-After.
+    assert_eq!(outcomes.0, outcomes.1);
+    assert!(outcomes.1.contains(&Outcome::Throttled {
+        retry_after_secs: 1
+    }));
+    assert_eq!(
+        outcomes
+            .1
+            .iter()
+            .filter(|o| **o == Outcome::Admitted)
+            .count(),
+        3
+    );
+    assert!(matches!(
+        outcomes.1.last(),
+        Some(Outcome::QuotaExceeded { .. })
+    ));
+}
+
+#[test]
+fn a_slot_is_set_once_and_a_second_meter_keeps_its_own_way() {
+    let slot = MeterSlot::new("k");
+    assert!(slot.with(|v| v.is_none()));
+    assert!(slot.set(Arc::new(1u8)));
+    assert!(!slot.set(Arc::new(2u8)));
+    assert_eq!(
+        slot.with(|v| v.and_then(|v| v.downcast_ref::<u8>()).copied()),
+        Some(1)
+    );
+}

@@ -364,7 +364,7 @@ impl<C: Clock + Clone> LocalMeter<C> {
             let table = shard.read();
             table.find(hash, |s| s.is(plan, key)).map(|slot| {
                 let verdict = self.decide_locked(&mut slot.state.lock(), req, now);
-                (verdict, req.meter_slot.map(|_| slot.clone()))
+                (verdict, Self::to_lend(req.meter_slot, slot))
             })
         };
         let (verdict, slot, inserted) = match found {
@@ -395,17 +395,25 @@ impl<C: Clock + Clone> LocalMeter<C> {
                         }
                     };
                 let verdict = self.decide_locked(&mut slot.state.lock(), req, now);
-                (verdict, req.meter_slot.map(|_| slot.clone()), inserted)
+                (verdict, Self::to_lend(req.meter_slot, slot), inserted)
             }
         };
         if let (Some(meter_slot), Some(slot)) = (req.meter_slot, slot) {
-            meter_slot.set(slot);
+            let _ = meter_slot.set(slot);
         }
         if inserted && secs >= inner.next_sweep.load(Ordering::Relaxed) {
             inner.next_sweep.store(secs + 3600, Ordering::Relaxed);
             self.sweep();
         }
         verdict
+    }
+
+    /// The record to leave in the store's slot: only into an empty slot, which is set once.
+    #[inline]
+    fn to_lend(meter_slot: Option<&MeterSlot>, slot: &Arc<Slot>) -> Option<Arc<Slot>> {
+        meter_slot
+            .filter(|m| m.with(|v| v.is_none()))
+            .map(|_| slot.clone())
     }
 
     /// Takes a token at `now` from the bucket tagged `tag` of a key, made (full) if the key has
@@ -464,30 +472,35 @@ impl<C: Clock + Clone> LocalMeter<C> {
 
         // The quota first: a request refused for its quota takes no token.
         let mut quota_state = None;
-        if let Some(q) = req.plan.quota() {
-            let w = window(q.period, q.offset, secs);
+        let mut counted = false;
+        if let Some((q, w)) = req.plan.quota_window(secs) {
             let start = Date::from_unix_secs(w.start).days();
             if st.quota_start != start {
                 st.quota_start = start;
                 st.quota_used = 0;
             }
-            let reset_secs = ceil_secs((w.end * NANOS_PER_SEC).saturating_sub(now)).max(1);
-            let state = LimitState {
-                limit: q.limit,
-                remaining: q.limit.saturating_sub(st.quota_used),
-                reset_secs,
-                window_secs: w.len_secs(),
-            };
-            if st.quota_used >= q.limit {
-                return Verdict {
-                    outcome: Outcome::QuotaExceeded {
-                        retry_after_secs: reset_secs,
-                    },
-                    burst: None,
-                    quota: Some(state),
+            let exceeded = st.quota_used >= q.limit;
+            // The state is worked out only for a caller that reads it, or for a refusal.
+            if exceeded || req.limits {
+                let reset_secs = ceil_secs((w.end * NANOS_PER_SEC).saturating_sub(now)).max(1);
+                let state = LimitState {
+                    limit: q.limit,
+                    remaining: q.limit.saturating_sub(st.quota_used),
+                    reset_secs,
+                    window_secs: w.len_secs(),
                 };
+                if exceeded {
+                    return Verdict {
+                        outcome: Outcome::QuotaExceeded {
+                            retry_after_secs: reset_secs,
+                        },
+                        burst: None,
+                        quota: req.limits.then_some(state),
+                    };
+                }
+                quota_state = Some(state);
             }
-            quota_state = Some(state);
+            counted = true;
         }
 
         // Then the bucket: a throttled request spends no quota.
@@ -504,13 +517,15 @@ impl<C: Clock + Clone> LocalMeter<C> {
             };
             match Self::take(st, tag, gcra, now) {
                 Ok(remaining) => {
-                    let empty = limit - remaining.min(limit);
-                    burst_state = Some(LimitState {
-                        limit,
-                        remaining,
-                        reset_secs: ceil_secs(empty.saturating_mul(gcra.t)),
-                        window_secs: gcra.fill_secs(),
-                    });
+                    if req.limits {
+                        let empty = limit - remaining.min(limit);
+                        burst_state = Some(LimitState {
+                            limit,
+                            remaining,
+                            reset_secs: ceil_secs(empty.saturating_mul(gcra.t)),
+                            window_secs: gcra.fill_secs(),
+                        });
+                    }
                 }
                 Err(wait) => {
                     let retry = ceil_secs(wait).max(1);
@@ -518,7 +533,7 @@ impl<C: Clock + Clone> LocalMeter<C> {
                         outcome: Outcome::Throttled {
                             retry_after_secs: retry,
                         },
-                        burst: Some(LimitState {
+                        burst: req.limits.then(|| LimitState {
                             limit,
                             remaining: 0,
                             reset_secs: retry,
@@ -531,9 +546,11 @@ impl<C: Clock + Clone> LocalMeter<C> {
         }
 
         // Admitted: count it.
-        if let Some(q) = quota_state.as_mut() {
+        if counted {
             st.quota_used += 1;
-            q.remaining -= 1;
+            if let Some(q) = quota_state.as_mut() {
+                q.remaining -= 1;
+            }
         }
         let day = Date::from_unix_secs(secs).days();
         if st.day != day {

@@ -62,16 +62,22 @@ pub struct Admission<'a> {
     pub bucket: Bucket,
     /// The room the store keeps beside the key for the meter, if it keeps one.
     pub meter_slot: Option<&'a MeterSlot>,
+    /// Whether the caller reads [`Verdict::burst`] and [`Verdict::quota`]: the layer does only
+    /// when it sends the rate-limit headers. When `false`, a meter may leave them `None` and
+    /// save the work; the outcome, with its `Retry-After`, is the same either way.
+    pub limits: bool,
 }
 
 impl<'a> Admission<'a> {
-    /// A request of `key_id` on `plan`, drawing from `bucket`, with no meter slot.
+    /// A request of `key_id` on `plan`, drawing from `bucket`, with no meter slot, asking for the
+    /// limits' state.
     pub fn new(key_id: &'a Arc<str>, plan: &'a StagePlan, bucket: Bucket) -> Self {
         Self {
             key_id,
             plan,
             bucket,
             meter_slot: None,
+            limits: true,
         }
     }
 }

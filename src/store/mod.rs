@@ -35,9 +35,7 @@
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
-
-use parking_lot::RwLock;
+use std::sync::{Arc, OnceLock};
 
 use crate::error::StoreError;
 use crate::model::StageRef;
@@ -94,7 +92,8 @@ pub struct KeyRef<'a> {
 /// is a shortcut, never the only way to the state.
 pub struct MeterSlot {
     key_hash: u64,
-    value: RwLock<Option<Arc<dyn Any + Send + Sync>>>,
+    /// Set once: reading it is a plain load, no lock.
+    value: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
 
 impl MeterSlot {
@@ -102,7 +101,7 @@ impl MeterSlot {
     pub fn new(key_id: &str) -> Self {
         Self {
             key_hash: crate::plan::id_hash(key_id),
-            value: RwLock::new(None),
+            value: OnceLock::new(),
         }
     }
 
@@ -111,15 +110,17 @@ impl MeterSlot {
         self.key_hash
     }
 
-    /// Calls `f` with what a meter left here, under the slot's read lock.
+    /// Calls `f` with what a meter left here, if anything.
     #[inline]
     pub fn with<R>(&self, f: impl FnOnce(Option<&(dyn Any + Send + Sync)>) -> R) -> R {
-        f(self.value.read().as_deref())
+        f(self.value.get().map(|v| &**v))
     }
 
-    /// Leaves `value` here, replacing what was.
-    pub fn set(&self, value: Arc<dyn Any + Send + Sync>) {
-        *self.value.write() = Some(value);
+    /// Leaves `value` here if the slot is still empty, and says whether it did. A slot is set
+    /// once: a meter that finds another meter's state here, or state it has since let go, keeps
+    /// using its own lookup for this key.
+    pub fn set(&self, value: Arc<dyn Any + Send + Sync>) -> bool {
+        self.value.set(value).is_ok()
     }
 }
 
