@@ -353,13 +353,26 @@ fn without_limits_asked_the_outcome_and_the_counts_are_the_same() {
 }
 
 #[test]
-fn a_slot_is_set_once_and_a_second_meter_keeps_its_own_way() {
-    let slot = MeterSlot::new("k");
-    assert!(slot.with(|v| v.is_none()));
-    assert!(slot.set(Arc::new(1u8)));
-    assert!(!slot.set(Arc::new(2u8)));
-    assert_eq!(
-        slot.with(|v| v.and_then(|v| v.downcast_ref::<u8>()).copied()),
-        Some(1)
-    );
+fn a_slot_naming_another_record_never_counts_for_the_wrong_key() {
+    let clock = ManualClock::at_unix_secs(1_700_000_000);
+    let meter = LocalMeter::with_clock(clock);
+    let quota2 = plan(Some(Quota::new(2, QuotaPeriod::Month, 0).unwrap()), None);
+    let (k1, k2): (Arc<str>, Arc<str>) = ("k1".into(), "k2".into());
+    let (s1, s2) = (MeterSlot::new("k1"), MeterSlot::new("k2"));
+    assert_eq!(admit_via(&meter, &s1, &k1, &quota2), Outcome::Admitted);
+    assert_eq!(admit_via(&meter, &s2, &k2, &quota2), Outcome::Admitted);
+    assert_ne!(s1.get(), 0);
+    // k1's slot now names k2's record, then nothing this meter has, then garbage.
+    for wrong in [s2.get(), s2.get() + 1000, u64::MAX] {
+        s1.set(wrong);
+        assert_eq!(meter.len(), 2);
+    }
+    assert_eq!(admit_via(&meter, &s1, &k1, &quota2), Outcome::Admitted);
+    assert!(matches!(
+        admit_via(&meter, &s1, &k1, &quota2),
+        Outcome::QuotaExceeded { .. }
+    ));
+    // k2 has used one of its two.
+    assert_eq!(admit_via(&meter, &s2, &k2, &quota2), Outcome::Admitted);
+    assert_eq!(meter.len(), 2);
 }

@@ -4,9 +4,9 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use hashbrown::hash_table::{Entry as TableEntry, HashTable};
+use hashbrown::hash_table::HashTable;
 use parking_lot::{Mutex, RwLock};
 
 use crate::clock::{Clock, SystemClock, NANOS_PER_SEC};
@@ -20,10 +20,6 @@ use crate::store::MeterSlot;
 /// Numbers the meters of this process.
 static METERS: AtomicU64 = AtomicU64::new(1);
 
-/// `KeyMeter::day` of a record the sweep took out of the table: a [`MeterSlot`] that still holds
-/// it must not use it.
-const SWEPT: u32 = u32::MAX;
-
 /// Shards of the table: enough that two cores rarely meet on one lock.
 const SHARDS: usize = 64;
 
@@ -36,72 +32,39 @@ struct Gcra {
 }
 
 impl Gcra {
-    /// Seconds for an empty bucket to fill, rounded up (at least 1).
-    fn fill_secs(self) -> u64 {
-        ceil_secs(self.t.saturating_mul(u64::from(self.burst))).max(1)
-    }
-}
-
-/// One token bucket of a key: governor's GCRA on the meter's clock, kept as the theoretical
-/// arrival time of the next token (`tat`, nanoseconds since the epoch; 0 for a full bucket).
-#[derive(Clone, Copy, Debug)]
-struct BucketState {
-    /// [`StagePlan::bucket_tag`] of the bucket.
-    tag: u64,
-    /// The bucket's parameters; `t == 0` for no bucket. Changed parameters get a new, full bucket.
-    t: u64,
-    tat: u64,
-    burst: u32,
-}
-
-impl BucketState {
-    fn is_some(&self) -> bool {
-        self.t != 0
-    }
-
-    fn gcra(&self) -> Gcra {
-        Gcra {
-            t: self.t,
-            burst: self.burst,
-        }
-    }
-
-    /// Takes a token at `now`: the tokens left, or how long until one comes, in nanoseconds.
+    /// Takes a token at `now` from a bucket whose theoretical arrival time is `tat` (0 for a full
+    /// bucket): the tokens left, or how long until one comes, in nanoseconds.
     #[inline]
-    fn check(&mut self, now: u64) -> Result<u64, u64> {
+    fn check(self, tat: &mut u64, now: u64) -> Result<u64, u64> {
         let t = self.t;
         let tau = t.saturating_mul(u64::from(self.burst) - 1);
-        let tat = if self.tat == 0 { now } else { self.tat };
-        let earliest = tat.saturating_sub(tau);
+        let at = if *tat == 0 { now } else { *tat };
+        let earliest = at.saturating_sub(tau);
         if now < earliest {
             return Err(earliest - now);
         }
-        let next = tat.max(now).saturating_add(t);
-        self.tat = next;
+        let next = at.max(now).saturating_add(t);
+        *tat = next;
         let room = now
             .saturating_add(tau)
             .saturating_add(t)
             .saturating_sub(next);
         Ok(room.min(tau.saturating_add(t)) / t)
     }
+
+    /// Seconds for an empty bucket to fill, rounded up (at least 1).
+    fn fill_secs(self) -> u64 {
+        ceil_secs(self.t.saturating_mul(u64::from(self.burst))).max(1)
+    }
 }
 
-/// A [`BucketState`] packed into the record: its tag cut to 32 bits beside its size.
-#[derive(Clone, Copy, Debug)]
-struct InlineBucket {
-    tag: u32,
-    burst: u32,
-    t: u64,
-    tat: u64,
-}
-
-impl InlineBucket {
-    const NONE: Self = Self {
-        tag: 0,
-        burst: 0,
-        t: 0,
-        tat: 0,
-    };
+/// Names a bucket in a record: 32 bits of its tag and parameters, never 0. Changed parameters
+/// give another name, so a changed throttle starts a new, full bucket (two names collide with a
+/// chance of one in 2³², and then the bucket keeps its state through the change).
+fn bucket_name(tag: u64, gcra: Gcra) -> u32 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let h = (tag ^ gcra.t.rotate_left(17) ^ u64::from(gcra.burst).rotate_left(43)).wrapping_mul(K);
+    ((h >> 32) as u32) | 1
 }
 
 /// What a key rarely has: usage of earlier days, and buckets beyond its first.
@@ -109,55 +72,147 @@ impl InlineBucket {
 struct Cold {
     /// Earlier days with usage, oldest first, kept for the retention period.
     history: Vec<(u32, u64)>,
-    buckets: Vec<BucketState>,
+    /// Other buckets, by [`bucket_name`], with their theoretical arrival times.
+    buckets: Vec<(u32, u64)>,
 }
 
 /// Everything metered of one key on one plan.
 struct KeyMeter {
-    /// The first bucket the key drew from, usually the plan's.
-    bucket: InlineBucket,
+    /// The theoretical arrival time of the first bucket's next token (0: full).
+    tat: u64,
     quota_used: u64,
     cold: Option<Box<Cold>>,
+    /// [`bucket_name`] of the first bucket, 0 for none.
+    bucket: u32,
     /// Requests admitted on `day` (saturating).
     day_used: u32,
     /// First day of the quota window counted in `quota_used`, in days since the epoch.
     quota_start: u32,
-    /// The UTC day counted in `day_used`.
+    /// The UTC day the key was last seen on (admitted or refused); `day_used` counts it.
     day: u32,
-    /// When the key was last admitted or refused, in seconds since the epoch.
-    last_seen: u32,
 }
 
-/// One key on one plan: its identity and its record, allocated once, when the key first comes.
-/// The store's [`MeterSlot`] of the key may hold it too, so the meter finds it without a lookup.
-struct Slot {
-    /// The [`Inner::id`] of the meter that made it.
-    owner: u64,
+impl KeyMeter {
+    const NEW: Self = Self {
+        tat: 0,
+        quota_used: 0,
+        cold: None,
+        bucket: 0,
+        day_used: 0,
+        quota_start: 0,
+        day: 0,
+    };
+}
+
+/// One key on one plan, in one 64-byte cache line: whose it is and its state. Records sit in
+/// [`Records`] and never move; a record that the sweep takes back is free (`plan` and `key` 0)
+/// until it is given to another key.
+#[repr(align(64))]
+struct Record {
     /// The plan's and the key's ids, as fixed 64-bit hashes ([`crate::plan::id_hash`]): the
     /// record never reads an id's text, and two ids that share both hashes (a chance of about
-    /// one in 10¹⁹ per pair) would share a record.
-    plan: u64,
-    key: u64,
+    /// one in 10¹⁹ per pair) would share a record. Changed only under the record's lock and its
+    /// shard's write lock.
+    plan: AtomicU64,
+    key: AtomicU64,
     state: Mutex<KeyMeter>,
 }
 
-impl Slot {
+impl Record {
     #[inline]
     fn is(&self, plan: u64, key: u64) -> bool {
-        self.plan == plan && self.key == key
+        self.plan.load(Ordering::Relaxed) == plan && self.key.load(Ordering::Relaxed) == key
     }
 }
 
-type Shard = RwLock<HashTable<Arc<Slot>>>;
+/// Records in chunks that never move: chunk `k` holds `FIRST_CHUNK << k` records, so a record
+/// is found by its index with a little arithmetic and no lock.
+const FIRST_CHUNK: usize = 1024;
+const CHUNKS: usize = 23;
+
+struct Records {
+    chunks: [OnceLock<Box<[Record]>>; CHUNKS],
+    /// The next index never used, and the indices the sweep freed.
+    alloc: Mutex<(u32, Vec<u32>)>,
+}
+
+impl Records {
+    fn new() -> Self {
+        Self {
+            chunks: std::array::from_fn(|_| OnceLock::new()),
+            alloc: Mutex::new((0, Vec::new())),
+        }
+    }
+
+    /// The chunk and the place in it of record `i`.
+    #[inline]
+    fn locate(i: u32) -> (usize, usize) {
+        let n = i as usize / FIRST_CHUNK + 1;
+        let k = (usize::BITS - 1 - n.leading_zeros()) as usize;
+        (k, i as usize - FIRST_CHUNK * ((1 << k) - 1))
+    }
+
+    #[inline]
+    fn get(&self, i: u32) -> Option<&Record> {
+        let (k, at) = Self::locate(i);
+        self.chunks.get(k)?.get()?.get(at)
+    }
+
+    /// A free record, made for `plan` and `key` with a new state.
+    fn take(&self, plan: u64, key: u64, day: u32) -> Option<(u32, &Record)> {
+        let i = {
+            let mut alloc = self.alloc.lock();
+            match alloc.1.pop() {
+                Some(i) => i,
+                None => {
+                    let i = alloc.0;
+                    alloc.0 = alloc.0.checked_add(1)?;
+                    i
+                }
+            }
+        };
+        let (k, _) = Self::locate(i);
+        self.chunks.get(k)?.get_or_init(|| {
+            (0..FIRST_CHUNK << k)
+                .map(|_| Record {
+                    plan: AtomicU64::new(0),
+                    key: AtomicU64::new(0),
+                    state: Mutex::new(KeyMeter::NEW),
+                })
+                .collect()
+        });
+        let record = self.get(i)?;
+        let mut st = record.state.lock();
+        *st = KeyMeter {
+            day,
+            ..KeyMeter::NEW
+        };
+        record.plan.store(plan, Ordering::Relaxed);
+        record.key.store(key, Ordering::Relaxed);
+        drop(st);
+        Some((i, record))
+    }
+
+    /// How many bytes the chunks take.
+    fn bytes(&self) -> usize {
+        self.chunks
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(|c| std::mem::size_of_val(&**c))
+            .sum()
+    }
+}
+
+/// A table of record indices.
+type Shard = RwLock<HashTable<u32>>;
 
 struct Inner<C> {
     /// A number no other meter of this process has, to know its own records in a [`MeterSlot`].
-    id: u64,
+    id: u32,
     clock: C,
     retention_days: u32,
     hasher: foldhash::fast::RandomState,
-    /// The records, each behind a pointer: a table slot is one pointer, and a record is never
-    /// moved when the table grows.
+    records: Records,
     shards: Box<[Shard]>,
     /// When the next sweep is due, in seconds since the epoch.
     next_sweep: AtomicU64,
@@ -173,6 +228,45 @@ impl<C> Inner<C> {
     #[inline]
     fn shard(&self, hash: u64) -> &Shard {
         &self.shards[((hash >> 32) as usize) % SHARDS]
+    }
+
+    /// What this meter leaves in a [`MeterSlot`] for record `i`.
+    #[inline]
+    fn lend(&self, i: u32) -> u64 {
+        (u64::from(self.id) << 32) | u64::from(i)
+    }
+
+    /// The record a [`MeterSlot`] value of this meter names.
+    #[inline]
+    fn lent(&self, value: u64) -> Option<&Record> {
+        if value >> 32 != u64::from(self.id) {
+            return None;
+        }
+        self.records.get(value as u32)
+    }
+
+    /// The record of `plan` and `key` in the table, by its index.
+    #[inline]
+    fn find<'a>(
+        &'a self,
+        table: &HashTable<u32>,
+        hash: u64,
+        plan: u64,
+        key: u64,
+    ) -> Option<(u32, &'a Record)> {
+        let i = *table.find(hash, |&i| {
+            self.records.get(i).is_some_and(|r| r.is(plan, key))
+        })?;
+        Some((i, self.records.get(i)?))
+    }
+
+    fn rehash(&self, i: u32) -> u64 {
+        self.records.get(i).map_or(0, |r| {
+            self.hash(
+                r.plan.load(Ordering::Relaxed),
+                r.key.load(Ordering::Relaxed),
+            )
+        })
     }
 }
 
@@ -252,10 +346,13 @@ impl<C: Clock + Clone> LocalMeterBuilder<C> {
     pub fn build(self) -> LocalMeter<C> {
         LocalMeter {
             inner: Arc::new(Inner {
-                id: METERS.fetch_add(1, Ordering::Relaxed),
+                // Truncated: a slot of another meter with the same number names a record of
+                // this one, which the record's ids then refuse.
+                id: METERS.fetch_add(1, Ordering::Relaxed) as u32,
                 clock: self.clock,
                 retention_days: self.retention_days,
                 hasher: foldhash::fast::RandomState::default(),
+                records: Records::new(),
                 shards: (0..SHARDS).map(|_| RwLock::new(HashTable::new())).collect(),
                 next_sweep: AtomicU64::new(0),
             }),
@@ -265,11 +362,6 @@ impl<C: Clock + Clone> LocalMeterBuilder<C> {
 
 fn ceil_secs(nanos: u64) -> u64 {
     nanos.div_ceil(NANOS_PER_SEC)
-}
-
-/// Seconds since the epoch as the record keeps them (until 2106).
-fn secs32(secs: u64) -> u32 {
-    u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
 impl<C: Clock + Clone> LocalMeter<C> {
@@ -298,63 +390,64 @@ impl<C: Clock + Clone> LocalMeter<C> {
     pub fn sweep(&self) -> usize {
         let inner = &*self.inner;
         let now = inner.clock.now();
-        let secs = now / NANOS_PER_SEC;
-        let horizon = secs.saturating_sub(u64::from(inner.retention_days) * SECS_PER_DAY);
-        let mut removed = 0;
+        let today = Date::from_unix_secs(now / NANOS_PER_SEC).days();
+        let horizon = today.saturating_sub(inner.retention_days);
+        let mut freed = Vec::new();
         for shard in inner.shards.iter() {
             let mut shard = shard.write();
-            let before = shard.len();
-            shard.retain(|slot| {
-                let mut st = slot.state.lock();
-                if u64::from(st.last_seen) < horizon {
-                    st.day = SWEPT;
+            shard.retain(|&mut i| {
+                let Some(record) = inner.records.get(i) else {
+                    return false;
+                };
+                let mut st = record.state.lock();
+                if st.day < horizon {
+                    record.plan.store(0, Ordering::Relaxed);
+                    record.key.store(0, Ordering::Relaxed);
+                    *st = KeyMeter::NEW;
+                    freed.push(i);
                     return false;
                 }
-                let idle = secs.saturating_sub(u64::from(st.last_seen));
-                let inline = Gcra {
-                    t: st.bucket.t,
-                    burst: st.bucket.burst,
-                };
-                if st.bucket.t != 0 && idle >= inline.fill_secs() {
-                    st.bucket = InlineBucket::NONE;
+                // A bucket whose arrival time has passed is full: the same as none.
+                if st.bucket != 0 && st.tat <= now {
+                    st.bucket = 0;
+                    st.tat = 0;
                 }
                 if let Some(cold) = st.cold.as_mut() {
-                    cold.buckets.retain(|b| idle < b.gcra().fill_secs());
+                    cold.buckets.retain(|&(_, tat)| tat > now);
                     if cold.buckets.is_empty() && cold.history.is_empty() {
                         st.cold = None;
                     }
                 }
                 true
             });
-            removed += before - shard.len();
             if shard.capacity() > 64 && shard.len() < shard.capacity() / 4 {
-                shard.shrink_to_fit(|s| inner.hash(s.plan, s.key));
+                shard.shrink_to_fit(|&i| inner.rehash(i));
             }
         }
+        let removed = freed.len();
+        inner.records.alloc.lock().1.extend(freed);
         removed
+    }
+
+    /// How many bytes the meter's records take (they are kept in chunks that grow as keys come,
+    /// and are reused once swept), not counting its tables.
+    pub fn record_bytes(&self) -> usize {
+        self.inner.records.bytes()
     }
 
     fn decide(&self, req: &Admission<'_>) -> Verdict {
         let inner = &*self.inner;
         let now = inner.clock.now();
-        let secs = now / NANOS_PER_SEC;
         let plan = req.plan.id_hash();
         let key = req
             .meter_slot
             .map_or_else(|| crate::plan::id_hash(req.key_id), MeterSlot::key_hash);
 
         // The store's slot for the key leads straight to its record: no hash, no table.
-        if let Some(meter_slot) = req.meter_slot {
-            let found = meter_slot.with(|cached| {
-                let slot = cached?.downcast_ref::<Slot>()?;
-                if slot.owner != inner.id || !slot.is(plan, key) {
-                    return None;
-                }
-                let mut st = slot.state.lock();
-                (st.day != SWEPT).then(|| self.decide_locked(&mut st, req, now))
-            });
-            if let Some(verdict) = found {
-                return verdict;
+        if let Some(record) = req.meter_slot.and_then(|m| inner.lent(m.get())) {
+            let mut st = record.state.lock();
+            if record.is(plan, key) {
+                return self.decide_locked(&mut st, req, now);
             }
         }
 
@@ -362,45 +455,37 @@ impl<C: Clock + Clone> LocalMeter<C> {
         let shard = inner.shard(hash);
         let found = {
             let table = shard.read();
-            table.find(hash, |s| s.is(plan, key)).map(|slot| {
-                let verdict = self.decide_locked(&mut slot.state.lock(), req, now);
-                (verdict, Self::to_lend(req.meter_slot, slot))
-            })
+            inner
+                .find(&table, hash, plan, key)
+                .map(|(i, record)| (i, self.decide_locked(&mut record.state.lock(), req, now)))
         };
-        let (verdict, slot, inserted) = match found {
-            Some((verdict, slot)) => (verdict, slot, false),
+        let (i, verdict, inserted) = match found {
+            Some((i, verdict)) => (i, verdict, false),
             None => {
                 let mut table = shard.write();
-                let mut inserted = false;
-                let slot =
-                    match table.entry(hash, |s| s.is(plan, key), |s| inner.hash(s.plan, s.key)) {
-                        TableEntry::Occupied(o) => o.into_mut(),
-                        TableEntry::Vacant(v) => {
-                            inserted = true;
-                            v.insert(Arc::new(Slot {
-                                owner: inner.id,
-                                plan,
-                                key,
-                                state: Mutex::new(KeyMeter {
-                                    bucket: InlineBucket::NONE,
-                                    quota_used: 0,
-                                    day_used: 0,
-                                    cold: None,
-                                    quota_start: 0,
-                                    day: 0,
-                                    last_seen: secs32(secs),
-                                }),
-                            }))
-                            .into_mut()
-                        }
-                    };
-                let verdict = self.decide_locked(&mut slot.state.lock(), req, now);
-                (verdict, Self::to_lend(req.meter_slot, slot), inserted)
+                let (i, record, inserted) = match inner.find(&table, hash, plan, key) {
+                    Some((i, record)) => (i, record, false),
+                    None => {
+                        let today = Date::from_unix_secs(now / NANOS_PER_SEC).days();
+                        let Some((i, record)) = inner.records.take(plan, key, today) else {
+                            // 2³² records in use: nothing left to meter with.
+                            return self.unmetered();
+                        };
+                        table.insert_unique(hash, i, |&i| inner.rehash(i));
+                        (i, record, true)
+                    }
+                };
+                let verdict = self.decide_locked(&mut record.state.lock(), req, now);
+                (i, verdict, inserted)
             }
         };
-        if let (Some(meter_slot), Some(slot)) = (req.meter_slot, slot) {
-            let _ = meter_slot.set(slot);
+        if let Some(meter_slot) = req.meter_slot {
+            let lent = inner.lend(i);
+            if meter_slot.get() != lent {
+                meter_slot.set(lent);
+            }
         }
+        let secs = now / NANOS_PER_SEC;
         if inserted && secs >= inner.next_sweep.load(Ordering::Relaxed) {
             inner.next_sweep.store(secs + 3600, Ordering::Relaxed);
             self.sweep();
@@ -408,67 +493,68 @@ impl<C: Clock + Clone> LocalMeter<C> {
         verdict
     }
 
-    /// The record to leave in the store's slot: only into an empty slot, which is set once.
-    #[inline]
-    fn to_lend(meter_slot: Option<&MeterSlot>, slot: &Arc<Slot>) -> Option<Arc<Slot>> {
-        meter_slot
-            .filter(|m| m.with(|v| v.is_none()))
-            .map(|_| slot.clone())
+    /// What the meter answers when it has no room left for a new key: admitted, unmetered.
+    #[cold]
+    fn unmetered(&self) -> Verdict {
+        Verdict {
+            outcome: Outcome::Admitted,
+            burst: None,
+            quota: None,
+        }
     }
 
-    /// Takes a token at `now` from the bucket tagged `tag` of a key, made (full) if the key has
-    /// none or its parameters changed.
+    /// Takes a token at `now` from the key's bucket named `name`: the first bucket if it is that
+    /// one, or free (none, or full again); else one of the rare others.
     #[inline]
-    fn take(st: &mut KeyMeter, tag: u64, gcra: Gcra, now: u64) -> Result<u64, u64> {
-        let fresh = BucketState {
-            tag,
-            t: gcra.t,
-            tat: 0,
-            burst: gcra.burst,
-        };
-        let renew = |b: &mut BucketState| {
-            if !b.is_some() || b.gcra() != gcra {
-                *b = fresh;
-            }
-        };
-        // The inline bucket keeps 32 bits of the tag (plan: 0; methods: odd, never 0).
-        let short = tag as u32;
-        if st.bucket.t == 0 || st.bucket.tag == short {
-            let mut b = BucketState {
-                tag: u64::from(st.bucket.tag),
-                t: st.bucket.t,
-                tat: st.bucket.tat,
-                burst: st.bucket.burst,
-            };
-            if b.tag != u64::from(short) {
-                b.t = 0;
-            }
-            renew(&mut b);
-            let taken = b.check(now);
-            st.bucket = InlineBucket {
-                tag: short,
-                burst: b.burst,
-                t: b.t,
-                tat: b.tat,
-            };
-            return taken;
+    fn take(st: &mut KeyMeter, name: u32, gcra: Gcra, now: u64) -> Result<u64, u64> {
+        if st.bucket == name {
+            return gcra.check(&mut st.tat, now);
+        }
+        let in_cold = st
+            .cold
+            .as_ref()
+            .and_then(|c| c.buckets.iter().position(|b| b.0 == name));
+        if in_cold.is_none() && (st.bucket == 0 || (st.tat != 0 && st.tat <= now)) {
+            st.bucket = name;
+            st.tat = 0;
+            return gcra.check(&mut st.tat, now);
         }
         let cold = st.cold.get_or_insert_with(Box::default);
-        let b = match cold.buckets.iter().position(|b| b.tag == tag) {
-            Some(i) => &mut cold.buckets[i],
+        let at = match in_cold {
+            Some(at) => at,
             None => {
-                cold.buckets.push(fresh);
-                cold.buckets.last_mut().expect("just pushed")
+                cold.buckets.push((name, 0));
+                cold.buckets.len() - 1
             }
         };
-        renew(b);
-        b.check(now)
+        gcra.check(&mut cold.buckets[at].1, now)
+    }
+
+    /// Files the usage of the key's last day and starts counting `day`.
+    #[cold]
+    fn turn_day(&self, st: &mut KeyMeter, day: u32) {
+        if st.day_used > 0 {
+            let cold = st.cold.get_or_insert_with(Box::default);
+            cold.history.push((st.day, u64::from(st.day_used)));
+        }
+        if let Some(cold) = st.cold.as_mut() {
+            let oldest = day.saturating_sub(self.inner.retention_days);
+            let stale = cold.history.iter().take_while(|(d, _)| *d < oldest).count();
+            cold.history.drain(..stale);
+        }
+        st.day = day;
+        st.day_used = 0;
     }
 
     #[inline]
     fn decide_locked(&self, st: &mut KeyMeter, req: &Admission<'_>, now: u64) -> Verdict {
         let secs = now / NANOS_PER_SEC;
-        st.last_seen = secs32(secs);
+        // The day turns for every request, admitted or not: `day` is also when the key was last
+        // seen, which the sweep reads.
+        let day = Date::from_unix_secs(secs).days();
+        if st.day != day {
+            self.turn_day(st, day);
+        }
 
         // The quota first: a request refused for its quota takes no token.
         let mut quota_state = None;
@@ -515,7 +601,7 @@ impl<C: Clock + Clone> LocalMeter<C> {
                 t: req.plan.bucket_period_nanos(req.bucket),
                 burst: t.burst_limit.max(1),
             };
-            match Self::take(st, tag, gcra, now) {
+            match Self::take(st, bucket_name(tag, gcra), gcra, now) {
                 Ok(remaining) => {
                     if req.limits {
                         let empty = limit - remaining.min(limit);
@@ -552,20 +638,6 @@ impl<C: Clock + Clone> LocalMeter<C> {
                 q.remaining -= 1;
             }
         }
-        let day = Date::from_unix_secs(secs).days();
-        if st.day != day {
-            if st.day_used > 0 {
-                let cold = st.cold.get_or_insert_with(Box::default);
-                cold.history.push((st.day, u64::from(st.day_used)));
-            }
-            if let Some(cold) = st.cold.as_mut() {
-                let oldest = day.saturating_sub(self.inner.retention_days);
-                let stale = cold.history.iter().take_while(|(d, _)| *d < oldest).count();
-                cold.history.drain(..stale);
-            }
-            st.day = day;
-            st.day_used = 0;
-        }
         st.day_used = st.day_used.saturating_add(1);
         Verdict {
             outcome: Outcome::Admitted,
@@ -596,9 +668,8 @@ impl<C: Clock + Clone> LocalMeter<C> {
         let hash = self.inner.hash(plan_hash, key_hash);
         {
             let table = self.inner.shard(hash).read();
-            let slot = table.find(hash, |s| s.is(plan_hash, key_hash));
-            if let Some(slot) = slot {
-                let st = slot.state.lock();
+            if let Some((_, record)) = self.inner.find(&table, hash, plan_hash, key_hash) {
+                let st = record.state.lock();
                 if let Some(cold) = &st.cold {
                     days.extend_from_slice(&cold.history);
                 }
@@ -660,13 +731,27 @@ impl<C: Clock + Clone> Meter for LocalMeter<C> {
 }
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use super::*;
 
-    /// A key's record is one allocation of at most 88 bytes (104 with `Arc`'s two counts), and a
-    /// table slot one pointer: BENCHMARKS.md's 128 bytes per active key rests on it.
+    /// A key's record is one 64-byte line, and a table slot one index: BENCHMARKS.md's 128 bytes
+    /// per active key rests on it.
     #[test]
-    fn a_record_is_small() {
-        assert!(std::mem::size_of::<super::Slot>() <= 88);
-        assert_eq!(std::mem::size_of::<Arc<super::Slot>>(), 8);
+    fn a_record_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Record>(), 64);
+        assert_eq!(std::mem::align_of::<Record>(), 64);
+    }
+
+    #[test]
+    fn record_indices_map_to_chunks_without_gaps() {
+        let mut expected = (0, 0);
+        for i in 0..(FIRST_CHUNK * 7) as u32 {
+            assert_eq!(Records::locate(i), expected, "record {i}");
+            expected.1 += 1;
+            if expected.1 == FIRST_CHUNK << expected.0 {
+                expected = (expected.0 + 1, 0);
+            }
+        }
+        let (k, at) = Records::locate(u32::MAX);
+        assert!(k < CHUNKS && at < FIRST_CHUNK << k);
     }
 }

@@ -32,10 +32,10 @@
 //! assert_eq!(grant.ok(), Some(Some((true, Some("plan111".to_string())))));
 //! ```
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::error::StoreError;
 use crate::model::StageRef;
@@ -92,8 +92,8 @@ pub struct KeyRef<'a> {
 /// is a shortcut, never the only way to the state.
 pub struct MeterSlot {
     key_hash: u64,
-    /// Set once: reading it is a plain load, no lock.
-    value: OnceLock<Arc<dyn Any + Send + Sync>>,
+    /// A number the meter chose; 0 for none. A plain load to read, no lock.
+    value: AtomicU64,
 }
 
 impl MeterSlot {
@@ -101,7 +101,7 @@ impl MeterSlot {
     pub fn new(key_id: &str) -> Self {
         Self {
             key_hash: crate::plan::id_hash(key_id),
-            value: OnceLock::new(),
+            value: AtomicU64::new(0),
         }
     }
 
@@ -110,17 +110,16 @@ impl MeterSlot {
         self.key_hash
     }
 
-    /// Calls `f` with what a meter left here, if anything.
+    /// What a meter left here (say, where it keeps the key's state): 0 if nothing.
     #[inline]
-    pub fn with<R>(&self, f: impl FnOnce(Option<&(dyn Any + Send + Sync)>) -> R) -> R {
-        f(self.value.get().map(|v| &**v))
+    pub fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
     }
 
-    /// Leaves `value` here if the slot is still empty, and says whether it did. A slot is set
-    /// once: a meter that finds another meter's state here, or state it has since let go, keeps
-    /// using its own lookup for this key.
-    pub fn set(&self, value: Arc<dyn Any + Send + Sync>) -> bool {
-        self.value.set(value).is_ok()
+    /// Leaves `value` here, replacing what was.
+    #[inline]
+    pub fn set(&self, value: u64) {
+        self.value.store(value, Ordering::Relaxed);
     }
 }
 
