@@ -66,9 +66,8 @@ fn main() {
         .rate_limit_headers(std::env::var_os("H").is_some())
         .build()
         .unwrap();
-    let inner = service_fn(|_r: Request<Body>| async {
-        Ok::<_, Infallible>(Response::new(Body::empty()))
-    });
+    let inner =
+        service_fn(|_r: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) });
     let mode = std::env::var("MODE").unwrap_or_default();
     let per_req = match &*mode {
         "bare" => time(inner, &keys),
