@@ -89,7 +89,7 @@ const UPDATED: u8 = 2;
 ///
 /// The fields are laid out in this order (`repr(C)`): first those only management reads, then
 /// those a request reads, ending where the value starts, so that a request touches one run of
-/// 44 bytes plus the value. The tail holds the value, then the name, then zeros up to its size
+/// 28 bytes plus the value. The tail holds the value, then the name, then zeros up to its size
 /// class.
 #[repr(C)]
 struct Entry<T: ?Sized = [u8]> {
@@ -151,7 +151,7 @@ fn sized<const N: usize>(h: Head, tail: &[u8]) -> Boxed {
 const MAX_TAIL: usize = 260;
 
 /// Builds an entry with the smallest tail of the sizes listed that holds `$tail`. The sizes are
-/// 4 more than multiples of 8: the fields before the tail take 84 bytes, so that an entry of each
+/// 4 more than multiples of 8: the fields before the tail take 68 bytes, so that an entry of each
 /// size has no padding.
 macro_rules! by_tail_size {
     ($head:expr, $tail:expr; $($n:literal)*) => {
@@ -1010,11 +1010,11 @@ mod tests {
     #[test]
     fn an_entry_has_no_padding_and_its_hot_fields_end_at_the_value() {
         assert_eq!(offset_of!(Entry<[u8; 20]>, meter_slot), 40);
-        assert_eq!(offset_of!(Entry<[u8; 20]>, tail), 84);
-        // A 40-byte value and a name of up to 12 bytes: 136 bytes in all.
-        assert_eq!(size_of::<Entry<[u8; 52]>>(), 136);
-        assert_eq!(size_of::<Entry<[u8; 20]>>(), 104);
-        assert_eq!(size_of::<Entry<[u8; MAX_TAIL]>>(), 84 + MAX_TAIL);
+        assert_eq!(offset_of!(Entry<[u8; 20]>, tail), 68);
+        // A 40-byte value and a name of up to 12 bytes: 120 bytes in all.
+        assert_eq!(size_of::<Entry<[u8; 52]>>(), 120);
+        assert_eq!(size_of::<Entry<[u8; 20]>>(), 88);
+        assert_eq!(size_of::<Entry<[u8; MAX_TAIL]>>(), 68 + MAX_TAIL);
         assert_eq!(size_of::<IdRef>(), 8);
     }
 
