@@ -2,13 +2,14 @@
 //! values the wrk script can compute (`benchkey` and the index on 32 digits).
 //!
 //! ```text
-//! cargo run --release --example bench_server -- [--listen ADDR] [--keys N] [--no-layer]
+//! cargo run --release --example bench_server -- [--listen ADDR] [--keys N] [--no-layer] [--no-headers]
 //! wrk -t1 -c32 -d15s --latency -s benches/wrk-keys.lua http://127.0.0.1:3001/items
 //! ```
 //!
 //! `--no-layer` serves the same router without the layer. The plan never throttles or runs out
 //! (a million requests a second, a trillion a day), so every answer is a 200 and the figure is
-//! the layer's cost; the rate-limit headers are on, as by default. One thread (tokio's current
+//! the layer's cost; the rate-limit headers are on, as by default (`--no-headers` turns them
+//! off, to see what they cost on the wire). One thread (tokio's current
 //! thread runtime), so that pinning the server to one core measures one core. See BENCHMARKS.md.
 
 use std::process::ExitCode;
@@ -49,14 +50,18 @@ fn store(keys: usize) -> MemoryStore {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let (mut listen, mut keys, mut layer) = ("127.0.0.1:3001".to_string(), 10_000, true);
+    let mut headers = true;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => listen = args.next().unwrap_or_default(),
             "--keys" => keys = args.next().and_then(|n| n.parse().ok()).unwrap_or(keys),
             "--no-layer" => layer = false,
+            "--no-headers" => headers = false,
             _ => {
-                eprintln!("usage: bench_server [--listen ADDR] [--keys N] [--no-layer]");
+                eprintln!(
+                    "usage: bench_server [--listen ADDR] [--keys N] [--no-layer] [--no-headers]"
+                );
                 return ExitCode::from(2);
             }
         }
@@ -66,6 +71,7 @@ async fn main() -> ExitCode {
         let layer = UsagePlanLayer::builder(store(keys))
             .stage("abc123def4", "prod")
             .require_key(Method::GET, "/items")
+            .rate_limit_headers(headers)
             .build()
             .expect("the routes and the plan agree");
         router.layer(layer)
