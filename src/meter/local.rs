@@ -276,10 +276,12 @@ impl<C> Inner<C> {
 /// Clones share the same state: give one meter to the layers of several stages, and a plan's
 /// limits apply to a key summed over those stages, as AWS sums them.
 ///
-/// Memory stays bounded: a key's state is reclaimed once the key has not been seen for the
-/// retention period (90 days by default, which also keeps 90 days of usage), and a bucket that
-/// has refilled is dropped, both by a sweep that runs at most once an hour when a new key arrives,
-/// or when [`sweep`](Self::sweep) is called.
+/// A key's state is one 64-byte record (one cache line). Memory stays bounded: a key's record is
+/// reclaimed once the key has not been seen for the retention period (90 days by default, counted
+/// in UTC days, which also keeps 90 days of usage), and a bucket that has refilled is dropped, both
+/// by a sweep that runs at most once an hour when a new key arrives, or when
+/// [`sweep`](Self::sweep) is called. Reclaimed records are reused for new keys; the chunks that
+/// hold them are kept until the meter is dropped ([`record_bytes`](Self::record_bytes)).
 ///
 /// See the [module example](crate::meter).
 #[derive(Clone)]
@@ -431,6 +433,26 @@ impl<C: Clock + Clone> LocalMeter<C> {
 
     /// How many bytes the meter's records take (they are kept in chunks that grow as keys come,
     /// and are reused once swept), not counting its tables.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_usage_plans::meter::{Admission, LocalMeter, Meter};
+    /// use tower_usage_plans::model::{ApiStage, StageRef, Throttle, UsagePlan};
+    /// use tower_usage_plans::plan::{Bucket, StagePlan};
+    ///
+    /// let meter = LocalMeter::new();
+    /// assert_eq!(meter.record_bytes(), 0);
+    /// let mut plan = UsagePlan::new("plan111", "FreePlan");
+    /// plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
+    /// plan.throttle = Some(Throttle::new(10.0, 10).unwrap());
+    /// let plan = StagePlan::new(&plan, &StageRef::any()).unwrap();
+    /// let key: Arc<str> = "key111".into();
+    /// meter.admit_now(&Admission::new(&key, &plan, Bucket::Plan));
+    /// // The first chunk: 1,024 records of 64 bytes.
+    /// assert_eq!(meter.record_bytes(), 1024 * 64);
+    /// ```
     pub fn record_bytes(&self) -> usize {
         self.inner.records.bytes()
     }

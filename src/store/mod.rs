@@ -111,6 +111,17 @@ impl MeterSlot {
     }
 
     /// What a meter left here (say, where it keeps the key's state): 0 if nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tower_usage_plans::store::MeterSlot;
+    ///
+    /// let slot = MeterSlot::new("key111");
+    /// assert_eq!(slot.get(), 0);
+    /// slot.set(42);
+    /// assert_eq!(slot.get(), 42);
+    /// ```
     #[inline]
     pub fn get(&self) -> u64 {
         self.value.load(Ordering::Relaxed)
