@@ -266,6 +266,8 @@ impl Responses {
                 headers.insert(name.clone(), value.clone());
             }
         }
+        // Every name here holds one value (inserted, never appended), so a name's place among
+        // the keys is its place in `iter_mut`, where `reject` overwrites it.
         let retry_at = if retry
             && custom
                 .as_ref()
