@@ -94,7 +94,7 @@ impl KeySource {
 /// The first value of header `name`: on a small map, a walk that compares names is cheaper than
 /// the map's hash of the name.
 #[inline]
-fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
     if headers.keys_len() <= 8 {
         headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     } else {

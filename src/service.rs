@@ -56,8 +56,7 @@ impl<S: fmt::Debug, St, M> fmt::Debug for UsagePlanService<S, St, M> {
 /// Whether the request is gRPC (`content-type: application/grpc`, `application/grpc+proto`, …).
 #[inline]
 fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
+    crate::key::header(headers, &CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
