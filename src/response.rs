@@ -307,36 +307,73 @@ impl RateInfo {
 
     /// Adds `RateLimit-Policy` and `RateLimit`.
     pub(crate) fn write(&self, headers: &mut HeaderMap) {
-        let mut policy = Line::new();
         let mut state = Line::new();
+        for (i, (name, s)) in self.items().enumerate() {
+            if i > 0 {
+                state.put(b", ");
+            }
+            state.item(name, (b";r=", s.remaining), (b";t=", s.reset_secs));
+        }
+        if let (Some(p), Ok(s)) = (self.policy(), HeaderValue::from_bytes(state.as_bytes())) {
+            headers.insert(RATELIMIT_POLICY.clone(), p);
+            headers.insert(RATELIMIT.clone(), s);
+        }
+    }
+
+    /// The limits reported, by name: the bucket's, then the quota's.
+    fn items(&self) -> impl Iterator<Item = (&'static [u8], LimitState)> {
         let quota = self.quota.map(|(q, p)| {
-            let name: &[u8] = match p {
+            let name: &'static [u8] = match p {
                 QuotaPeriod::Day => b"day",
                 QuotaPeriod::Week => b"week",
                 QuotaPeriod::Month => b"month",
             };
             (name, q)
         });
-        let items = self
-            .burst
+        self.burst
             .map(|b| (&b"burst"[..], b))
             .into_iter()
-            .chain(quota);
-        for (name, s) in items {
-            if policy.len != 0 {
-                policy.put(b", ");
-                state.put(b", ");
+            .chain(quota)
+    }
+
+    /// The `RateLimit-Policy` value. It is the same for every request on the same limits, so
+    /// each thread keeps the last few it wrote and shares them (a clone counts a reference, on a
+    /// line only this thread writes, instead of allocating and checking a new value).
+    fn policy(&self) -> Option<HeaderValue> {
+        type Key = [u64; 5];
+        thread_local! {
+            static POLICIES: RefCell<[Option<(Key, HeaderValue)>; 4]> =
+                const { RefCell::new([const { None }; 4]) };
+        }
+        let period = self.quota.map_or(0, |(_, p)| p as u64 + 1);
+        let key: Key = [
+            self.burst.map_or(u64::MAX, |b| b.limit),
+            self.burst.map_or(0, |b| b.window_secs),
+            self.quota.map_or(u64::MAX, |(q, _)| q.limit),
+            self.quota.map_or(0, |(q, _)| q.window_secs),
+            period,
+        ];
+        let at = (key[0] ^ key[1].rotate_left(16) ^ key[2].rotate_left(32) ^ key[3] ^ period)
+            as usize
+            % 4;
+        POLICIES.with(|policies| {
+            let mut policies = policies.borrow_mut();
+            if let Some((k, value)) = &policies[at] {
+                if *k == key {
+                    return Some(value.clone());
+                }
             }
-            policy.item(name, (b";q=", s.limit), (b";w=", s.window_secs));
-            state.item(name, (b";r=", s.remaining), (b";t=", s.reset_secs));
-        }
-        if let (Ok(p), Ok(s)) = (
-            HeaderValue::from_bytes(policy.as_bytes()),
-            HeaderValue::from_bytes(state.as_bytes()),
-        ) {
-            headers.insert(RATELIMIT_POLICY.clone(), p);
-            headers.insert(RATELIMIT.clone(), s);
-        }
+            let mut line = Line::new();
+            for (i, (name, s)) in self.items().enumerate() {
+                if i > 0 {
+                    line.put(b", ");
+                }
+                line.item(name, (b";q=", s.limit), (b";w=", s.window_secs));
+            }
+            let value = HeaderValue::from_bytes(line.as_bytes()).ok()?;
+            policies[at] = Some((key, value.clone()));
+            Some(value)
+        })
     }
 }
 

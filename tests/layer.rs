@@ -10,8 +10,9 @@ use http::{Method, Request, StatusCode};
 use tower_usage_plans::clock::ManualClock;
 use tower_usage_plans::error::ConfigError;
 use tower_usage_plans::key::{KeySource, UsageIdentifierKey};
-use tower_usage_plans::model::{ApiKey, ApiKeyValue, ApiStage, UsagePlan};
+use tower_usage_plans::model::{ApiKey, ApiKeyValue, ApiStage, QuotaPeriod, UsagePlan};
 use tower_usage_plans::patch::PatchOperation;
+use tower_usage_plans::period::window;
 use tower_usage_plans::response::{GatewayResponse, ResponseType};
 use tower_usage_plans::store::NewApiKey;
 use tower_usage_plans::{MemoryStore, UsagePlanLayer};
@@ -236,6 +237,33 @@ async fn rate_limit_headers_on_admitted_and_refused_answers() {
     let a = send(&off.router, Method::POST, "/orders", Some(FREE)).await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.header("ratelimit").is_none() && a.header("ratelimit-policy").is_none());
+}
+
+#[tokio::test]
+async fn each_plan_reports_its_own_policy_even_when_requests_alternate() {
+    let app = app();
+    let month = window(QuotaPeriod::Month, 0, noon()).len_secs();
+    // GET /items: FreePlan's override (10 a second, 20 at once), PremiumPlan's throttle (50, 100).
+    let free = "\"burst\";q=20;w=2, \"day\";q=1000;w=86400";
+    let premium = format!("\"burst\";q=100;w=2, \"month\";q=100000;w={month}");
+    for _ in 0..3 {
+        let a = send(&app.router, Method::GET, "/items", Some(FREE)).await;
+        assert_eq!(a.header("ratelimit-policy"), Some(free));
+        let a = send(&app.router, Method::GET, "/items", Some(PREMIUM)).await;
+        assert_eq!(a.header("ratelimit-policy"), Some(premium.as_str()));
+    }
+    // A changed plan reports its new limits from the next request.
+    app.store
+        .update_usage_plan(
+            "plan222",
+            &[PatchOperation::replace("/quota/limit", "5000")],
+        )
+        .unwrap();
+    let a = send(&app.router, Method::GET, "/items", Some(PREMIUM)).await;
+    assert_eq!(
+        a.header("ratelimit-policy"),
+        Some(format!("\"burst\";q=100;w=2, \"month\";q=5000;w={month}").as_str())
+    );
 }
 
 #[tokio::test]

@@ -457,7 +457,7 @@ impl<C: Clock + Clone> LocalMeter<C> {
         self.inner.records.bytes()
     }
 
-    fn decide(&self, req: &Admission<'_>) -> Verdict {
+    fn decide(&self, req: &Admission<'_>) -> Result<Verdict, MeterError> {
         let inner = &*self.inner;
         let now = inner.clock.now();
         let plan = req.plan.id_hash();
@@ -469,7 +469,7 @@ impl<C: Clock + Clone> LocalMeter<C> {
         if let Some(record) = req.meter_slot.and_then(|m| inner.lent(m.get())) {
             let mut st = record.state.lock();
             if record.is(plan, key) {
-                return self.decide_locked(&mut st, req, now);
+                return Ok(self.decide_locked(&mut st, req, now));
             }
         }
 
@@ -491,7 +491,7 @@ impl<C: Clock + Clone> LocalMeter<C> {
                         let today = Date::from_unix_secs(now / NANOS_PER_SEC).days();
                         let Some((i, record)) = inner.records.take(plan, key, today) else {
                             // 2³² records in use: nothing left to meter with.
-                            return self.unmetered();
+                            return Err(MeterError::Backend("the meter holds 2^32 keys".into()));
                         };
                         table.insert_unique(hash, i, |&i| inner.rehash(i));
                         (i, record, true)
@@ -512,17 +512,7 @@ impl<C: Clock + Clone> LocalMeter<C> {
             inner.next_sweep.store(secs + 3600, Ordering::Relaxed);
             self.sweep();
         }
-        verdict
-    }
-
-    /// What the meter answers when it has no room left for a new key: admitted, unmetered.
-    #[cold]
-    fn unmetered(&self) -> Verdict {
-        Verdict {
-            outcome: Outcome::Admitted,
-            burst: None,
-            quota: None,
-        }
+        Ok(verdict)
     }
 
     /// Takes a token at `now` from the key's bucket named `name`: the first bucket if it is that
@@ -733,12 +723,12 @@ impl<C: Clock + Clone> Meter for LocalMeter<C> {
         &self,
         req: &Admission<'_>,
     ) -> impl Future<Output = Result<Verdict, MeterError>> + Send {
-        std::future::ready(Ok(self.decide(req)))
+        std::future::ready(self.decide(req))
     }
 
     #[inline]
     fn admit_now(&self, req: &Admission<'_>) -> Option<Result<Verdict, MeterError>> {
-        Some(Ok(self.decide(req)))
+        Some(self.decide(req))
     }
 
     fn usage(
