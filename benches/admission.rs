@@ -22,12 +22,15 @@ use governor::{Quota as GovQuota, RateLimiter};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use tower::{service_fn, Service, ServiceBuilder};
 use tower_governor::governor::GovernorConfigBuilder;
-use tower_governor::key_extractor::KeyExtractor;
-use tower_governor::{GovernorError, GovernorLayer};
+use tower_governor::GovernorLayer;
 use tower_usage_plans::model::{
     ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan,
 };
 use tower_usage_plans::{MemoryStore, UsagePlanLayer};
+
+#[path = "support/tg_key.rs"]
+mod tg_key;
+use tg_key::ApiKeyHeader;
 
 const API: &str = "abc123def4";
 const STAGE: &str = "prod";
@@ -223,22 +226,6 @@ fn layered(
     ServiceBuilder::new()
         .layer(layer)
         .service(service_fn(handler))
-}
-
-/// tower_governor's key: the `x-api-key` header, as a `String`.
-#[derive(Clone, Debug)]
-struct ApiKeyHeader;
-
-impl KeyExtractor for ApiKeyHeader {
-    type Key = String;
-
-    fn extract<T>(&self, req: &Request<T>) -> Result<String, GovernorError> {
-        req.headers()
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .ok_or(GovernorError::UnableToExtractKey)
-    }
 }
 
 fn admission(c: &mut Criterion) {

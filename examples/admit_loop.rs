@@ -18,26 +18,13 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use tower::{service_fn, Service, ServiceBuilder};
 use tower_governor::governor::GovernorConfigBuilder;
-use tower_governor::key_extractor::KeyExtractor;
-use tower_governor::{GovernorError, GovernorLayer};
+use tower_governor::GovernorLayer;
 use tower_usage_plans::model::*;
 use tower_usage_plans::{MemoryStore, UsagePlanLayer};
 
-/// tower_governor's key: the `x-api-key` header, as a `String` (as in benches/admission.rs).
-#[derive(Clone, Debug)]
-struct ApiKeyHeader;
-
-impl KeyExtractor for ApiKeyHeader {
-    type Key = String;
-
-    fn extract<T>(&self, req: &Request<T>) -> Result<String, GovernorError> {
-        req.headers()
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .ok_or(GovernorError::UnableToExtractKey)
-    }
-}
+#[path = "../benches/support/tg_key.rs"]
+mod tg_key;
+use tg_key::ApiKeyHeader;
 
 fn main() {
     let n: usize = std::env::var("N")
