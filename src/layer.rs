@@ -6,163 +6,15 @@ use std::sync::Arc;
 use http::Method;
 use tower_layer::Layer;
 
+use crate::admission::{FailMode, Gate};
 use crate::error::ConfigError;
-use crate::error::MeterError;
 use crate::key::KeySource;
-use crate::meter::{Admission, LocalMeter, Meter, Outcome, Verdict};
+use crate::meter::{LocalMeter, Meter};
 use crate::model::StageRef;
-use crate::plan::{Bucket, StagePlan};
-use crate::response::{GatewayResponse, RateInfo, Rejection, ResponseType, Responses};
+use crate::response::{GatewayResponse, ResponseType, Responses};
 use crate::route::Routes;
 use crate::service::UsagePlanService;
-use crate::store::{KeyGrant, KeyRef, KeyStore};
-
-/// What the layer does when its store or meter fails.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FailMode {
-    /// Refuse the request: 503 `{"message":"Service Unavailable"}` (the default).
-    #[default]
-    Closed,
-    /// Let the request through, unmetered, as AWS does when its plan check fails.
-    Open,
-}
-
-/// The state every service of one layer shares.
-pub(crate) struct Shared<St, M> {
-    pub(crate) store: St,
-    pub(crate) meter: M,
-    pub(crate) stage: StageRef,
-    pub(crate) routes: Routes,
-    pub(crate) key_source: KeySource,
-    pub(crate) on_store_error: FailMode,
-    pub(crate) on_meter_error: FailMode,
-    pub(crate) rate_headers: bool,
-    pub(crate) responses: Responses,
-}
-
-/// What to do with a request, once decided.
-#[derive(Debug)]
-pub(crate) enum Decision {
-    /// Call the inner service, adding these headers.
-    Admit(Option<RateInfo>),
-    /// Answer this.
-    Reject(Rejection, Option<RateInfo>),
-}
-
-/// A decision, or what is still to be awaited.
-pub(crate) enum Step {
-    Done(Decision),
-    /// The store answered; the meter must be awaited for this bucket.
-    Meter(KeyGrant, Bucket),
-}
-
-impl<St: KeyStore, M: Meter> Shared<St, M> {
-    /// The key's plan, or why the key is refused.
-    #[inline]
-    fn plan<'a>(
-        grant: Option<KeyRef<'a>>,
-    ) -> Result<(&'a Arc<str>, &'a Arc<StagePlan>), Rejection> {
-        let grant = grant.ok_or(Rejection::InvalidKey)?;
-        if !grant.enabled {
-            return Err(Rejection::DisabledKey);
-        }
-        let plan = grant.plan.ok_or(Rejection::NoPlan)?;
-        Ok((grant.key_id, plan))
-    }
-
-    #[inline]
-    fn verdict(&self, verdict: Verdict, plan: &StagePlan) -> Decision {
-        let rate = if self.rate_headers {
-            RateInfo::new(&verdict, plan.quota().map(|q| q.period))
-        } else {
-            None
-        };
-        match verdict.outcome {
-            Outcome::Throttled { retry_after_secs } => {
-                Decision::Reject(Rejection::Throttled { retry_after_secs }, rate)
-            }
-            Outcome::QuotaExceeded { retry_after_secs } => {
-                Decision::Reject(Rejection::QuotaExceeded { retry_after_secs }, rate)
-            }
-            Outcome::Admitted => Decision::Admit(rate),
-        }
-    }
-
-    fn meter_failed(&self) -> Decision {
-        match self.on_meter_error {
-            FailMode::Closed => Decision::Reject(Rejection::MeterUnavailable, None),
-            FailMode::Open => Decision::Admit(None),
-        }
-    }
-
-    /// Decides at once if the meter can.
-    #[inline]
-    pub(crate) fn decide_now(
-        &self,
-        grant: Option<KeyRef<'_>>,
-        resource: &str,
-        method: &Method,
-    ) -> Step {
-        let meter_slot = grant.and_then(|g| g.meter_slot);
-        let (key_id, plan) = match Self::plan(grant) {
-            Ok(found) => found,
-            Err(rejection) => return Step::Done(Decision::Reject(rejection, None)),
-        };
-        let bucket = plan.bucket_for(resource, method);
-        let req = Admission {
-            key_id,
-            plan,
-            bucket,
-            meter_slot,
-            limits: self.rate_headers,
-        };
-        match self.meter.admit_now(&req) {
-            Some(verdict) => Step::Done(self.decision(verdict, plan)),
-            None => Step::Meter(
-                KeyGrant {
-                    key_id: key_id.clone(),
-                    enabled: true,
-                    plan: Some(plan.clone()),
-                },
-                bucket,
-            ),
-        }
-    }
-
-    /// Decides, awaiting the meter if it cannot answer at once.
-    pub(crate) async fn decide(
-        &self,
-        grant: Option<KeyRef<'_>>,
-        resource: &str,
-        method: &Method,
-    ) -> Decision {
-        match self.decide_now(grant, resource, method) {
-            Step::Done(decision) => decision,
-            Step::Meter(grant, bucket) => self.admit_later(&grant, bucket).await,
-        }
-    }
-
-    /// Awaits the meter, for a key the store has answered and the meter could not decide at once.
-    pub(crate) async fn admit_later(&self, grant: &KeyGrant, bucket: Bucket) -> Decision {
-        let Some(plan) = grant.plan.as_deref() else {
-            return Decision::Reject(Rejection::NoPlan, None);
-        };
-        let req = Admission {
-            limits: self.rate_headers,
-            ..Admission::new(&grant.key_id, plan, bucket)
-        };
-        self.decision(self.meter.admit(&req).await, plan)
-    }
-
-    #[inline]
-    fn decision(&self, verdict: Result<Verdict, MeterError>, plan: &StagePlan) -> Decision {
-        match verdict {
-            Ok(verdict) => self.verdict(verdict, plan),
-            Err(_) => self.meter_failed(),
-        }
-    }
-}
+use crate::store::KeyStore;
 
 /// Tower layer that enforces usage plans and API keys before the inner service runs.
 ///
@@ -195,20 +47,20 @@ impl<St: KeyStore, M: Meter> Shared<St, M> {
 /// ```
 #[must_use]
 pub struct UsagePlanLayer<St, M = LocalMeter> {
-    shared: Arc<Shared<St, M>>,
+    gate: Arc<Gate<St, M>>,
 }
 
 impl<St, M> Clone for UsagePlanLayer<St, M> {
     fn clone(&self) -> Self {
         Self {
-            shared: self.shared.clone(),
+            gate: self.gate.clone(),
         }
     }
 }
 
 impl<St: fmt::Debug, M: fmt::Debug> fmt::Debug for UsagePlanLayer<St, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = &*self.shared;
+        let s = &*self.gate;
         f.debug_struct("UsagePlanLayer")
             .field("store", &s.store)
             .field("meter", &s.meter)
@@ -254,7 +106,7 @@ impl<S, St, M> Layer<S> for UsagePlanLayer<St, M> {
     type Service = UsagePlanService<S, St, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        UsagePlanService::new(inner, self.shared.clone())
+        UsagePlanService::new(inner, self.gate.clone())
     }
 }
 
@@ -373,7 +225,16 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
         for (method, template, required) in &self.routes {
             routes.set(method.clone(), template, *required)?;
         }
-        let plans = self.store.plans_now(&self.stage).unwrap_or_default();
+        let plans = self.store.plans_now(&self.stage);
+        if plans.as_ref().is_some_and(Vec::is_empty) {
+            tracing::warn!(
+                api_id = self.stage.api_id(),
+                stage = self.stage.stage(),
+                "no usage plan lists the stage this layer serves: every request that needs a key \
+                 will be answered 403 until a plan lists it (UsagePlanLayerBuilder::stage)"
+            );
+        }
+        let plans = plans.unwrap_or_default();
         for plan in &plans {
             for m in plan.methods() {
                 let (method, resource) = (m.method.method(), m.method.resource());
@@ -395,7 +256,7 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
 
     fn finish(self, routes: Routes) -> UsagePlanLayer<St, M> {
         UsagePlanLayer {
-            shared: Arc::new(Shared {
+            gate: Arc::new(Gate {
                 store: self.store,
                 meter: self.meter,
                 stage: self.stage,

@@ -55,6 +55,7 @@
     clippy::await_holding_lock
 )]
 
+mod admission;
 mod body;
 pub mod clock;
 pub mod config;
@@ -72,10 +73,21 @@ mod route;
 mod service;
 mod shard;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
+/// The crate's own fast paths on its traits take this token, which only this crate can make.
+#[doc(hidden)]
+pub mod sealed {
+    /// A token only this crate can make.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Token(pub(crate) ());
+}
+
+pub use admission::{FailMode, RequestCost};
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
-pub use layer::{FailMode, UsagePlanLayer, UsagePlanLayerBuilder};
+pub use layer::{UsagePlanLayer, UsagePlanLayerBuilder};
 pub use meter::LocalMeter;
 pub use service::UsagePlanService;
 pub use store::MemoryStore;

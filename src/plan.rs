@@ -24,13 +24,11 @@
 //! assert!(StagePlan::new(&plan, &StageRef::new("abc123def4", "dev")).is_none());
 //! ```
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use http::Method;
 
 use crate::model::{MethodPath, Quota, StageRef, Throttle, UsagePlan};
-use crate::period::{window, Window};
 
 /// Which token bucket of a plan a request draws from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,38 +51,23 @@ pub struct MethodThrottle {
     pub throttle: Throttle,
 }
 
-static GENERATION: AtomicU64 = AtomicU64::new(1);
-
 /// A usage plan as it applies on one stage. See the [module example](self).
 #[derive(Clone, Debug)]
 pub struct StagePlan {
     id: Arc<str>,
-    /// [`id_hash`] of `id`.
-    id_hash: u64,
-    generation: u64,
     api_id: Box<str>,
     stage: Box<str>,
     throttle: Option<Throttle>,
     quota: Option<Quota>,
     methods: Box<[MethodThrottle]>,
-    /// A tag per method bucket, the same for the same stage and method in any build of the plan.
+    /// A tag per method bucket, the same for the same method in any build of the plan.
     tags: Box<[u64]>,
     /// Nanoseconds per token of the plan's bucket (index 0) and of each method's (index i + 1),
     /// worked out once here rather than on every request.
     periods: Box<[u64]>,
-    /// The quota window last worked out, so that most requests skip the calendar.
-    window: WindowCache,
-}
-
-/// A quota window, start and end in seconds since the epoch packed in one word (0: none yet).
-/// Any value it holds is a true window of the plan's quota; a reader checks that it covers now.
-#[derive(Debug, Default)]
-struct WindowCache(AtomicU64);
-
-impl Clone for WindowCache {
-    fn clone(&self) -> Self {
-        Self(AtomicU64::new(self.0.load(Ordering::Relaxed)))
-    }
+    /// The `RateLimit-Policy` value of each bucket (index as `periods`; [`Bucket::None`] last),
+    /// built once here rather than on every request.
+    policies: Box<[Option<http::HeaderValue>]>,
 }
 
 /// Nanoseconds per token, as `governor::Quota::with_period(1 / rate)` takes them (at least 1).
@@ -96,10 +79,13 @@ fn period_nanos(t: &Throttle) -> u64 {
         .max(1)
 }
 
-/// A fixed hash of an id (FNV-1a), the same in every build and process: meters keep ids as these
-/// numbers. Ids are the server's own, not a client's, so a fixed hash is safe here.
-pub(crate) fn id_hash(id: &str) -> u64 {
-    tag(&[id])
+/// Seconds for an empty bucket of `burst` tokens, one every `period` nanoseconds, to fill, rounded
+/// up (at least 1).
+pub(crate) fn fill_secs(period: u64, burst: u32) -> u64 {
+    period
+        .saturating_mul(u64::from(burst))
+        .div_ceil(crate::clock::NANOS_PER_SEC)
+        .max(1)
 }
 
 /// FNV-1a: a fixed hash, so a method's bucket keeps its tag when its plan is rebuilt.
@@ -111,7 +97,7 @@ fn tag(parts: &[&str]) -> u64 {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    h | 1
+    h | 2
 }
 
 impl StagePlan {
@@ -134,15 +120,23 @@ impl StagePlan {
             .collect::<Box<[MethodThrottle]>>();
         let tags = methods
             .iter()
-            .map(|m| tag(&[&st.api_id, &st.stage, &m.method.to_string()]))
+            .map(|m| tag(&[&m.method.to_string()]))
             .collect();
-        let periods = std::iter::once(plan.throttle.as_ref().map_or(0, period_nanos))
+        let periods: Box<[u64]> = std::iter::once(plan.throttle.as_ref().map_or(0, period_nanos))
             .chain(methods.iter().map(|m| period_nanos(&m.throttle)))
+            .collect();
+        let throttles = std::iter::once(plan.throttle.as_ref())
+            .chain(methods.iter().map(|m| Some(&m.throttle)))
+            .chain(std::iter::once(None));
+        let policies = throttles
+            .zip(periods.iter().copied().chain(std::iter::once(0)))
+            .map(|(t, period)| {
+                let burst = t.map(|t| (u64::from(t.burst_limit), fill_secs(period, t.burst_limit)));
+                crate::response::policy_value(burst, plan.quota.as_ref())
+            })
             .collect();
         Some(Self {
             id: plan.id.as_str().into(),
-            id_hash: id_hash(&plan.id),
-            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             api_id: st.api_id.as_str().into(),
             stage: st.stage.as_str().into(),
             throttle: plan.throttle,
@@ -150,7 +144,7 @@ impl StagePlan {
             methods,
             tags,
             periods,
-            window: WindowCache::default(),
+            policies,
         })
     }
 
@@ -165,17 +159,6 @@ impl StagePlan {
     /// The plan's id.
     pub fn id(&self) -> &Arc<str> {
         &self.id
-    }
-
-    /// A fixed hash of the plan's id.
-    pub(crate) fn id_hash(&self) -> u64 {
-        self.id_hash
-    }
-
-    /// A number that differs between any two `StagePlan`s built in this process, so that a meter
-    /// can tell a changed plan from the one it built its buckets for.
-    pub fn generation(&self) -> u64 {
-        self.generation
     }
 
     /// The API's id of the stage.
@@ -196,24 +179,6 @@ impl StagePlan {
     /// The plan's quota.
     pub fn quota(&self) -> Option<&Quota> {
         self.quota.as_ref()
-    }
-
-    /// The quota and its window at `now_secs`, the window worked out once per window rather than
-    /// once per request.
-    #[inline]
-    pub(crate) fn quota_window(&self, now_secs: u64) -> Option<(&Quota, Window)> {
-        let q = self.quota.as_ref()?;
-        let cached = self.window.0.load(Ordering::Relaxed);
-        let (start, end) = (cached >> 32, cached & u64::from(u32::MAX));
-        if start <= now_secs && now_secs < end {
-            return Some((q, Window { start, end }));
-        }
-        let w = window(q.period, q.offset, now_secs);
-        if let (Ok(start), Ok(end)) = (u32::try_from(w.start), u32::try_from(w.end)) {
-            let packed = (u64::from(start) << 32) | u64::from(end);
-            self.window.0.store(packed, Ordering::Relaxed);
-        }
-        Some((q, w))
     }
 
     /// The stage's per-method throttles.
@@ -239,12 +204,25 @@ impl StagePlan {
     }
 
     /// A number that names a bucket of this plan and stays the same when the plan is rebuilt
-    /// (0 for the plan's own bucket), so that a meter keeps a method's bucket across changes.
-    pub fn bucket_tag(&self, bucket: Bucket) -> u64 {
+    /// (1 for the plan's own bucket, 0 for none), so that a meter keeps a method's bucket across
+    /// changes of the plan.
+    pub(crate) fn bucket_tag(&self, bucket: Bucket) -> u64 {
         match bucket {
             Bucket::Method(i) => self.tags.get(i).copied().unwrap_or(0),
-            Bucket::None | Bucket::Plan => 0,
+            Bucket::Plan => 1,
+            Bucket::None => 0,
         }
+    }
+
+    /// The `RateLimit-Policy` header value for a request drawing from `bucket`, if the plan has
+    /// any limit to report.
+    pub(crate) fn policy(&self, bucket: Bucket) -> Option<&http::HeaderValue> {
+        let i = match bucket {
+            Bucket::Plan => 0,
+            Bucket::Method(i) => i + 1,
+            Bucket::None => self.periods.len(),
+        };
+        self.policies.get(i)?.as_ref()
     }
 
     /// Nanoseconds per token of a bucket (0 for [`Bucket::None`]).
@@ -255,6 +233,23 @@ impl StagePlan {
             Bucket::Method(i) => i + 1,
         };
         self.periods.get(i).copied().unwrap_or(0)
+    }
+
+    /// The limits a request drawing from `bucket` is checked against, for the policy.
+    #[inline]
+    pub(crate) fn limits(&self, bucket: Bucket) -> crate::meter::policy::Limits {
+        use crate::meter::policy::{BucketLimits, Limits, QuotaLimits};
+        Limits {
+            bucket: self.bucket_throttle(bucket).map(|t| BucketLimits {
+                period_nanos: self.bucket_period_nanos(bucket),
+                burst: t.burst_limit,
+            }),
+            quota: self.quota.map(|q| QuotaLimits {
+                limit: q.limit,
+                period: q.period,
+                offset: q.offset,
+            }),
+        }
     }
 
     /// The throttle of a bucket.

@@ -19,6 +19,8 @@
 //! use tower_usage_plans::model::{ApiStage, Quota, QuotaPeriod, StageRef, Throttle, UsagePlan};
 //! use tower_usage_plans::plan::{Bucket, StagePlan};
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
 //! let mut plan = UsagePlan::new("plan111", "FreePlan");
 //! plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
 //! plan.throttle = Some(Throttle::new(1.0, 2).unwrap());
@@ -29,14 +31,20 @@
 //! let meter = LocalMeter::with_clock(clock.clone());
 //! let key: Arc<str> = "key111aaa".into();
 //! let req = Admission::new(&key, &plan, Bucket::Plan);
-//! let outcomes: Vec<Outcome> = (0..3).map(|_| meter.admit_now(&req).unwrap().unwrap().outcome).collect();
+//! let mut outcomes = Vec::new();
+//! for _ in 0..3 {
+//!     outcomes.push(meter.admit(req).await.unwrap().outcome);
+//! }
 //! assert_eq!(outcomes[..2], [Outcome::Admitted, Outcome::Admitted]);
 //! assert_eq!(outcomes[2], Outcome::Throttled { retry_after_secs: 1 });
 //! clock.advance(Duration::from_secs(1));
-//! assert_eq!(meter.admit_now(&req).unwrap().unwrap().outcome, Outcome::Admitted);
+//! assert_eq!(meter.admit(req).await.unwrap().outcome, Outcome::Admitted);
 //! clock.advance(Duration::from_secs(1));
 //! // Three admitted: the day's quota is spent until midnight UTC.
-//! assert!(matches!(meter.admit_now(&req).unwrap().unwrap().outcome, Outcome::QuotaExceeded { .. }));
+//! let verdict = meter.admit(req).await.unwrap();
+//! assert!(matches!(verdict.outcome, Outcome::QuotaExceeded { .. }));
+//! assert_eq!(verdict.quota.unwrap().remaining, 0);
+//! # }
 //! ```
 
 use std::future::Future;
@@ -45,13 +53,13 @@ use std::sync::Arc;
 use crate::error::MeterError;
 use crate::period::Date;
 use crate::plan::{Bucket, StagePlan};
-use crate::store::MeterSlot;
 
 mod local;
+pub(crate) mod policy;
 
 pub use local::{LocalMeter, LocalMeterBuilder};
 
-/// One request to admit: whose, on which plan, from which bucket.
+/// One request to admit: whose, on which plan, from which bucket, at what cost.
 #[derive(Clone, Copy, Debug)]
 pub struct Admission<'a> {
     /// The key's id.
@@ -60,25 +68,25 @@ pub struct Admission<'a> {
     pub plan: &'a StagePlan,
     /// The bucket the request draws from ([`StagePlan::bucket_for`]).
     pub bucket: Bucket,
-    /// The room the store keeps beside the key for the meter, if it keeps one.
-    pub meter_slot: Option<&'a MeterSlot>,
-    /// Whether the caller reads [`Verdict::burst`] and [`Verdict::quota`]: the layer does only
-    /// when it sends the rate-limit headers. When `false`, a meter may leave them `None` and
-    /// save the work; the outcome, with its `Retry-After`, is the same either way.
-    pub limits: bool,
+    /// How many tokens the request takes, and how many it counts against the quota and the
+    /// day's usage (1 unless a [`RequestCost`](crate::RequestCost) says otherwise).
+    pub cost: u32,
 }
 
 impl<'a> Admission<'a> {
-    /// A request of `key_id` on `plan`, drawing from `bucket`, with no meter slot, asking for the
-    /// limits' state.
+    /// A request of cost 1 by `key_id` on `plan`, drawing from `bucket`.
     pub fn new(key_id: &'a Arc<str>, plan: &'a StagePlan, bucket: Bucket) -> Self {
         Self {
             key_id,
             plan,
             bucket,
-            meter_slot: None,
-            limits: true,
+            cost: 1,
         }
+    }
+
+    /// The same request with another cost.
+    pub fn with_cost(self, cost: u32) -> Self {
+        Self { cost, ..self }
     }
 }
 
@@ -130,7 +138,7 @@ pub struct Verdict {
 pub struct DayUsage {
     /// The day.
     pub date: Date,
-    /// Requests admitted that day.
+    /// Requests admitted that day (each counted by its cost).
     pub used: u64,
     /// What was left of the quota at the end of that day (or now, for today), if the plan has a
     /// quota.
@@ -138,23 +146,21 @@ pub struct DayUsage {
 }
 
 /// Answers *may this request go now, and what has been used*. See the [module docs](self).
+///
+/// Implementations run the crate's limit policy (GCRA with a cost, the quota window counter, the
+/// day's usage) on their own state, and must keep its promises: only an admitted request counts,
+/// a throttled request spends no quota, a quota refusal spends no token, N concurrent requests
+/// against a quota of L admit exactly min(N, L), and a wall clock that steps back never reopens
+/// a used window. The conformance suite in `tower_usage_plans::testing` (feature `testing`)
+/// checks them.
 pub trait Meter: Send + Sync + 'static {
-    /// Takes a token, checks and counts the quota, and records the day's usage, at once.
-    fn admit(
-        &self,
-        req: &Admission<'_>,
-    ) -> impl Future<Output = Result<Verdict, MeterError>> + Send;
-
-    /// Decides at once if the meter can without waiting (`Some`); `None` makes the layer await
-    /// [`admit`](Self::admit). The default answers `None`.
-    #[inline]
-    fn admit_now(&self, req: &Admission<'_>) -> Option<Result<Verdict, MeterError>> {
-        let _ = req;
-        None
-    }
+    /// Takes `cost` tokens from the bucket, checks and counts the quota, and records the day's
+    /// usage, at once.
+    fn admit(&self, req: Admission<'_>)
+        -> impl Future<Output = Result<Verdict, MeterError>> + Send;
 
     /// One key's usage of `plan`, one entry per UTC day from `start` to `end` inclusive (AWS's
-    /// `get-usage`).
+    /// `get-usage`). A range that ends before it starts is an error.
     fn usage(
         &self,
         plan: &StagePlan,
@@ -162,19 +168,37 @@ pub trait Meter: Send + Sync + 'static {
         start: Date,
         end: Date,
     ) -> impl Future<Output = Result<Vec<DayUsage>, MeterError>> + Send;
+
+    /// Sets what is left of `key_id`'s quota on `plan` in the current window to `remaining`
+    /// (AWS's update-usage, `replace /remaining`). It lasts until the window ends; it may exceed
+    /// the limit (more was granted). A plan without a quota is an error.
+    fn set_remaining(
+        &self,
+        plan: &StagePlan,
+        key_id: &str,
+        remaining: u64,
+    ) -> impl Future<Output = Result<(), MeterError>> + Send;
+
+    /// The crate's own fast path: [`admit`](Self::admit) answered without a future, by meters
+    /// that never wait. Not for use outside this crate (its token cannot be made there).
+    #[doc(hidden)]
+    #[inline]
+    fn admit_now(
+        &self,
+        req: Admission<'_>,
+        _: crate::sealed::Token,
+    ) -> Option<Result<Verdict, MeterError>> {
+        let _ = req;
+        None
+    }
 }
 
 impl<T: Meter> Meter for Arc<T> {
     fn admit(
         &self,
-        req: &Admission<'_>,
+        req: Admission<'_>,
     ) -> impl Future<Output = Result<Verdict, MeterError>> + Send {
         (**self).admit(req)
-    }
-
-    #[inline]
-    fn admit_now(&self, req: &Admission<'_>) -> Option<Result<Verdict, MeterError>> {
-        (**self).admit_now(req)
     }
 
     fn usage(
@@ -185,5 +209,23 @@ impl<T: Meter> Meter for Arc<T> {
         end: Date,
     ) -> impl Future<Output = Result<Vec<DayUsage>, MeterError>> + Send {
         (**self).usage(plan, key_id, start, end)
+    }
+
+    fn set_remaining(
+        &self,
+        plan: &StagePlan,
+        key_id: &str,
+        remaining: u64,
+    ) -> impl Future<Output = Result<(), MeterError>> + Send {
+        (**self).set_remaining(plan, key_id, remaining)
+    }
+
+    #[inline]
+    fn admit_now(
+        &self,
+        req: Admission<'_>,
+        token: crate::sealed::Token,
+    ) -> Option<Result<Verdict, MeterError>> {
+        (**self).admit_now(req, token)
     }
 }

@@ -20,7 +20,7 @@ use crate::patch::{self, PatchOperation};
 use crate::plan::StagePlan;
 use crate::shard::{widen, Keyed, ShardedTable};
 
-use super::{KeyGrant, KeyRef, KeyStore, MeterSlot};
+use super::{KeyGrant, KeyStore};
 
 /// What to create a key with; see [`MemoryStore::create_api_key`].
 #[derive(Clone, Debug, Default)]
@@ -99,8 +99,6 @@ struct Entry<T: ?Sized = [u8]> {
     last_updated_date: i64,
     rare: Option<Box<Rare>>,
     // Read by requests.
-    /// Where the meter keeps its way to this key's state.
-    meter_slot: MeterSlot,
     plans: Option<Arc<KeyPlans>>,
     enabled: bool,
     /// The value's length.
@@ -133,7 +131,6 @@ fn sized<const N: usize>(h: Head, tail: &[u8]) -> Boxed {
     let mut buf = [0u8; N];
     buf[..tail.len()].copy_from_slice(tail);
     Box::new(Entry {
-        meter_slot: MeterSlot::new(&h.key_id),
         key_id: h.key_id,
         created_date: h.created_date,
         last_updated_date: h.last_updated_date,
@@ -251,16 +248,16 @@ impl Entry {
     }
 
     #[inline]
-    fn grant(&self, stage: &StageRef) -> KeyRef<'_> {
-        KeyRef {
-            key_id: &self.key_id,
+    fn grant(&self, stage: &StageRef) -> KeyGrant {
+        KeyGrant {
+            key_id: self.key_id.clone(),
             enabled: self.enabled,
             plan: self.plans.as_deref().and_then(|p| {
                 p.compiled
                     .iter()
                     .find(|p| stage.matches(p.api_id(), p.stage()))
+                    .cloned()
             }),
-            meter_slot: Some(&self.meter_slot),
         }
     }
 }
@@ -930,6 +927,19 @@ fn stage_conflict<'a>(
     None
 }
 
+impl MemoryStore {
+    #[inline]
+    fn grant(&self, value: &str, stage: &StageRef) -> Option<KeyGrant> {
+        let index = &self.inner.index;
+        let value = value.as_bytes();
+        index.read(
+            index.hash(value),
+            |e| e.value() == value,
+            |e| e.map(|e| e.grant(stage)),
+        )
+    }
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -942,30 +952,17 @@ impl KeyStore for MemoryStore {
         value: &str,
         stage: &StageRef,
     ) -> impl Future<Output = Result<Option<KeyGrant>, StoreError>> + Send {
-        let grant = self
-            .lookup_now(value, stage, |g| {
-                g.map(|g| KeyGrant {
-                    key_id: g.key_id.clone(),
-                    enabled: g.enabled,
-                    plan: g.plan.cloned(),
-                })
-            })
-            .unwrap_or(None);
-        std::future::ready(Ok(grant))
+        std::future::ready(Ok(self.grant(value, stage)))
     }
 
     #[inline]
-    fn lookup_now<F, R>(&self, value: &str, stage: &StageRef, f: F) -> Result<R, F>
-    where
-        F: FnOnce(Option<KeyRef<'_>>) -> R,
-    {
-        let index = &self.inner.index;
-        let value = value.as_bytes();
-        Ok(index.read(
-            index.hash(value),
-            |e| e.value() == value,
-            |e| f(e.map(|e| e.grant(stage))),
-        ))
+    fn lookup_now(
+        &self,
+        value: &str,
+        stage: &StageRef,
+        _: crate::sealed::Token,
+    ) -> Option<Result<Option<KeyGrant>, StoreError>> {
+        Some(Ok(self.grant(value, stage)))
     }
 
     fn plans_now(&self, stage: &StageRef) -> Option<Vec<Arc<StagePlan>>> {

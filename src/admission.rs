@@ -1,0 +1,274 @@
+//! The decision for one request, in one place: route, key, store, bucket, meter, answer.
+//!
+//! The Tower glue ([`UsagePlanService`](crate::UsagePlanService)) calls [`Gate::start`] for each
+//! request; it decides at once when the store and meter can answer without waiting (the in-memory
+//! ones), and otherwise hands back what is left to await as an owned [`Pending`], which
+//! [`Gate::finish`] decides. Nothing borrowed from the store outlives its answer: the store's
+//! [`KeyGrant`] is owned, so no lock of the store is held while the meter, or any other code,
+//! runs.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, Method, Request};
+
+use crate::key::KeySource;
+use crate::meter::{Admission, Meter, Outcome, Verdict};
+use crate::model::StageRef;
+use crate::plan::{Bucket, StagePlan};
+use crate::response::{RateInfo, Rejection, Responses};
+use crate::route::Routes;
+use crate::store::{KeyGrant, KeyStore};
+
+/// What the layer does when its store or meter fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailMode {
+    /// Refuse the request: 503 `{"message":"Service Unavailable"}` (the default).
+    #[default]
+    Closed,
+    /// Let the request through, unmetered, as AWS does when its plan check fails.
+    Open,
+}
+
+/// How many tokens a request takes, and how much it counts against the quota and the day's
+/// usage: 1 unless an earlier layer or the router puts another value in the request's extensions.
+///
+/// A cost of `n` takes `n` tokens from the key's bucket (a request of cost above the bucket's
+/// burst is never admitted) and counts `n` against the quota. A cost of 0 checks the key and its
+/// limits but spends nothing.
+///
+/// # Examples
+///
+/// ```
+/// use tower_usage_plans::RequestCost;
+///
+/// let mut req = http::Request::new(());
+/// // An export endpoint counts as ten requests.
+/// req.extensions_mut().insert(RequestCost::new(10));
+/// assert_eq!(req.extensions().get::<RequestCost>().unwrap().get(), 10);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RequestCost(u32);
+
+impl RequestCost {
+    /// A cost of `n` tokens and `n` counted requests.
+    pub const fn new(n: u32) -> Self {
+        Self(n)
+    }
+
+    /// The cost.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for RequestCost {
+    fn default() -> Self {
+        Self(1)
+    }
+}
+
+/// What to do with a request, once decided.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    /// Call the inner service, adding these headers.
+    Admit(Option<RateInfo>),
+    /// Answer this.
+    Reject(Rejection, Option<RateInfo>),
+}
+
+/// The start of a decision.
+#[derive(Debug)]
+pub(crate) enum Start {
+    /// The method requires no key: pass it through, uncounted.
+    Pass,
+    /// Decided.
+    Done(Decision),
+    /// The store or the meter must be awaited.
+    Wait(Pending),
+}
+
+/// What is left to decide, owned.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    step: Step,
+    cost: u32,
+}
+
+enum Step {
+    /// The store must be awaited for this key value (never shown in `Debug`).
+    Store {
+        value: Box<str>,
+        resource: Box<str>,
+        method: Method,
+    },
+    /// The store answered; the meter must be awaited.
+    Meter {
+        key_id: Arc<str>,
+        plan: Arc<StagePlan>,
+        bucket: Bucket,
+    },
+}
+
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Store { .. } => f.write_str("Store"),
+            Step::Meter { key_id, .. } => f.debug_struct("Meter").field("key_id", key_id).finish(),
+        }
+    }
+}
+
+/// The state every service of one layer shares, and the decision.
+pub(crate) struct Gate<St, M> {
+    pub(crate) store: St,
+    pub(crate) meter: M,
+    pub(crate) stage: StageRef,
+    pub(crate) routes: Routes,
+    pub(crate) key_source: KeySource,
+    pub(crate) on_store_error: FailMode,
+    pub(crate) on_meter_error: FailMode,
+    pub(crate) rate_headers: bool,
+    pub(crate) responses: Responses,
+}
+
+/// Whether the request is gRPC (`content-type: application/grpc`, `application/grpc+proto`, …).
+#[inline]
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The grant's key and plan, or why the key is refused.
+#[inline]
+fn plan_of(grant: Option<KeyGrant>) -> Result<(Arc<str>, Arc<StagePlan>), Rejection> {
+    let grant = grant.ok_or(Rejection::InvalidKey)?;
+    if !grant.enabled {
+        return Err(Rejection::DisabledKey);
+    }
+    let plan = grant.plan.ok_or(Rejection::NoPlan)?;
+    Ok((grant.key_id, plan))
+}
+
+impl<St: KeyStore, M: Meter> Gate<St, M> {
+    /// Decides at once if the store and meter can; else says what is left to await.
+    #[inline]
+    pub(crate) fn start<B>(&self, req: &Request<B>) -> Start {
+        let route = self.routes.resolve(req.method(), req.uri().path());
+        if !route.key_required {
+            return Start::Pass;
+        }
+        let value = match self.key_source.read(req) {
+            Ok(value) => value,
+            Err(rejection) => return Start::Done(Decision::Reject(rejection, None)),
+        };
+        let cost = req.extensions().get::<RequestCost>().map_or(1, |c| c.get());
+        let grant = match self
+            .store
+            .lookup_now(value, &self.stage, crate::sealed::Token(()))
+        {
+            Some(Ok(grant)) => grant,
+            Some(Err(_)) => return Start::Done(self.store_failed()),
+            None => {
+                return Start::Wait(Pending {
+                    step: Step::Store {
+                        value: value.into(),
+                        resource: route.resource.into(),
+                        method: req.method().clone(),
+                    },
+                    cost,
+                })
+            }
+        };
+        let (key_id, plan) = match plan_of(grant) {
+            Ok(found) => found,
+            Err(rejection) => return Start::Done(Decision::Reject(rejection, None)),
+        };
+        let bucket = plan.bucket_for(route.resource, req.method());
+        let admission = Admission::new(&key_id, &plan, bucket).with_cost(cost);
+        match self.meter.admit_now(admission, crate::sealed::Token(())) {
+            Some(verdict) => Start::Done(self.decision(verdict, &plan, bucket)),
+            None => Start::Wait(Pending {
+                step: Step::Meter {
+                    key_id,
+                    plan,
+                    bucket,
+                },
+                cost,
+            }),
+        }
+    }
+
+    /// Decides what [`start`](Self::start) left to await.
+    pub(crate) async fn finish(&self, pending: Pending) -> Decision {
+        let (key_id, plan, bucket) = match pending.step {
+            Step::Meter {
+                key_id,
+                plan,
+                bucket,
+            } => (key_id, plan, bucket),
+            Step::Store {
+                value,
+                resource,
+                method,
+            } => {
+                let grant = match self.store.lookup(&value, &self.stage).await {
+                    Ok(grant) => grant,
+                    Err(_) => return self.store_failed(),
+                };
+                match plan_of(grant) {
+                    Ok((key_id, plan)) => {
+                        let bucket = plan.bucket_for(&resource, &method);
+                        (key_id, plan, bucket)
+                    }
+                    Err(rejection) => return Decision::Reject(rejection, None),
+                }
+            }
+        };
+        let admission = Admission::new(&key_id, &plan, bucket).with_cost(pending.cost);
+        let verdict = self.meter.admit(admission).await;
+        self.decision(verdict, &plan, bucket)
+    }
+
+    fn store_failed(&self) -> Decision {
+        match self.on_store_error {
+            FailMode::Closed => Decision::Reject(Rejection::StoreUnavailable, None),
+            FailMode::Open => Decision::Admit(None),
+        }
+    }
+
+    #[inline]
+    fn decision(
+        &self,
+        verdict: Result<Verdict, crate::error::MeterError>,
+        plan: &StagePlan,
+        bucket: Bucket,
+    ) -> Decision {
+        let verdict = match verdict {
+            Ok(verdict) => verdict,
+            Err(_) => {
+                return match self.on_meter_error {
+                    FailMode::Closed => Decision::Reject(Rejection::MeterUnavailable, None),
+                    FailMode::Open => Decision::Admit(None),
+                }
+            }
+        };
+        let rate = if self.rate_headers {
+            RateInfo::new(&verdict, plan, bucket)
+        } else {
+            None
+        };
+        match verdict.outcome {
+            Outcome::Throttled { retry_after_secs } => {
+                Decision::Reject(Rejection::Throttled { retry_after_secs }, rate)
+            }
+            Outcome::QuotaExceeded { retry_after_secs } => {
+                Decision::Reject(Rejection::QuotaExceeded { retry_after_secs }, rate)
+            }
+            Outcome::Admitted => Decision::Admit(rate),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Conformance suites for [`KeyStore`](crate::store::KeyStore) and [`Meter`](crate::meter::Meter)
+//! implementations (feature `testing`): every store and meter of this crate runs them in its
+//! tests, and so can yours.
