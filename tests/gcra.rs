@@ -24,8 +24,8 @@ impl Rng {
     }
 }
 
-#[test]
-fn buckets_match_governor_request_by_request() {
+#[tokio::test]
+async fn buckets_match_governor_request_by_request() {
     let throttles = [
         (5.0, 10),
         (0.1, 1),
@@ -64,7 +64,7 @@ fn buckets_match_governor_request_by_request() {
             };
             clock.advance(Duration::from_nanos(gap));
             gov_clock.advance(Duration::from_nanos(gap));
-            let ours = meter.admit_now(&req).unwrap().unwrap().outcome;
+            let ours = meter.admit(req).await.unwrap().outcome;
             let theirs = governor.check();
             match (&ours, &theirs) {
                 (Outcome::Admitted, Ok(())) => admitted += 1,

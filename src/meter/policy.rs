@@ -376,7 +376,8 @@ mod tests {
         );
         assert_eq!(next, s);
         // A cost above the burst can never pass.
-        let (_, v) = decide(&s, &l, at(100, T0 + 100), 11);
+        let no_quota = Limits { quota: None, ..l };
+        let (_, v) = decide(&s, &no_quota, at(100, T0 + 100), 11);
         assert_eq!(
             v.outcome,
             Outcome::Throttled {
