@@ -312,11 +312,8 @@ fn the_chosen_stage_s_plans_and_keys_are_named_at_start() {
     );
 }
 
-/// Runs the quickstart's printed Step 5 commands as printed, in bash with curl: 403 without a
-/// key, 200 with one, the rate-limit headers, about twenty 200s then 429s, and the rest.
-#[test]
-fn the_quickstart_s_printed_step_5_runs_as_printed() {
-    let mut server = Server::start("quickstart", &["--listen", "127.0.0.1:0"]);
+/// The Step 5 commands `server` (the quickstart) printed, one a line.
+fn printed_step_5(server: &mut Server) -> Vec<String> {
     server.wait_for(false, "The article's Step 5");
     server.wait_for(false, "# no key needed");
     let stdout = server.printed(false);
@@ -324,15 +321,32 @@ fn the_quickstart_s_printed_step_5_runs_as_printed() {
         .iter()
         .position(|l| l.starts_with("The article's Step 5"))
         .unwrap();
-    let script: Vec<&str> = stdout[start + 1..].iter().map(|l| l.trim_start()).collect();
-    assert!(script[0].starts_with("KEY='"), "{script:?}");
+    stdout[start + 1..]
+        .iter()
+        .map(|l| l.trim_start().to_owned())
+        .collect()
+}
+
+/// Runs `script` in bash; its stdout.
+fn bash(script: &[String]) -> String {
     let out = Command::new("bash")
         .args(["-c", &script.join("\n")])
         .stdin(Stdio::null())
         .output()
-        .expect("bash and curl run the printed commands");
+        .expect("bash runs the printed commands");
     let got = text(&out.stdout);
     assert!(out.status.success(), "{got}{}", text(&out.stderr));
+    got
+}
+
+/// Runs the quickstart's printed Step 5 commands as printed, in bash with curl: 403 without a
+/// key, 200 with one, the rate-limit headers, about twenty 200s then 429s, and the rest.
+#[test]
+fn the_quickstart_s_printed_step_5_runs_as_printed() {
+    let mut server = Server::start("quickstart", &["--listen", "127.0.0.1:0"]);
+    let script = printed_step_5(&mut server);
+    assert!(script[0].starts_with("KEY='"), "{script:?}");
+    let got = bash(&script);
     let lines: Vec<&str> = got.lines().collect();
     assert_eq!(lines[0], "403", "{got}");
     assert_eq!(lines[1], r#"{"items":[1,2,3]}"#, "{got}");
@@ -340,6 +354,7 @@ fn the_quickstart_s_printed_step_5_runs_as_printed() {
         lines[2].to_ascii_lowercase().starts_with("ratelimit"),
         "{got}"
     );
+    // GET /items has its own override in FreePlan (burst 20), and two tokens went above.
     let loop_line = lines
         .iter()
         .find(|l| l.starts_with("200 ") && l.contains("429"))
@@ -351,4 +366,38 @@ fn the_quickstart_s_printed_step_5_runs_as_printed() {
     assert_eq!(codes[ok], "429", "{loop_line}");
     assert!(got.contains(r#"{"order":"accepted"}"#), "{got}");
     assert_eq!(lines.last(), Some(&"ok"), "{got}");
+}
+
+/// With a config of the user's own, the quickstart prints no key value: its printed line reads
+/// the key with jq, and works.
+#[test]
+fn with_another_config_the_key_is_read_with_jq_not_printed() {
+    let dir = std::env::temp_dir().join(format!("examples-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("my plans.json");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.json"),
+        &config,
+    )
+    .unwrap();
+    let mut server = Server::start(
+        "quickstart",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let script = printed_step_5(&mut server);
+    assert!(script[0].starts_with("KEY=$(jq -r "), "{script:?}");
+    for (_, line) in &server.seen {
+        assert!(
+            !line.contains("aBcDeFgHiJkLmNoPqRsTuVwXyZ123456789"),
+            "{line}"
+        );
+    }
+    let got = bash(&script[..3]);
+    assert_eq!(got, "403\n{\"items\":[1,2,3]}\n");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
