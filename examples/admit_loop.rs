@@ -11,6 +11,7 @@
 //! same requests. `CASE=throttled` (a token a million seconds, spent first), `CASE=quota` (a quota
 //! of one a month, spent first) and `CASE=forbidden` (unknown keys) time the layer's refusals.
 use axum::body::Body;
+use clap::Parser;
 use http::{HeaderValue, Method, Request, Response, Uri};
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,7 +27,22 @@ use tower_usage_plans::{MemoryStore, UsagePlanLayer};
 mod tg_key;
 use tg_key::ApiKeyHeader;
 
+/// Times the layer alone per request over N keys (see BENCHMARKS.md).
+#[derive(Debug, Parser)]
+#[command(
+    name = "admit_loop",
+    after_help = "Environment: N keys (default 10000); MODE=bare (the inner service alone) or \
+                  MODE=tg (tower_governor); CASE=throttled, CASE=quota or CASE=forbidden (the \
+                  layer's refusals); H=1 turns the rate-limit headers on."
+)]
+struct Args {
+    /// How many requests to time.
+    #[arg(value_name = "REQUESTS", default_value_t = 1_000_000)]
+    requests: usize,
+}
+
 fn main() {
+    let args = Args::parse();
     let n: usize = std::env::var("N")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -73,7 +89,7 @@ fn main() {
         _ => (keys.clone(), 200),
     };
     let per_req = match &*mode {
-        "bare" => time(inner, &sent, 200),
+        "bare" => time(inner, &sent, 200, args.requests),
         "tg" => {
             let config = GovernorConfigBuilder::default()
                 .key_extractor(ApiKeyHeader)
@@ -87,6 +103,7 @@ fn main() {
                     .service(inner),
                 &sent,
                 200,
+                args.requests,
             )
         }
         _ => {
@@ -101,14 +118,15 @@ fn main() {
                 let _ = svc.poll_ready(&mut cx);
                 let _ = pin!(svc.call(req)).poll(&mut cx);
             }
-            time(svc, &sent, status)
+            time(svc, &sent, status, args.requests)
         }
     };
     println!("{per_req:.1} ns/req");
 }
 
-/// Nanoseconds per request through `svc`, a random key of `keys` each, answered `status`.
-fn time<S, B>(mut svc: S, keys: &[String], status: u16) -> f64
+/// Nanoseconds per request through `svc` over `iters` requests, a random key of `keys` each,
+/// answered `status`.
+fn time<S, B>(mut svc: S, keys: &[String], status: u16, iters: usize) -> f64
 where
     S: Service<Request<Body>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
@@ -119,10 +137,6 @@ where
         .map(|k| HeaderValue::from_str(k).unwrap())
         .collect();
     let mut cx = Context::from_waker(Waker::noop());
-    let iters: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
     let mut x = 12345u64;
     let mut reqs = Vec::with_capacity(256);
     let mut total = std::time::Duration::ZERO;

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench_server -- [--listen ADDR] [--keys N] [--no-layer] [--no-headers]
+//! cargo run --example bench_server -- --help
 //! wrk -t1 -c32 -d15s --latency -s benches/wrk-keys.lua http://127.0.0.1:3001/items
 //! ```
 //!
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 
 use axum::routing::get;
 use axum::Router;
+use clap::Parser;
 use http::Method;
 use tower_usage_plans::model::{
     ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan,
@@ -47,25 +49,29 @@ fn store(keys: usize) -> MemoryStore {
     store
 }
 
+/// Serves GET /items behind usage plans with N keys that never throttle or run out, for wrk
+/// (benches/wrk-keys.lua computes the key values).
+#[derive(Debug, Parser)]
+#[command(name = "bench_server")]
+struct Args {
+    /// Where to listen: HOST:PORT, a host name or an IP address.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3001")]
+    listen: String,
+    /// How many keys to register (benchkey and the index on 32 digits).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    keys: usize,
+    /// Serve the same router without the layer (the baseline).
+    #[arg(long)]
+    no_layer: bool,
+    /// Turn the rate-limit headers off, to see what they cost on the wire.
+    #[arg(long)]
+    no_headers: bool,
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let (mut listen, mut keys, mut layer) = ("127.0.0.1:3001".to_string(), 10_000, true);
-    let mut headers = true;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--listen" => listen = args.next().unwrap_or_default(),
-            "--keys" => keys = args.next().and_then(|n| n.parse().ok()).unwrap_or(keys),
-            "--no-layer" => layer = false,
-            "--no-headers" => headers = false,
-            _ => {
-                eprintln!(
-                    "usage: bench_server [--listen ADDR] [--keys N] [--no-layer] [--no-headers]"
-                );
-                return ExitCode::from(2);
-            }
-        }
-    }
+    let args = Args::parse();
+    let (listen, keys, layer, headers) = (args.listen, args.keys, !args.no_layer, !args.no_headers);
     let router = Router::new().route("/items", get(|| async { r#"{"items":[]}"# }));
     let router = if layer {
         let layer = UsagePlanLayer::builder(store(keys))
@@ -81,7 +87,7 @@ async fn main() -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(&listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("cannot listen on {listen}: {e}");
+            eprintln!("error: cannot listen on --listen {listen}: {e} (give HOST:PORT)");
             return ExitCode::FAILURE;
         }
     };

@@ -14,6 +14,7 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
+use clap::Parser;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use tower::{service_fn, Service, ServiceBuilder};
 use tower_usage_plans::model::{
@@ -162,10 +163,17 @@ where
     ((a1 - a0) as f64 / n as f64, l1 - l0)
 }
 
+/// Measures what the in-memory store and meter hold per key (see BENCHMARKS.md).
+#[derive(Debug, Parser)]
+#[command(name = "memory")]
+struct Args {
+    /// How many keys.
+    #[arg(value_name = "KEYS", default_value_t = 1_000_000)]
+    keys: usize,
+}
+
 fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .map_or(1_000_000, |s| s.parse().expect("a number of keys"));
+    let n = Args::parse().keys;
     let open = Throttle::new(1e6, 1_000_000).unwrap();
     let big = Quota::new(1_000_000_000_000, QuotaPeriod::Day, 0).unwrap();
 

@@ -4,89 +4,98 @@
 //! ```text
 //! cargo run --example quickstart
 //! cargo run --example quickstart -- --config FILE --listen ADDR [--api-id ID --stage NAME]
+//! cargo run --example quickstart -- --help
 //! ```
 //!
-//! The configuration is AWS's own JSON (see `tower_usage_plans::config`).
+//! The configuration is AWS's own JSON (see `tower_usage_plans::config`). At start it says
+//! which plans and how many keys serve the chosen stage, and warns when none do.
 
 #[path = "quickstart/app.rs"]
 mod app;
+#[path = "support/stages.rs"]
+mod stages;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::Parser;
 use tower_usage_plans::config::Config;
 use tower_usage_plans::{LocalMeter, MemoryStore};
 
+/// The bundled demo configuration: the article's keys and plans.
+const DEMO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.json");
+
+/// Serves the article's API (GET /items, GET /items/{id}, POST /orders, GET /health) behind
+/// usage plans read from AWS-shaped JSON, and prints the curl commands that try it.
+#[derive(Debug, Parser)]
+#[command(name = "quickstart")]
 struct Args {
-    config: String,
+    /// The keys, plans and links, as AWS's CLI prints them (apiKeys, usagePlans, usagePlanKeys).
+    #[arg(long, value_name = "FILE", default_value = DEMO_CONFIG)]
+    config: PathBuf,
+    /// Where to listen: HOST:PORT, a host name or an IP address (port 0 picks a free port).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3000")]
     listen: String,
+    /// The API id this app is, as the plans' apiStages name it.
+    #[arg(long, value_name = "ID", default_value = "abc123def4")]
     api_id: String,
+    /// The stage this app is, as the plans' apiStages name it.
+    #[arg(long, value_name = "NAME", default_value = "prod")]
     stage: String,
 }
 
-fn args() -> Result<Args, String> {
-    let mut args = Args {
-        config: concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.json").into(),
-        listen: "127.0.0.1:3000".into(),
-        api_id: "abc123def4".into(),
-        stage: "prod".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let slot = match flag.as_str() {
-            "--config" => &mut args.config,
-            "--listen" => &mut args.listen,
-            "--api-id" => &mut args.api_id,
-            "--stage" => &mut args.stage,
-            "-h" | "--help" => return Err(
-                "usage: quickstart [--config FILE] [--listen ADDR] [--api-id ID] [--stage NAME]"
-                    .into(),
-            ),
-            other => return Err(format!("unknown argument {other:?}; try --help")),
-        };
-        *slot = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+/// Whether `path` is the bundled demo configuration, whose key values may be shown.
+fn is_demo(path: &Path) -> bool {
+    match (path.canonicalize(), Path::new(DEMO_CONFIG).canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
-    Ok(args)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
+    let shown = args.config.display().to_string();
     let config = match Config::from_file(&args.config) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("cannot load {}: {e}", args.config);
+            eprintln!("error: cannot load --config {shown}: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let keys: Vec<(String, String)> = config
-        .api_keys
-        .iter()
-        .map(|k| (k.id.clone(), k.name.clone()))
-        .collect();
+    let report = stages::StageReport::new(&config, &args.api_id, &args.stage);
+    // The first enabled key with a plan on the stage: the one Step 5 uses.
+    let first = report.plans.iter().find_map(|p| {
+        config.usage_plan_keys.get(&p.id)?.iter().find_map(|id| {
+            config
+                .api_keys
+                .iter()
+                .find(|k| &k.id == id && k.enabled)
+                .map(|k| (k.id.clone(), k.name.clone(), k.value.expose().to_owned()))
+        })
+    });
+    let demo = is_demo(&args.config);
     let store = match MemoryStore::from_config(config) {
         Ok(store) => store,
         Err(e) => {
-            eprintln!("cannot load {}: {e}", args.config);
+            eprintln!("error: cannot load --config {shown}: {e}");
             return ExitCode::FAILURE;
         }
     };
     let router = match app::router(store, LocalMeter::new(), &args.api_id, &args.stage) {
         Ok(router) => router,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("cannot listen on {}: {e}", args.listen);
+            eprintln!(
+                "error: cannot listen on --listen {}: {e} (give HOST:PORT, e.g. 127.0.0.1:3000)",
+                args.listen
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -97,36 +106,23 @@ async fn main() -> ExitCode {
             .map_or(args.listen.clone(), |a| a.to_string())
     );
     println!("Serving API {} stage {} on {base}", args.api_id, args.stage);
-    println!("GET /items, GET /items/{{id}} and POST /orders need a key; GET /health does not.\n");
-    println!("The article's Step 5 (key values are read from the config, not printed):");
-    if let Some((id, name)) = keys.first() {
-        println!(
-            "  KEY=$(python3 -c 'import json,sys; print([k[\"value\"] for k in json.load(open(sys.argv[1]))[\"apiKeys\"] if k[\"id\"]==\"{id}\"][0])' {})   # {name}",
-            args.config
-        );
+    if report.admits_no_key() {
+        eprint!("\n{report}\n");
+    } else {
+        print!("{report}");
     }
-    println!(
-        "  curl -s -o /dev/null -w \"%{{http_code}}\\n\" {base}/items                     # 403"
-    );
-    println!(
-        "  curl -s -H \"x-api-key: $KEY\" {base}/items                                  # 200"
-    );
-    println!("  curl -s -i -H \"x-api-key: $KEY\" {base}/items | grep -i ratelimit            # the IETF headers");
-    println!("  for i in $(seq 30); do curl -s -o /dev/null -w \"%{{http_code}} \" -H \"x-api-key: $KEY\" {base}/items; done; echo   # 200s, then 429 Too Many Requests");
-    println!("  curl -s -H \"x-api-key: $KEY\" -X POST {base}/orders                          # POST /orders has its own bucket");
-    println!("  curl -s {base}/health                                                         # no key needed");
-    if keys.len() > 1 {
-        println!(
-            "\nOther keys: {}",
-            keys[1..]
-                .iter()
-                .map(|(id, n)| format!("{id} ({n})"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+    println!("GET /items, GET /items/{{id}} and POST /orders need a key; GET /health does not.\n");
+    if let Some((id, name, value)) = first {
+        let key_line = if demo {
+            // The bundled demo keys are public: shown so that the commands need only curl.
+            app::demo_key_line(&value, &name)
+        } else {
+            app::jq_key_line(&id, &name, &shown)
+        };
+        print!("{}", app::step_5(&base, &key_line));
     }
     if let Err(e) = axum::serve(listener, router).await {
-        eprintln!("server failed: {e}");
+        eprintln!("error: server failed: {e}");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

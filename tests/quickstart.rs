@@ -4,6 +4,7 @@
 #![cfg(feature = "json")]
 
 #[path = "../examples/quickstart/app.rs"]
+#[allow(dead_code)] // jq_key_line: tests/examples_cli.rs runs it through the binary
 mod app;
 
 use std::time::Duration;
@@ -269,4 +270,27 @@ async fn the_quickstart_serves_over_a_real_socket() {
         assert!(out.starts_with(want), "{out}");
     }
     server.abort();
+}
+
+/// The README shows the Step 5 commands the quickstart prints for its default address and demo
+/// config, word for word (tests/examples_cli.rs runs them as printed).
+#[test]
+fn the_readme_shows_the_step_5_the_quickstart_prints() {
+    let config = Config::from_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/quickstart.json"
+    ))
+    .unwrap();
+    let key = &config.api_keys[0];
+    let printed = app::step_5(
+        "http://127.0.0.1:3000",
+        &app::demo_key_line(key.value.expose(), &key.name),
+    );
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let body = printed.split_once('\n').unwrap().1;
+    assert!(
+        readme.contains(body),
+        "README.md should show, in its Step 5 block:\n{body}"
+    );
 }

@@ -1,5 +1,6 @@
 //! The quickstart's app: the article's API on axum, behind the usage-plan layer.
-//! Shared by `examples/quickstart.rs` and `tests/quickstart.rs`.
+//! Shared by `examples/quickstart.rs` and `tests/quickstart.rs`, with the Step 5 commands the
+//! quickstart prints.
 
 use axum::extract::Path;
 use axum::routing::{get, post};
@@ -39,4 +40,43 @@ pub fn router<C: Clock + Clone>(
         )
         .route("/health", get(|| async { "ok" }))
         .layer(layer))
+}
+
+/// `s` quoted for a POSIX shell.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The line that sets `$KEY` to a demo key's value, shown as is (the bundled demo keys are
+/// public).
+pub fn demo_key_line(value: &str, name: &str) -> String {
+    format!("KEY={}   # {name}, a demo key", sh_quote(value))
+}
+
+/// The line that sets `$KEY` from a config file with `jq`, so that a real key's value is never
+/// printed.
+pub fn jq_key_line(id: &str, name: &str, config: &str) -> String {
+    let filter = format!(".apiKeys[] | select(.id == \"{id}\") | .value");
+    format!(
+        "KEY=$(jq -r {} {})   # {name} (needs jq)",
+        sh_quote(&filter),
+        sh_quote(config)
+    )
+}
+
+/// The article's Step 5 as shell commands against `base` (`http://127.0.0.1:3000`), after
+/// `key_line` sets `$KEY`. The README shows this text for the default address: keep them equal
+/// (tests/quickstart.rs checks).
+pub fn step_5(base: &str, key_line: &str) -> String {
+    format!(
+        r#"The article's Step 5 (needs curl):
+  {key_line}
+  curl -s -o /dev/null -w "%{{http_code}}\n" {base}/items   # 403: no key
+  curl -s -H "x-api-key: $KEY" {base}/items; echo   # 200 {{"items":[1,2,3]}}
+  curl -s -i -H "x-api-key: $KEY" {base}/items | grep -i ratelimit   # the IETF headers
+  for i in $(seq 30); do curl -s -o /dev/null -w "%{{http_code}} " -H "x-api-key: $KEY" {base}/items; done; echo   # about twenty 200s, then 429s
+  curl -s -H "x-api-key: $KEY" -X POST {base}/orders; echo   # POST /orders: its own bucket
+  curl -s {base}/health; echo   # no key needed
+"#
+    )
 }

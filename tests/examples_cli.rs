@@ -1,0 +1,403 @@
+//! The runnable examples as a user runs them: the built binaries' `--help` and bad flags, a
+//! host name for `--listen`, the start-up warning for a stage no plan lists, and the quickstart's
+//! printed Step 5 commands run as printed (with curl and bash).
+//!
+//! `cargo test` builds the examples beside the test binaries (`target/debug/examples/`); a test
+//! run that selects only this file (`cargo test --test examples_cli`) builds them first.
+#![cfg(feature = "json")]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// How long a started example may take to print what a test waits for before the test fails
+/// (a bound against a hang, not a timing).
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// The built example `name`, built first when this run did not build it.
+fn example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let dir = std::env::current_exe()
+        .unwrap()
+        .parent() // deps
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("examples");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !path.exists() {
+        BUILT.get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--examples", "--all-features", "--manifest-path"])
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "cargo build --examples failed");
+        });
+    }
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+fn run(name: &str, args: &[&str]) -> Output {
+    Command::new(example(name))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn help_exits_0_and_shows_the_defaults() {
+    for (name, defaults) in [
+        (
+            "quickstart",
+            &[
+                "[default: 127.0.0.1:3000]",
+                "[default: abc123def4]",
+                "[default: prod]",
+                "examples/quickstart.json]",
+            ][..],
+        ),
+        (
+            "grpc",
+            &[
+                "[default: 127.0.0.1:50051]",
+                "[default: greeter01]",
+                "[default: prod]",
+            ][..],
+        ),
+        (
+            "bench_server",
+            &[
+                "[default: 127.0.0.1:3001]",
+                "[default: 10000]",
+                "--no-layer",
+                "--no-headers",
+            ][..],
+        ),
+        ("admit_loop", &["[default: 1000000]", "MODE=tg"][..]),
+        ("memory", &["[default: 1000000]"][..]),
+    ] {
+        for flag in ["--help", "-h"] {
+            let out = run(name, &[flag]);
+            let stdout = text(&out.stdout);
+            assert_eq!(out.status.code(), Some(0), "{name} {flag}: {stdout}");
+            assert!(
+                stdout.contains(&format!("Usage: {name}")),
+                "{name} {flag}: {stdout}"
+            );
+            for d in defaults {
+                assert!(stdout.contains(d), "{name} {flag} lacks {d:?}:\n{stdout}");
+            }
+            assert!(
+                out.stderr.is_empty(),
+                "{name} {flag}: {}",
+                text(&out.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_bad_flag_or_value_exits_2_saying_what_to_fix() {
+    for (name, args, says) in [
+        (
+            "quickstart",
+            &["--bogus"][..],
+            "unexpected argument '--bogus'",
+        ),
+        ("grpc", &["--bogus"][..], "unexpected argument '--bogus'"),
+        (
+            "bench_server",
+            &["--bogus"][..],
+            "unexpected argument '--bogus'",
+        ),
+        (
+            "quickstart",
+            &["--listen"][..],
+            "a value is required for '--listen <HOST:PORT>'",
+        ),
+        (
+            "bench_server",
+            &["--keys", "ten"][..],
+            "invalid value 'ten' for '--keys <N>'",
+        ),
+        (
+            "admit_loop",
+            &["lots"][..],
+            "invalid value 'lots' for '[REQUESTS]'",
+        ),
+        ("memory", &["-5"][..], "unexpected argument '-5'"),
+    ] {
+        let out = run(name, args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name} {args:?}: {stderr}");
+        assert!(stderr.contains(says), "{name} {args:?}: {stderr}");
+        assert!(stderr.contains("--help"), "{name} {args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{name} {args:?}");
+    }
+}
+
+#[test]
+fn a_listen_address_that_does_not_resolve_exits_1_naming_the_flag() {
+    for name in ["quickstart", "grpc", "bench_server"] {
+        let out = run(name, &["--listen", "no-such-host.invalid:1"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains("cannot listen on --listen no-such-host.invalid:1"),
+            "{name}: {stderr}"
+        );
+    }
+}
+
+/// A started example, killed when dropped; its output read line by line on threads.
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<(bool, String)>,
+    seen: Vec<(bool, String)>,
+}
+
+impl Server {
+    fn start(name: &str, args: &[&str]) -> Server {
+        let mut child = Command::new(example(name))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        fn pump(out: impl Read + Send + 'static, err: bool, tx: mpsc::Sender<(bool, String)>) {
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send((err, line)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        pump(child.stdout.take().unwrap(), false, tx.clone());
+        pump(child.stderr.take().unwrap(), true, tx);
+        Server {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads until a line (of stderr when `err`) contains `what`; returns that line.
+    fn wait_for(&mut self, err: bool, what: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(PATIENCE) {
+                Ok((e, line)) => {
+                    self.seen.push((e, line.clone()));
+                    if e == err && line.contains(what) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {what:?}; the example printed {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    fn printed(&self, err: bool) -> Vec<&str> {
+        self.seen
+            .iter()
+            .filter(|(e, _)| *e == err)
+            .map(|(_, l)| l.as_str())
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn listen_takes_a_host_name_in_every_server_example() {
+    for (name, args, says) in [
+        (
+            "quickstart",
+            &[][..],
+            "Serving API abc123def4 stage prod on http://",
+        ),
+        ("grpc", &[][..], "helloworld.Greeter on "),
+        (
+            "bench_server",
+            &["--keys", "1"][..],
+            "serving GET /items on ",
+        ),
+    ] {
+        let mut server = Server::start(name, &[&["--listen", "localhost:0"], args].concat());
+        let line = server.wait_for(false, says);
+        assert!(
+            line.contains("127.0.0.1:") || line.contains("[::1]:") || line.contains("localhost:0"),
+            "{name}: {line}"
+        );
+    }
+}
+
+#[test]
+fn a_stage_no_plan_lists_is_warned_of_at_start() {
+    for (name, args, stage, listed) in [
+        (
+            "quickstart",
+            &["--api-id", "other"][..],
+            "other:prod",
+            "abc123def4:prod",
+        ),
+        (
+            "grpc",
+            &["--stage", "dev"][..],
+            "greeter01:dev",
+            "greeter01:prod",
+        ),
+    ] {
+        let mut server = Server::start(name, &[&["--listen", "127.0.0.1:0"], args].concat());
+        let warning = server.wait_for(
+            true,
+            &format!("WARNING: no usage plan lists the stage {stage}"),
+        );
+        assert!(warning.contains("403 Forbidden"), "{name}: {warning}");
+        assert!(
+            warning.contains(&format!("The plans list: {listed}.")),
+            "{name}: {warning}"
+        );
+    }
+}
+
+#[test]
+fn the_chosen_stage_s_plans_and_keys_are_named_at_start() {
+    let mut server = Server::start("quickstart", &["--listen", "127.0.0.1:0"]);
+    server.wait_for(
+        false,
+        "Plan plan111 (FreePlan) serves abc123def4:prod with 1 key",
+    );
+    server.wait_for(
+        false,
+        "Plan plan222 (PremiumPlan) serves abc123def4:prod with 1 key",
+    );
+    server.wait_for(false, "# no key needed");
+    assert!(
+        server.printed(true).iter().all(|l| !l.contains("WARNING")),
+        "{:?}",
+        server.printed(true)
+    );
+
+    let mut server = Server::start("grpc", &["--listen", "127.0.0.1:0"]);
+    server.wait_for(
+        false,
+        "Plan freeplan (Free) serves greeter01:prod with 1 key",
+    );
+    server.wait_for(
+        false,
+        "Plan premiumplan (Premium) serves greeter01:prod with 1 key",
+    );
+}
+
+/// The Step 5 commands `server` (the quickstart) printed, one a line.
+fn printed_step_5(server: &mut Server) -> Vec<String> {
+    server.wait_for(false, "The article's Step 5");
+    server.wait_for(false, "# no key needed");
+    let stdout = server.printed(false);
+    let start = stdout
+        .iter()
+        .position(|l| l.starts_with("The article's Step 5"))
+        .unwrap();
+    stdout[start + 1..]
+        .iter()
+        .map(|l| l.trim_start().to_owned())
+        .collect()
+}
+
+/// Runs `script` in bash; its stdout.
+fn bash(script: &[String]) -> String {
+    let out = Command::new("bash")
+        .args(["-c", &script.join("\n")])
+        .stdin(Stdio::null())
+        .output()
+        .expect("bash runs the printed commands");
+    let got = text(&out.stdout);
+    assert!(out.status.success(), "{got}{}", text(&out.stderr));
+    got
+}
+
+/// Runs the quickstart's printed Step 5 commands as printed, in bash with curl: 403 without a
+/// key, 200 with one, the rate-limit headers, about twenty 200s then 429s, and the rest.
+#[test]
+fn the_quickstart_s_printed_step_5_runs_as_printed() {
+    let mut server = Server::start("quickstart", &["--listen", "127.0.0.1:0"]);
+    let script = printed_step_5(&mut server);
+    assert!(script[0].starts_with("KEY='"), "{script:?}");
+    let got = bash(&script);
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines[0], "403", "{got}");
+    assert_eq!(lines[1], r#"{"items":[1,2,3]}"#, "{got}");
+    assert!(
+        lines[2].to_ascii_lowercase().starts_with("ratelimit"),
+        "{got}"
+    );
+    // GET /items has its own override in FreePlan (burst 20), and two tokens went above.
+    let loop_line = lines
+        .iter()
+        .find(|l| l.starts_with("200 ") && l.contains("429"))
+        .unwrap_or_else(|| panic!("no loop line: {got}"));
+    let codes: Vec<&str> = loop_line.split_whitespace().collect();
+    let ok = codes.iter().take_while(|c| **c == "200").count();
+    assert_eq!(codes.len(), 30, "{got}");
+    assert!((15..=25).contains(&ok), "about twenty 200s: {loop_line}");
+    assert_eq!(codes[ok], "429", "{loop_line}");
+    assert!(got.contains(r#"{"order":"accepted"}"#), "{got}");
+    assert_eq!(lines.last(), Some(&"ok"), "{got}");
+}
+
+/// With a config of the user's own, the quickstart prints no key value: its printed line reads
+/// the key with jq, and works.
+#[test]
+fn with_another_config_the_key_is_read_with_jq_not_printed() {
+    let dir = std::env::temp_dir().join(format!("examples-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("my plans.json");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.json"),
+        &config,
+    )
+    .unwrap();
+    let mut server = Server::start(
+        "quickstart",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let script = printed_step_5(&mut server);
+    assert!(script[0].starts_with("KEY=$(jq -r "), "{script:?}");
+    for (_, line) in &server.seen {
+        assert!(
+            !line.contains("aBcDeFgHiJkLmNoPqRsTuVwXyZ123456789"),
+            "{line}"
+        );
+    }
+    let got = bash(&script[..3]);
+    assert_eq!(got, "403\n{\"items\":[1,2,3]}\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
