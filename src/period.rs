@@ -1,7 +1,7 @@
 //! Quota windows: the calendar window, in UTC, that holds an instant.
 //!
 //! A quota counts requests in windows that follow the calendar in UTC, as Amazon API Gateway's do.
-//! The window's first day is set by the quota's `offset`, a day index (see `AWS-SEMANTICS.md`):
+//! The window's first day is set by the quota's `offset`, a day index (see the crate's [AWS semantics](crate::aws_semantics) page):
 //!
 //! | period | offset | the window |
 //! |---|---|---|

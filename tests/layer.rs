@@ -403,15 +403,16 @@ async fn runtime_plan_changes_apply_to_the_next_request() {
             .status,
         StatusCode::TOO_MANY_REQUESTS
     );
-    // A bigger bucket: the new throttle gets a new, full bucket.
+    // A bigger bucket from the next request: the key keeps what it spent (10 of the 30), so a
+    // plan change never hands out a fresh burst.
     app.store
         .update_usage_plan(
             "plan111",
             &[PatchOperation::replace("/throttle/burstLimit", "30")],
         )
         .unwrap();
-    let (ok, throttled) = burst(&app.router, Method::GET, "/items/1", FREE, 31).await;
-    assert_eq!((ok, throttled), (30, 1));
+    let (ok, throttled) = burst(&app.router, Method::GET, "/items/1", FREE, 21).await;
+    assert_eq!((ok, throttled), (20, 1));
 }
 
 #[tokio::test]
@@ -584,4 +585,22 @@ async fn the_root_resource_is_written_with_two_slashes() {
     assert_eq!((ok, throttled), (2, 1));
     let (ok, _) = burst(&router, Method::GET, "/items", PREMIUM, 10).await;
     assert_eq!(ok, 10, "the root's bucket is its own");
+}
+
+/// Fault 4 of the engine re-lay: the wall clock ran the token buckets, so a clock stepped back
+/// an hour answered 429 with Retry-After 3599.
+#[tokio::test]
+async fn a_wall_clock_stepped_back_never_locks_a_key_out() {
+    let app = app();
+    // FreePlan: burst 10, rate 5, 1000 a DAY; GET /items/1 draws from the plan's bucket.
+    let a = send(&app.router, Method::GET, "/items/1", Some(FREE)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    app.clock.set_unix_secs(noon() - 3600);
+    let a = send(&app.router, Method::GET, "/items/1", Some(FREE)).await;
+    assert_eq!(a.status, StatusCode::OK, "retry-after {:?}", a.header("retry-after"));
+    // And the day's quota goes on counting in the day already seen.
+    assert_eq!(
+        a.header("ratelimit"),
+        Some("\"burst\";r=8;t=1, \"day\";r=998;t=46800")
+    );
 }

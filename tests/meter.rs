@@ -174,3 +174,36 @@ async fn a_key_has_a_bucket_per_method_kept_across_plan_rebuilds() {
         Outcome::Throttled { .. }
     ));
 }
+
+/// The background sweeper (feature `tokio`) forgets idle keys on its own, and ends once the
+/// meter is dropped.
+#[cfg(feature = "tokio")]
+#[tokio::test(start_paused = true)]
+async fn the_background_sweeper_forgets_idle_keys_and_ends_with_the_meter() {
+    let clock = ManualClock::at_unix_secs(1_700_000_000);
+    let meter = LocalMeter::builder()
+        .clock(clock.clone())
+        .retention_days(1)
+        .build();
+    let p = plan("p", None, Some(Throttle::new(1.0, 5).unwrap()));
+    for i in 0..10 {
+        admit(&meter, &format!("key{i}").into(), &p).await;
+    }
+    let sweeper = meter.spawn_sweeper(Duration::from_secs(60));
+    clock.advance(Duration::from_secs(3 * 86_400));
+    // Tokio's paused clock moves only when told to: a second at a time, up to three periods.
+    for _ in 0..180 {
+        if meter.is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::advance(Duration::from_secs(1)).await;
+    }
+    assert!(meter.is_empty(), "{} key states left", meter.len());
+    drop(meter);
+    tokio::time::advance(Duration::from_secs(61)).await;
+    tokio::time::timeout(Duration::from_secs(5), sweeper)
+        .await
+        .expect("the sweeper ends once the meter is dropped")
+        .unwrap();
+}

@@ -317,25 +317,21 @@ impl<C: Clock + Clone> LocalMeter<C> {
     /// the state of a key not seen for the retention period whose quota window has ended and
     /// whose buckets have refilled; usage older than the retention; buckets that have refilled.
     ///
-    /// It visits the map one shard at a time, holding each shard's lock while it walks that
-    /// shard's few thousand records: call it from a background task (every few minutes is
-    /// plenty), never from a request.
+    /// It walks the map under each shard's read lock in turn (a request for a new key in that
+    /// shard waits for the walk of its few thousand records), and takes each forgotten state out
+    /// under a write lock of its own. Call it from a background task (every few minutes is
+    /// plenty; see `spawn_sweeper` with the `tokio` feature), never from a request.
     pub fn sweep(&self) -> usize {
         let inner = &*self.inner;
         let now = self.now();
         let unix_secs = now.unix / NANOS_PER_SEC;
         let today = Date::from_unix_secs(unix_secs).days();
         let horizon = today.saturating_sub(inner.retention_days);
-        let before = inner.map.len();
-        inner.map.retain(|rec, _| {
-            let mut st = rec.0.state.lock();
+        // Trims what a state keeps; says whether the whole state can go.
+        let trim = |st: &mut KeyState| -> bool {
             if let Some(rest) = st.rest.as_mut() {
                 rest.buckets.retain(|&(_, tat)| tat > now.monotonic);
-                let stale = rest
-                    .history
-                    .iter()
-                    .take_while(|(d, _)| *d < horizon)
-                    .count();
+                let stale = rest.history.iter().take_while(|(d, _)| *d < horizon).count();
                 rest.history.drain(..stale);
                 if rest.buckets.is_empty() && rest.history.is_empty() {
                     st.rest = None;
@@ -347,9 +343,23 @@ impl<C: Clock + Clone> LocalMeter<C> {
             }
             let idle = st.day < horizon;
             let window_open = u64::from(st.window_end) * 86_400 > unix_secs;
-            !(idle && !window_open && st.bucket == 0 && st.rest.is_none())
-        });
-        before.saturating_sub(inner.map.len())
+            idle && !window_open && st.bucket == 0 && st.rest.is_none()
+        };
+        let idle: Vec<Rec> = inner
+            .map
+            .iter()
+            .filter(|entry| trim(&mut entry.key().0.state.lock()))
+            .map(|entry| entry.key().clone())
+            .collect();
+        idle.iter()
+            .filter(|rec| {
+                // Seen again since the walk? Then it stays.
+                inner
+                    .map
+                    .remove_if(*rec, |rec, _| trim(&mut rec.0.state.lock()))
+                    .is_some()
+            })
+            .count()
     }
 
     /// Runs `f` on the state of `key_id` on `plan`, creating it if new.
