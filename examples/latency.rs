@@ -167,8 +167,16 @@ fn main() {
     println!(
         "targets: max {:.3} ms (<= 5 ms: {}), p99.99 {:.1} µs (<= 50 µs: {})",
         worst.as_secs_f64() * 1e3,
-        if worst <= Duration::from_millis(5) { "met" } else { "MISSED" },
+        if worst <= Duration::from_millis(5) {
+            "met"
+        } else {
+            "MISSED"
+        },
         p.as_secs_f64() * 1e6,
-        if p <= Duration::from_micros(50) { "met" } else { "MISSED" },
+        if p <= Duration::from_micros(50) {
+            "met"
+        } else {
+            "MISSED"
+        },
     );
 }

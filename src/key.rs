@@ -119,8 +119,7 @@ mod tests {
             assert_eq!(KeySource::default().read(&req), Ok(key.as_str()));
             let custom = KeySource::Header(HeaderName::from_static("x-client-key"));
             assert_eq!(custom.read(&req), Err(Rejection::MissingKey));
-            req.headers_mut()
-                .append("x-api-key", key.parse().unwrap());
+            req.headers_mut().append("x-api-key", key.parse().unwrap());
             assert_eq!(KeySource::default().read(&req), Err(Rejection::InvalidKey));
         }
     }

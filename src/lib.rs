@@ -40,13 +40,24 @@
 //!   [`config`]: the whole configuration as AWS's CLI prints it, loaded and saved as JSON;
 //!   [`patch`]: AWS's patch operations.
 //! - [`store`]: the [`KeyStore`](store::KeyStore) trait (*who is this, and what plan are they
-//!   on*) and [`MemoryStore`], with the management operations.
-//! - [`meter`]: the [`Meter`](meter::Meter) trait (*may this request go now*) and
-//!   [`LocalMeter`]: token buckets (governor's GCRA, checked against governor itself), exact
-//!   quotas, usage per UTC day.
-//! - [`period`]: quota windows in UTC; [`clock`]: the clock, and a manual one for tests.
+//!   on*, answered as an owned grant) and [`MemoryStore`], with the management operations.
+//! - [`meter`]: the [`Meter`](meter::Meter) trait (*may this request go now*, and usage) and
+//!   [`LocalMeter`]: the crate's limit policy (GCRA token buckets with a cost, checked against
+//!   governor itself; exact quota windows; usage per UTC day) over a concurrent map.
+//! - [`period`]: quota windows in UTC; [`clock`]: a monotonic clock for buckets and UTC wall time
+//!   for quotas, and a manual clock for tests.
 //! - [`response`]: the answers, their gRPC forms and the rate-limit headers; [`key`]: where the
-//!   key is read.
+//!   key is read; [`RequestCost`]: what a request counts.
+//! - `testing` (feature `testing`): the conformance suites every store and meter passes.
+//! - [`aws_semantics`]: what AWS does, and what this crate chose where AWS's documents disagree.
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `json` (default) | loading and saving the configuration as AWS-shaped JSON (serde) |
+//! | `tokio` | [`LocalMeter::spawn_sweeper`], a background task that sweeps the meter |
+//! | `testing` | `tower_usage_plans::testing`: the conformance suites for stores and meters |
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
@@ -56,6 +67,8 @@
 )]
 
 mod admission;
+#[doc = include_str!("../docs/aws-semantics.md")]
+pub mod aws_semantics {}
 mod body;
 pub mod clock;
 pub mod config;

@@ -597,7 +597,12 @@ async fn a_wall_clock_stepped_back_never_locks_a_key_out() {
     assert_eq!(a.status, StatusCode::OK);
     app.clock.set_unix_secs(noon() - 3600);
     let a = send(&app.router, Method::GET, "/items/1", Some(FREE)).await;
-    assert_eq!(a.status, StatusCode::OK, "retry-after {:?}", a.header("retry-after"));
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "retry-after {:?}",
+        a.header("retry-after")
+    );
     // And the day's quota goes on counting in the day already seen.
     assert_eq!(
         a.header("ratelimit"),

@@ -61,7 +61,11 @@ async fn the_sweep_never_drops_an_open_quota_window() {
         .clock(clock.clone())
         .retention_days(1)
         .build();
-    let monthly = plan("p", Some(Quota::new(3, QuotaPeriod::Month, 0).unwrap()), None);
+    let monthly = plan(
+        "p",
+        Some(Quota::new(3, QuotaPeriod::Month, 0).unwrap()),
+        None,
+    );
     let key: Arc<str> = "k".into();
     for _ in 0..3 {
         assert_eq!(admit(&meter, &key, &monthly).await, Outcome::Admitted);

@@ -331,7 +331,11 @@ impl<C: Clock + Clone> LocalMeter<C> {
         let trim = |st: &mut KeyState| -> bool {
             if let Some(rest) = st.rest.as_mut() {
                 rest.buckets.retain(|&(_, tat)| tat > now.monotonic);
-                let stale = rest.history.iter().take_while(|(d, _)| *d < horizon).count();
+                let stale = rest
+                    .history
+                    .iter()
+                    .take_while(|(d, _)| *d < horizon)
+                    .count();
                 rest.history.drain(..stale);
                 if rest.buckets.is_empty() && rest.history.is_empty() {
                     st.rest = None;

@@ -188,7 +188,11 @@ where
     let bigger = plan("p", quota(100, QuotaPeriod::Day, 0), throttle(0.001, 3));
     let v = admit(&meter, &key, &bigger, 1).await;
     assert_eq!(v.outcome, Outcome::Admitted);
-    assert_eq!(v.burst.map(|b| b.remaining), Some(0), "quota refusals took no token");
+    assert_eq!(
+        v.burst.map(|b| b.remaining),
+        Some(0),
+        "quota refusals took no token"
+    );
     let _ = clock;
     // With a bucket of 2 and a quota of 1: the same.
     let meter = make(ManualClock::at_unix_secs(noon()));
@@ -203,7 +207,11 @@ where
     let other = plan("p", quota(100, QuotaPeriod::Day, 0), throttle(0.001, 2));
     // The same plan id with a larger quota (the plan was changed): one token is left.
     let v = admit(&meter, &key, &other, 1).await;
-    assert_eq!(v.outcome, Outcome::Admitted, "one token left after quota refusals");
+    assert_eq!(
+        v.outcome,
+        Outcome::Admitted,
+        "one token left after quota refusals"
+    );
     assert!(matches!(
         outcome(&meter, &key, &other).await,
         Outcome::Throttled { .. }
@@ -281,21 +289,34 @@ where
     let v = admit(&meter, &key, &p, 4).await;
     assert_eq!(v.outcome, Outcome::Admitted);
     assert_eq!(v.burst.map(|b| b.remaining), Some(1), "cost: 4 of 5 tokens");
-    assert_eq!(v.quota.map(|q| q.remaining), Some(6), "cost: 4 of 10 counted");
+    assert_eq!(
+        v.quota.map(|q| q.remaining),
+        Some(6),
+        "cost: 4 of 10 counted"
+    );
     // Two tokens are not there: refused, and nothing spent.
     let v = admit(&meter, &key, &p, 2).await;
-    assert!(matches!(v.outcome, Outcome::Throttled { .. }), "cost: 2 > 1 token");
+    assert!(
+        matches!(v.outcome, Outcome::Throttled { .. }),
+        "cost: 2 > 1 token"
+    );
     // A cost above the burst never passes.
     clock.advance(Duration::from_secs(60));
     let v = admit(&meter, &key, &p, 6).await;
-    assert!(matches!(v.outcome, Outcome::Throttled { .. }), "cost above the burst");
+    assert!(
+        matches!(v.outcome, Outcome::Throttled { .. }),
+        "cost above the burst"
+    );
     // Five tokens again; 6 of the quota left: a cost of 5 passes, then 1 is left of the quota.
     let v = admit(&meter, &key, &p, 5).await;
     assert_eq!(v.outcome, Outcome::Admitted);
     assert_eq!(v.quota.map(|q| q.remaining), Some(1));
     clock.advance(Duration::from_secs(60));
     let v = admit(&meter, &key, &p, 2).await;
-    assert!(matches!(v.outcome, Outcome::QuotaExceeded { .. }), "cost: 2 > 1 left");
+    assert!(
+        matches!(v.outcome, Outcome::QuotaExceeded { .. }),
+        "cost: 2 > 1 left"
+    );
     let today = Date::from_unix_secs(noon());
     let usage = meter.usage(&p, "k", today, today).await.expect("usage");
     assert_eq!(usage[0].used, 9, "cost: the day's usage counts costs");
@@ -344,7 +365,10 @@ where
     let unlimited = plan("u", None, throttle(100.0, 100));
     assert_eq!(outcome(&meter, &key, &unlimited).await, Outcome::Admitted);
     let today = Date::from_days(day0.days() + 90);
-    let u = meter.usage(&unlimited, "k", today, today).await.expect("usage");
+    let u = meter
+        .usage(&unlimited, "k", today, today)
+        .await
+        .expect("usage");
     assert_eq!((u[0].used, u[0].remaining), (1, None));
 }
 
@@ -397,11 +421,17 @@ where
     for _ in 0..3 {
         assert_eq!(outcome(&meter, &key, &p).await, Outcome::Admitted);
     }
-    meter.set_remaining(&p, "k", 5).await.expect("set_remaining");
+    meter
+        .set_remaining(&p, "k", 5)
+        .await
+        .expect("set_remaining");
     let v = admit(&meter, &key, &p, 1).await;
     assert_eq!(v.outcome, Outcome::Admitted, "set_remaining: 5 granted");
     assert_eq!(v.quota.map(|q| q.remaining), Some(4));
-    meter.set_remaining(&p, "k", 0).await.expect("set_remaining");
+    meter
+        .set_remaining(&p, "k", 0)
+        .await
+        .expect("set_remaining");
     assert!(matches!(
         outcome(&meter, &key, &p).await,
         Outcome::QuotaExceeded { .. }
