@@ -1,3 +1,5 @@
 //! Conformance suites for [`KeyStore`](crate::store::KeyStore) and [`Meter`](crate::meter::Meter)
 //! implementations (feature `testing`): every store and meter of this crate runs them in its
 //! tests, and so can yours.
+
+pub mod store;
