@@ -184,19 +184,14 @@ struct DisablingMeter {
 }
 
 impl Meter for DisablingMeter {
-    fn admit(
-        &self,
-        req: Admission<'_>,
-    ) -> impl Future<Output = Result<Verdict, MeterError>> + Send {
-        async move {
-            let verdict = self.inner.admit(req).await?;
-            if verdict.quota.is_some_and(|q| q.remaining == 0) {
-                let off = PatchOperation::replace("/enabled", "false");
-                self.store.update_api_key(req.key_id, &[off]).unwrap();
-                self.disabled.fetch_add(1, Ordering::SeqCst);
-            }
-            Ok(verdict)
+    async fn admit(&self, req: Admission<'_>) -> Result<Verdict, MeterError> {
+        let verdict = self.inner.admit(req).await?;
+        if verdict.quota.is_some_and(|q| q.remaining == 0) {
+            let off = PatchOperation::replace("/enabled", "false");
+            self.store.update_api_key(req.key_id, &[off]).unwrap();
+            self.disabled.fetch_add(1, Ordering::SeqCst);
         }
+        Ok(verdict)
     }
 
     fn usage(
@@ -244,7 +239,11 @@ async fn a_meter_may_change_the_store_while_it_admits() {
     let statuses = tokio::time::timeout(Duration::from_secs(5), async {
         let mut statuses = Vec::new();
         for _ in 0..3 {
-            statuses.push(send(&router, Method::GET, "/items", Some(FREE)).await.status);
+            statuses.push(
+                send(&router, Method::GET, "/items", Some(FREE))
+                    .await
+                    .status,
+            );
         }
         statuses
     })
@@ -277,7 +276,7 @@ async fn lookups_run_while_the_store_changes() {
                     let g = store.lookup(PREMIUM, &prod).await.unwrap().unwrap();
                     assert_eq!(&*g.key_id, "key222bbb");
                     n += 1;
-                    if n % 64 == 0 {
+                    if n.is_multiple_of(64) {
                         tokio::task::yield_now().await;
                     }
                 }

@@ -128,7 +128,9 @@ pub fn fixture() -> Config {
     prod.throttle = Some(throttle(5.0, 10));
     prod.quota = Some(Quota::new(1000, QuotaPeriod::Day, 0).expect("a valid quota"));
     let mut stage = ApiStage::new(API, PROD);
-    stage.throttle.insert("/items/GET".into(), throttle(10.0, 20));
+    stage
+        .throttle
+        .insert("/items/GET".into(), throttle(10.0, 20));
     prod.api_stages.push(stage);
 
     let mut wide = UsagePlan::new(PLAN_WIDE, "Wide");
@@ -316,7 +318,10 @@ pub async fn key_store<S: KeyStore>(store: &S) {
         "any stage answered {id:?} for a key in {PLAN_WIDE} and {PLAN_DEV}"
     );
     let g = known(store, PLANLESS_VALUE, PLANLESS_KEY, &any).await;
-    assert!(g.plan.is_none(), "a key on no plan answered one on any stage");
+    assert!(
+        g.plan.is_none(),
+        "a key on no plan answered one on any stage"
+    );
 
     // Unknown values.
     for value in unknown_values() {
@@ -402,8 +407,16 @@ where
     })
     .await;
     let g = known(store, &two, TWO_PLAN_KEY, &prod).await;
-    let rate = g.plan.as_deref().and_then(|p| p.throttle()).map(|t| t.rate_limit);
-    assert_eq!(rate, Some(7.0), "a plan's new throttle did not reach its key");
+    let rate = g
+        .plan
+        .as_deref()
+        .and_then(|p| p.throttle())
+        .map(|t| t.rate_limit);
+    assert_eq!(
+        rate,
+        Some(7.0),
+        "a plan's new throttle did not reach its key"
+    );
 
     step(Change::Delete {
         key_id: PLANLESS_KEY.into(),

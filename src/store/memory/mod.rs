@@ -233,7 +233,8 @@ impl Inner {
             }
         }
         let listed = data.plans.get(&plan.id).is_some_and(|p| p.listed);
-        data.plans.insert(plan.id.clone(), PlanRec::new(plan, listed));
+        data.plans
+            .insert(plan.id.clone(), PlanRec::new(plan, listed));
         let swaps: Vec<_> = affected
             .into_iter()
             .map(|old| {

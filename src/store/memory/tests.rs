@@ -145,11 +145,7 @@ fn replace_all_keeps_keys_that_stay() {
     assert_eq!(store.to_config(), want);
     assert_eq!(store.inner.index.len(), want.api_keys.len());
     let any = StageRef::any();
-    let found = |v: &ApiKeyValue| {
-        store
-            .grant(v.expose(), &any)
-            .map(|g| g.key_id.to_string())
-    };
+    let found = |v: &ApiKeyValue| store.grant(v.expose(), &any).map(|g| g.key_id.to_string());
     assert_eq!(found(&value(1000)).as_deref(), Some("k0"));
     assert_eq!(found(&value(0)), None);
     assert_eq!(found(&value(1)).as_deref(), Some("renamed"));
