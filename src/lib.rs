@@ -84,7 +84,6 @@ pub mod plan;
 pub mod response;
 mod route;
 mod service;
-mod shard;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,11 +1,13 @@
-//! Stores: one conformance suite every `KeyStore` passes, stores that must be awaited, stores that
-//! fail, and configurations that load whole or not at all.
+//! Stores: the conformance suite every `KeyStore` passes, stores that must be awaited, stores
+//! that fail, a meter that changes the store while it admits, and configurations that load whole
+//! or not at all.
 
 mod common;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::*;
 use http::{Method, StatusCode};
@@ -13,16 +15,27 @@ use tower_usage_plans::clock::ManualClock;
 use tower_usage_plans::error::{MeterError, StoreError};
 use tower_usage_plans::meter::{Admission, DayUsage, LocalMeter, Meter, Verdict};
 use tower_usage_plans::model::StageRef;
+use tower_usage_plans::patch::PatchOperation;
 use tower_usage_plans::period::Date;
 use tower_usage_plans::plan::StagePlan;
 use tower_usage_plans::store::{KeyGrant, KeyStore};
-use tower_usage_plans::{FailMode, MemoryStore};
+use tower_usage_plans::testing::store::{self as suite, Change};
+use tower_usage_plans::{FailMode, MemoryStore, UsagePlanLayer};
 
 /// A store that must always be awaited (like a database), and can be made to fail.
 #[derive(Clone)]
 struct RemoteStore {
     inner: MemoryStore,
     down: Arc<AtomicBool>,
+}
+
+impl RemoteStore {
+    fn new(inner: MemoryStore) -> Self {
+        Self {
+            inner,
+            down: Arc::new(AtomicBool::new(false)),
+        }
+    }
 }
 
 impl KeyStore for RemoteStore {
@@ -41,6 +54,14 @@ impl KeyStore for RemoteStore {
             inner.lookup(&value, &stage).await
         }
     }
+
+    fn version(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
+        let inner = self.inner.clone();
+        async move {
+            tokio::task::yield_now().await;
+            inner.version().await
+        }
+    }
 }
 
 /// A meter that must always be awaited (like Redis), and can be made to fail.
@@ -53,16 +74,15 @@ struct RemoteMeter {
 impl Meter for RemoteMeter {
     fn admit(
         &self,
-        req: &Admission<'_>,
+        req: Admission<'_>,
     ) -> impl Future<Output = Result<Verdict, MeterError>> + Send {
-        let answer = if self.down.load(Ordering::SeqCst) {
-            Err(MeterError::Backend("timeout".into()))
-        } else {
-            self.inner.admit_now(req).unwrap()
-        };
+        let down = self.down.load(Ordering::SeqCst);
         async move {
             tokio::task::yield_now().await;
-            answer
+            if down {
+                return Err(MeterError::Backend("timeout".into()));
+            }
+            self.inner.admit(req).await
         }
     }
 
@@ -75,67 +95,65 @@ impl Meter for RemoteMeter {
     ) -> impl Future<Output = Result<Vec<DayUsage>, MeterError>> + Send {
         self.inner.usage(plan, key_id, start, end)
     }
+
+    fn set_remaining(
+        &self,
+        plan: &StagePlan,
+        key_id: &str,
+        remaining: u64,
+    ) -> impl Future<Output = Result<(), MeterError>> + Send {
+        self.inner.set_remaining(plan, key_id, remaining)
+    }
 }
 
-/// What every `KeyStore` must answer for the article's keys and plans.
-async fn conformance<S: KeyStore>(store: S) {
-    let prod = StageRef::new(API, STAGE);
-    let grant = store
-        .lookup(FREE, &prod)
-        .await
-        .unwrap()
-        .expect("the free key");
-    assert_eq!(&*grant.key_id, "key111aaa");
-    assert!(grant.enabled);
-    let plan = grant.plan.expect("FreePlan on prod");
-    assert_eq!(&**plan.id(), "plan111");
-    assert_eq!(plan.methods().len(), 2);
-    let grant = store.lookup(PREMIUM, &prod).await.unwrap().unwrap();
-    assert_eq!(&**grant.plan.unwrap().id(), "plan222");
-    // No plan on another stage; the key is still known.
-    let dev = StageRef::new(API, "dev");
-    let grant = store.lookup(FREE, &dev).await.unwrap().unwrap();
-    assert!(grant.plan.is_none());
-    assert!(store
-        .lookup(&"x".repeat(40), &prod)
-        .await
-        .unwrap()
-        .is_none());
-    let one_off = format!("{}!", &FREE[..FREE.len() - 1]);
-    assert!(store.lookup(&one_off, &prod).await.unwrap().is_none());
-    // Any stage takes the key's plan.
-    let any = store.lookup(FREE, &StageRef::any()).await.unwrap().unwrap();
-    assert_eq!(&**any.plan.unwrap().id(), "plan111");
-    // Where the store answers at once, it answers the same.
-    for value in [FREE, PREMIUM, "nobody-nobody-nobody-nobody"] {
-        let awaited = store
-            .lookup(value, &prod)
-            .await
-            .unwrap()
-            .map(|g| g.key_id.to_string());
-        if let Ok(now) = store.lookup_now(value, &prod, |g| g.map(|g| g.key_id.to_string())) {
-            assert_eq!(now, awaited);
+/// Makes each change the conformance suite asks for on `store`.
+fn apply(store: &MemoryStore, change: Change) -> std::future::Ready<()> {
+    match change {
+        Change::Disable { key_id } => {
+            let off = PatchOperation::replace("/enabled", "false");
+            store.update_api_key(&key_id, &[off]).unwrap();
         }
+        Change::Unlink { plan_id, key_id } => {
+            store.delete_usage_plan_key(&plan_id, &key_id).unwrap();
+        }
+        Change::SetRateLimit {
+            plan_id,
+            rate_limit,
+        } => {
+            let op = PatchOperation::replace("/throttle/rateLimit", rate_limit.to_string());
+            store.update_usage_plan(&plan_id, &[op]).unwrap();
+        }
+        Change::Delete { key_id } => store.delete_api_key(&key_id).unwrap(),
+        other => panic!("a change this test does not know: {other:?}"),
     }
+    std::future::ready(())
+}
+
+fn fixture_store() -> MemoryStore {
+    MemoryStore::from_config(suite::fixture()).unwrap()
 }
 
 #[tokio::test]
 async fn memory_store_conforms() {
-    conformance(article_store()).await;
-    conformance(Arc::new(article_store())).await;
+    suite::key_store(&fixture_store()).await;
+    suite::key_store(&Arc::new(fixture_store())).await;
+    let store = fixture_store();
+    suite::key_store_changes(&store, |c| apply(&store, c)).await;
+    // Loaded from JSON, it answers the same.
+    #[cfg(feature = "json")]
+    suite::key_store(&MemoryStore::from_json(&suite::fixture().to_json()).unwrap()).await;
 }
 
 #[tokio::test]
 async fn a_store_that_must_be_awaited_conforms_and_serves_the_layer() {
-    let down = Arc::new(AtomicBool::new(false));
-    let remote = RemoteStore {
-        inner: article_store(),
-        down: down.clone(),
-    };
-    conformance(remote.clone()).await;
+    suite::key_store(&RemoteStore::new(fixture_store())).await;
+    let remote = RemoteStore::new(fixture_store());
+    suite::key_store_changes(&remote, |c| apply(&remote.inner, c)).await;
 
+    let remote = RemoteStore::new(article_store());
+    let down = remote.down.clone();
     let clock = ManualClock::at_unix_secs(noon());
-    let layer = tower_usage_plans::UsagePlanLayer::builder(remote)
+    let layer = UsagePlanLayer::builder(remote)
         .stage(API, STAGE)
         .meter(LocalMeter::with_clock(clock))
         .build()
@@ -155,6 +173,147 @@ async fn a_store_that_must_be_awaited_conforms_and_serves_the_layer() {
     let a = send(&router, Method::POST, "/orders", Some(PREMIUM)).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(a.body, r#"{"message":"Service Unavailable"}"#);
+}
+
+/// A meter that disables a key, through the store, when its quota runs out: user code calling
+/// the store while the layer decides a request.
+struct DisablingMeter {
+    inner: LocalMeter<ManualClock>,
+    store: MemoryStore,
+    disabled: Arc<AtomicUsize>,
+}
+
+impl Meter for DisablingMeter {
+    async fn admit(&self, req: Admission<'_>) -> Result<Verdict, MeterError> {
+        let verdict = self.inner.admit(req).await?;
+        if verdict.quota.is_some_and(|q| q.remaining == 0) {
+            let off = PatchOperation::replace("/enabled", "false");
+            self.store.update_api_key(req.key_id, &[off]).unwrap();
+            self.disabled.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(verdict)
+    }
+
+    fn usage(
+        &self,
+        plan: &StagePlan,
+        key_id: &str,
+        start: Date,
+        end: Date,
+    ) -> impl Future<Output = Result<Vec<DayUsage>, MeterError>> + Send {
+        self.inner.usage(plan, key_id, start, end)
+    }
+
+    fn set_remaining(
+        &self,
+        plan: &StagePlan,
+        key_id: &str,
+        remaining: u64,
+    ) -> impl Future<Output = Result<(), MeterError>> + Send {
+        self.inner.set_remaining(plan, key_id, remaining)
+    }
+}
+
+/// Fault 1 of issue 8: a meter that called `update_api_key` while admitting deadlocked, as the
+/// whole decision ran inside the store's shard lock.
+#[tokio::test]
+async fn a_meter_may_change_the_store_while_it_admits() {
+    let store = article_store();
+    store
+        .update_usage_plan("plan111", &[PatchOperation::replace("/quota/limit", "2")])
+        .unwrap();
+    let disabled = Arc::new(AtomicUsize::new(0));
+    let meter = DisablingMeter {
+        inner: LocalMeter::with_clock(ManualClock::at_unix_secs(noon())),
+        store: store.clone(),
+        disabled: disabled.clone(),
+    };
+    let layer = UsagePlanLayer::builder(store.clone())
+        .stage(API, STAGE)
+        .meter(meter)
+        .build()
+        .unwrap();
+    let router = axum::Router::new()
+        .route("/items", axum::routing::get(|| async { "items" }))
+        .layer(layer);
+    let statuses = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(
+                send(&router, Method::GET, "/items", Some(FREE))
+                    .await
+                    .status,
+            );
+        }
+        statuses
+    })
+    .await
+    .expect("a meter calling the store deadlocked the request");
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::OK, StatusCode::FORBIDDEN]
+    );
+    assert_eq!(disabled.load(Ordering::SeqCst), 1);
+    assert!(!store.api_key("key111aaa").unwrap().enabled);
+    // The other key is untouched.
+    let a = send(&router, Method::GET, "/items", Some(PREMIUM)).await;
+    assert_eq!(a.status, StatusCode::OK);
+}
+
+/// Lookups on many threads while keys, links and plans change: every lookup answers, none waits
+/// on a change for long, and the last change is what the next lookup sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lookups_run_while_the_store_changes() {
+    let store = article_store();
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (store, stop) = (store.clone(), stop.clone());
+            tokio::spawn(async move {
+                let prod = StageRef::new(API, STAGE);
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let g = store.lookup(PREMIUM, &prod).await.unwrap().unwrap();
+                    assert_eq!(&*g.key_id, "key222bbb");
+                    n += 1;
+                    if n.is_multiple_of(64) {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let writer = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || {
+            for i in 0..200 {
+                let rate = format!("{}", 1 + i % 50);
+                let op = PatchOperation::replace("/throttle/rateLimit", rate);
+                store.update_usage_plan("plan222", &[op]).unwrap();
+                let on = PatchOperation::replace("/enabled", (i % 2 == 0).to_string());
+                store.update_api_key("key222bbb", &[on]).unwrap();
+                store.delete_usage_plan_key("plan111", "key111aaa").unwrap();
+                store.create_usage_plan_key("plan111", "key111aaa").unwrap();
+            }
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(20), writer)
+        .await
+        .expect("changes stalled")
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.await.unwrap() > 0);
+    }
+    let g = store
+        .lookup(PREMIUM, &StageRef::new(API, STAGE))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!g.enabled, "the last change disabled the key");
+    let rate = g.plan.unwrap().throttle().unwrap().rate_limit;
+    assert_eq!(rate, 50.0);
 }
 
 #[tokio::test]
@@ -241,8 +400,8 @@ fn a_bad_configuration_loads_nothing() {
     assert_eq!(Config::from_json(&json).unwrap(), store.to_config());
 }
 
-#[test]
-fn management_errors_say_what_to_fix() {
+#[tokio::test]
+async fn management_errors_say_what_to_fix() {
     let store = article_store();
     let err = store
         .create_usage_plan_key("nope", "key111aaa")
@@ -273,7 +432,7 @@ fn management_errors_say_what_to_fix() {
         "nothing changed"
     );
     store.delete_api_key("key111aaa").unwrap();
-    let gone = store.lookup_now(FREE, &StageRef::any(), |g| g.is_none());
-    assert!(matches!(gone, Ok(true)));
+    let gone = store.lookup(FREE, &StageRef::any()).await.unwrap();
+    assert!(gone.is_none());
     assert!(store.usage_plan_keys("plan111").unwrap().is_empty());
 }

@@ -3,3 +3,4 @@
 //! tests, and so can yours.
 
 pub mod meter;
+pub mod store;
