@@ -17,7 +17,7 @@ use crate::model::wire::{self, Checked, Fields};
 use crate::model::{ApiKey, UsagePlan};
 
 impl Config {
-    /// Parses AWS-shaped JSON (see the [module docs](self)) and [validates](Self::validate) it.
+    /// Parses AWS-shaped JSON (see the [module docs](crate::config)) and [validates](Self::validate) it.
     ///
     /// Returns [`ConfigError::Invalid`] naming the item and field of the first problem, or
     /// [`ConfigError::Json`] where the text is not JSON (naming the item and field being read,

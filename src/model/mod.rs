@@ -39,7 +39,9 @@ pub(crate) mod wire;
 pub(crate) use key::{check_id, random_id};
 pub use key::{ApiKey, ApiKeyValue, GENERATED_KEY_LEN, MAX_KEY_LEN, MIN_KEY_LEN};
 pub use method::MethodPath;
-pub(crate) use plan::{offset_error, RATE_RANGE};
+#[cfg(feature = "json")]
+pub(crate) use plan::offset_error;
+pub(crate) use plan::RATE_RANGE;
 pub use plan::{ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan, MAX_RATE, MIN_RATE};
 pub use stage::StageRef;
 
