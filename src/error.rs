@@ -40,30 +40,58 @@ impl FieldError {
 }
 
 /// A configuration, or a layer built from one, was refused. Nothing was loaded or changed.
+///
+/// Every variant's `Display` is a whole sentence that names what is wrong and where (an item
+/// such as `usagePlans[1] (id "plan222")` and a field such as `throttle.rateLimit`); an
+/// underlying error (the JSON parser's, the file system's) is not repeated in it but returned
+/// by [`source`](std::error::Error::source), so print the chain to see it. No message ever holds
+/// a key's secret value.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// An item of the configuration is invalid.
-    #[error("{item}: {source}")]
+    /// An item of the configuration is invalid: `usagePlans[1] (id "plan222"):
+    /// throttle.rateLimit: must be a number of requests per second from ...`.
+    #[error("{item}: {error}")]
     Invalid {
-        /// Which item: `usagePlans[1] (id "plan222")`.
+        /// Which item: `usagePlans[1] (id "plan222")`, or `configuration` for the whole text.
         item: String,
-        /// The field and what is wrong with it.
-        #[source]
-        source: FieldError,
+        /// The field and what is wrong with it. Part of this error's own message, not a cause.
+        error: FieldError,
     },
-    /// The text is not JSON of the expected shape.
+    /// The text is not JSON, or its JSON could not be read at this point (a number beyond
+    /// JSON's doubles, such as `1e999`, is refused by the parser too).
     #[cfg(feature = "json")]
-    #[error("not a usage-plan configuration: {0}")]
-    Json(#[source] serde_json::Error),
+    #[error("{item}: {}{reason}", at_field(.field.as_deref()))]
+    Json {
+        /// Which item was being read: `usagePlans[1] (id "plan222")`, or `configuration`.
+        item: String,
+        /// The field being read, `throttle.rateLimit`, if the error is inside one.
+        field: Option<String>,
+        /// Where in the text, and what the field must be.
+        reason: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("cannot read or write the file {path}")]
     Io {
         /// The file's path.
         path: String,
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// The file is larger than [`Config::from_file`](crate::config::Config::from_file) reads.
+    #[error(
+        "the file {path} is larger than {limit} bytes, the most a configuration file may be; \
+         check that it is the right file, or read it yourself and use Config::from_json"
+    )]
+    TooLarge {
+        /// The file's path.
+        path: String,
+        /// The cap, [`MAX_FILE_SIZE`](crate::config::MAX_FILE_SIZE).
+        limit: u64,
     },
     /// A plan's per-method throttle names a method that does not require an API key on this layer,
     /// so it could never apply (the article's Mistake 1).
@@ -94,11 +122,37 @@ pub enum ConfigError {
     },
 }
 
+#[cfg(feature = "json")]
+fn at_field(field: Option<&str>) -> String {
+    field.map(|f| format!("{f}: ")).unwrap_or_default()
+}
+
 impl ConfigError {
-    pub(crate) fn invalid(item: impl Into<String>, source: FieldError) -> Self {
+    pub(crate) fn invalid(item: impl Into<String>, error: FieldError) -> Self {
         Self::Invalid {
             item: item.into(),
-            source,
+            error,
+        }
+    }
+
+    /// The item the error is about (`usagePlans[1] (id "plan222")`, `configuration`), if it is
+    /// about one.
+    pub fn item(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { item, .. } => Some(item),
+            #[cfg(feature = "json")]
+            Self::Json { item, .. } => Some(item),
+            _ => None,
+        }
+    }
+
+    /// The field of [`item`](Self::item) the error is about (`throttle.rateLimit`), if known.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { error, .. } => Some(&error.field),
+            #[cfg(feature = "json")]
+            Self::Json { field, .. } => field.as_deref(),
+            _ => None,
         }
     }
 }

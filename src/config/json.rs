@@ -1,0 +1,1198 @@
+//! Reading and writing a configuration as JSON: serde derives on the model, the path to an error
+//! from `serde_path_to_error`, and the item's id for the message.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_path_to_error::Segment;
+
+use super::validate::{item_name, plan_keys_name};
+use super::Config;
+use crate::error::{ConfigError, FieldError};
+use crate::model::wire::{self, Checked, Fields};
+use crate::model::{ApiKey, UsagePlan};
+
+impl Config {
+    /// Parses AWS-shaped JSON (see the [module docs](crate::config)) and [validates](Self::validate) it.
+    ///
+    /// Returns [`ConfigError::Invalid`] naming the item and field of the first problem, or
+    /// [`ConfigError::Json`] where the text is not JSON (naming the item and field being read,
+    /// with the parser's error as its source).
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let config = parse(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration as pretty-printed JSON in AWS's shapes, which [`from_json`](Self::from_json)
+    /// loads back equal. Dates are written as `"2024-01-15T10:00:00+00:00"` (as epoch seconds
+    /// outside the years 0000 to 9999).
+    pub fn to_json(&self) -> String {
+        let names: BTreeMap<&str, &str> = self
+            .api_keys
+            .iter()
+            .map(|k| (k.id.as_str(), k.name.as_str()))
+            .collect();
+        let out = Out {
+            api_keys: &self.api_keys,
+            usage_plans: &self.usage_plans,
+            usage_plan_keys: self
+                .usage_plan_keys
+                .iter()
+                .map(|(plan, keys)| {
+                    let keys = keys
+                        .iter()
+                        .map(|id| PlanKeyOut {
+                            id,
+                            kind: "API_KEY",
+                            name: names.get(id.as_str()).copied(),
+                        })
+                        .collect();
+                    (plan.as_str(), keys)
+                })
+                .collect(),
+        };
+        serde_json::to_string_pretty(&out).expect("a configuration always serializes")
+    }
+}
+
+// ------------------------------------------------------------------------------------- reading
+
+/// The document as the CLI's lists make it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Document {
+    #[serde(default, deserialize_with = "list")]
+    api_keys: Vec<ApiKey>,
+    #[serde(default, deserialize_with = "list")]
+    usage_plans: Vec<UsagePlan>,
+    #[serde(default, deserialize_with = "plan_keys")]
+    usage_plan_keys: BTreeMap<String, List<PlanKey>>,
+}
+
+impl Fields for Document {
+    const SHAPE: &'static str =
+        "an object {\"apiKeys\": [...], \"usagePlans\": [...], \"usagePlanKeys\": {...}}";
+    const REQUIRED: &'static [&'static str] = &[];
+}
+
+/// An item of `get-usage-plan-keys`: only its `id` is kept (its `value` is never read).
+#[derive(Deserialize)]
+struct PlanKey {
+    #[serde(deserialize_with = "wire::required")]
+    id: String,
+    #[serde(default, rename = "type", deserialize_with = "key_type")]
+    _kind: (),
+}
+
+impl Fields for PlanKey {
+    const SHAPE: &'static str = "an object {\"id\": \"<API key id>\", \"type\": \"API_KEY\"}";
+    const REQUIRED: &'static [&'static str] = &["id"];
+}
+
+fn key_type<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    match Option::<String>::deserialize(d) {
+        Ok(None) => Ok(()),
+        Ok(Some(t)) if t == "API_KEY" => Ok(()),
+        Ok(Some(_)) => Err(wire::fail(
+            None,
+            "must be \"API_KEY\" (the only type of usage plan key)".to_owned(),
+        )),
+        Err(_) => Err(wire::fail(
+            None,
+            "must be the string \"API_KEY\"".to_owned(),
+        )),
+    }
+}
+
+/// A list of `T`, or the CLI's whole answer `{"items": [...]}`; `null` for none.
+struct List<T>(Vec<T>);
+
+fn list<'de, D: Deserializer<'de>, T: Deserialize<'de> + Fields>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(List::<T>::deserialize(d)?.0)
+}
+
+fn plan_keys<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, List<PlanKey>>, D::Error> {
+    wire::map_of(
+        d,
+        "an object {\"<usagePlanId>\": [{\"id\": \"<API key id>\", \"type\": \"API_KEY\"}]}",
+    )
+}
+
+impl<'de, T: Deserialize<'de> + Fields> Deserialize<'de> for List<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ListVisitor(PhantomData))
+    }
+}
+
+struct ListVisitor<T>(PhantomData<T>);
+
+impl<T: Fields> ListVisitor<T> {
+    fn wrong<E: de::Error>(kind: &str) -> E {
+        wire::fail(
+            None,
+            format!(
+                "must be a list of {}, or the CLI's answer {{\"items\": [...]}}, not {kind}",
+                T::SHAPE
+            ),
+        )
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Fields> Visitor<'de> for ListVisitor<T> {
+    type Value = List<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a list of {}", T::SHAPE)
+    }
+    fn visit_unit<E>(self) -> Result<List<T>, E> {
+        Ok(List(Vec::new()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<List<T>, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(Checked(item)) = seq.next_element::<Checked<T>>()? {
+            out.push(item);
+        }
+        Ok(List(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<List<T>, A::Error> {
+        let mut items: Option<List<T>> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key != "items" {
+                map.next_value::<IgnoredAny>()?;
+            } else if items.is_some() {
+                return Err(wire::fail(Some("items"), wire::REPEATED.to_owned()));
+            } else {
+                items = Some(map.next_value::<ItemsOnly<T>>()?.0);
+            }
+        }
+        Ok(items.unwrap_or(List(Vec::new())))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<List<T>, E> {
+        Err(Self::wrong("true or false"))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<List<T>, E> {
+        Err(Self::wrong("a number"))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<List<T>, E> {
+        Err(Self::wrong("a number"))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<List<T>, E> {
+        Err(Self::wrong("a number"))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<List<T>, E> {
+        Err(Self::wrong("a string"))
+    }
+}
+
+/// The `items` of the CLI's answer: a list (or `null`), not another answer.
+struct ItemsOnly<T>(List<T>);
+
+impl<'de, T: Deserialize<'de> + Fields> Deserialize<'de> for ItemsOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let items: Option<wire::ListOf<T>> = Option::deserialize(d)?;
+        Ok(ItemsOnly(List(items.map_or_else(Vec::new, |l| l.0))))
+    }
+}
+
+/// Parses the text into a configuration, without validating it.
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    wire::clear_problem();
+    let mut de = serde_json::Deserializer::from_str(text);
+    let doc = match serde_path_to_error::deserialize::<_, Checked<Document>>(&mut de) {
+        Ok(Checked(doc)) => doc,
+        Err(e) => {
+            let path: Vec<Segment> = e.path().iter().cloned().collect();
+            return Err(error_at(text, &path, e.into_inner()));
+        }
+    };
+    de.end().map_err(|e| error_at(text, &[], e))?;
+    Ok(Config {
+        api_keys: doc.api_keys,
+        usage_plans: doc.usage_plans,
+        usage_plan_keys: doc
+            .usage_plan_keys
+            .into_iter()
+            .map(|(plan, keys)| (plan, keys.0.into_iter().map(|k| k.id).collect()))
+            .collect(),
+    })
+}
+
+// ------------------------------------------------------------------------------------- errors
+
+/// Where in the document a path points: the item and the field inside it.
+struct Place {
+    /// `apiKeys` or `usagePlans` and the index, to look up the item's id.
+    list_item: Option<(&'static str, usize)>,
+    item: String,
+    field: String,
+}
+
+/// `usagePlans`, `[1]`, `throttle`, `rateLimit` -> `usagePlans[1]` and `throttle.rateLimit`.
+fn locate(path: &[Segment]) -> Place {
+    let key = |i: usize| match path.get(i) {
+        Some(Segment::Map { key }) => Some(key.as_str()),
+        _ => None,
+    };
+    let index = |i: usize| match path.get(i) {
+        Some(Segment::Seq { index }) => Some(*index),
+        _ => None,
+    };
+    // Skip the CLI's `{"items": [...]}` wrapper if there is one.
+    let at = |i: usize| if key(i) == Some("items") { i + 1 } else { i };
+    let whole = |rest: usize| Place {
+        list_item: None,
+        item: "configuration".to_owned(),
+        field: field_path(&path[rest.min(path.len())..]),
+    };
+    match key(0) {
+        Some(list @ ("apiKeys" | "usagePlans")) => match index(at(1)) {
+            Some(n) => {
+                let list = if list == "apiKeys" {
+                    "apiKeys"
+                } else {
+                    "usagePlans"
+                };
+                Place {
+                    list_item: Some((list, n)),
+                    item: item_name(list, n, None),
+                    field: field_path(&path[at(1) + 1..]),
+                }
+            }
+            None => whole(0),
+        },
+        Some("usagePlanKeys") => match (key(1), index(at(2))) {
+            (Some(plan), Some(n)) => Place {
+                list_item: None,
+                item: format!("{}[{n}]", plan_keys_name(plan)),
+                field: field_path(&path[at(2) + 1..]),
+            },
+            _ => whole(0),
+        },
+        _ => whole(0),
+    }
+}
+
+/// `throttle.rateLimit`, `apiStages[0].throttle["/items/GET"].burstLimit`.
+fn field_path(segments: &[Segment]) -> String {
+    let mut field = String::new();
+    for seg in segments {
+        match seg {
+            Segment::Seq { index } => field.push_str(&format!("[{index}]")),
+            Segment::Map { key } => push_key(&mut field, key),
+            Segment::Enum { variant } => push_key(&mut field, variant),
+            // A key the parser could not read: the position in the reason says where.
+            Segment::Unknown => {}
+        }
+    }
+    field
+}
+
+fn push_key(field: &mut String, key: &str) {
+    if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric()) {
+        if !field.is_empty() {
+            field.push('.');
+        }
+        field.push_str(key);
+    } else {
+        field.push_str(&format!("[{}]", crate::model::shown(key)));
+    }
+}
+
+/// What a field holds, for a message about JSON that could not be read there.
+fn expected(field: &str) -> Option<String> {
+    let last = field.rsplit(['.', ']']).next().unwrap_or(field);
+    Some(match last {
+        "rateLimit" => crate::model::RATE_RANGE.to_owned(),
+        "burstLimit" => "a whole number from 1 to 4294967295".to_owned(),
+        "limit" => "a whole number ≥ 0".to_owned(),
+        "offset" => "a whole number, the day the quota's window starts on".to_owned(),
+        "createdDate" | "lastUpdatedDate" => {
+            "seconds since the epoch or a date such as \"2024-01-15T10:00:00+00:00\"".to_owned()
+        }
+        _ => return None,
+    })
+}
+
+/// Turns the parser's error at `path` into an error naming the item and field.
+fn error_at(text: &str, path: &[Segment], e: serde_json::Error) -> ConfigError {
+    let place = locate(path);
+    let item = match place.list_item {
+        Some((list, n)) => item_name(list, n, probe_id(text, list, n).as_deref()),
+        None => place.item,
+    };
+    let mut field = place.field;
+    if e.is_data() {
+        let (extra, reason) = match wire::take_problem() {
+            Some(p) => (p.field, p.reason),
+            // Every check of the model records its problem; this is a shape nothing expected.
+            None => (
+                None,
+                "is not of the shape this field takes (see the configuration format in \
+                 tower_usage_plans::config)"
+                    .to_owned(),
+            ),
+        };
+        if let Some(extra) = extra {
+            push_key(&mut field, &extra);
+        }
+        if field.is_empty() {
+            field.push_str("(the item)");
+        }
+        return ConfigError::invalid(item, FieldError::new(field, reason));
+    }
+    let (line, column) = (e.line(), e.column());
+    let reason = if e.is_eof() {
+        format!(
+            "the text ends at line {line}, column {column} before the JSON does: close every \
+             bracket, brace and quote"
+        )
+    } else {
+        match expected(&field) {
+            Some(what) => format!(
+                "the JSON at line {line}, column {column} cannot be read (a malformed value, or \
+                 a number beyond what JSON's doubles hold, such as 1e999); it must be {what}"
+            ),
+            None => format!(
+                "the text is not valid JSON at line {line}, column {column}; fix the JSON there"
+            ),
+        }
+    };
+    ConfigError::Json {
+        item,
+        field: (!field.is_empty()).then_some(field),
+        reason,
+        source: e,
+    }
+}
+
+/// The `id` of item `index` of `list`, read from the text for a message (only on an error).
+///
+/// The values around it are skipped, not parsed, so a number the parser refuses elsewhere in the
+/// item (`1e999`) does not hide the id; the id of an item broken before its `id` is unknown.
+fn probe_id(text: &str, list: &str, index: usize) -> Option<String> {
+    let found = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let _ = Probe {
+        list,
+        index,
+        found: &found,
+    }
+    .deserialize(&mut de);
+    found.into_inner()
+}
+
+#[derive(Clone, Copy)]
+struct Probe<'a> {
+    list: &'a str,
+    index: usize,
+    found: &'a RefCell<Option<String>>,
+}
+
+/// Why the probe stopped; never shown.
+fn stop<E: de::Error>() -> E {
+    E::custom("probe done")
+}
+
+impl<'de> DeserializeSeed<'de> for Probe<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Probe<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the configuration")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if key == self.list {
+                return map.next_value_seed(ProbeList(self));
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(())
+    }
+}
+
+/// The list (or `{"items": [...]}`) that holds the item.
+struct ProbeList<'a>(Probe<'a>);
+
+impl<'de> DeserializeSeed<'de> for ProbeList<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ProbeList<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        for _ in 0..self.0.index {
+            if seq.next_element::<IgnoredAny>()?.is_none() {
+                return Err(stop());
+            }
+        }
+        seq.next_element_seed(ProbeItem(self.0))?;
+        Err(stop())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "items" {
+                return map.next_value_seed(ProbeList(self.0));
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Err(stop())
+    }
+}
+
+/// The item: its first `id` that is a string.
+struct ProbeItem<'a>(Probe<'a>);
+
+impl<'de> DeserializeSeed<'de> for ProbeItem<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ProbeItem<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an item")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "id" {
+                if let Ok(id) = map.next_value::<String>() {
+                    *self.0.found.borrow_mut() = Some(id);
+                }
+                return Err(stop());
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Err(stop())
+    }
+}
+
+// ------------------------------------------------------------------------------------- writing
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Out<'a> {
+    api_keys: &'a [ApiKey],
+    usage_plans: &'a [UsagePlan],
+    usage_plan_keys: BTreeMap<&'a str, Vec<PlanKeyOut<'a>>>,
+}
+
+#[derive(Serialize)]
+struct PlanKeyOut<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle};
+
+    const VALUE_A: &str = "aBcDeFgHiJkLmNoPqRsTuVwXyZ123456789";
+    const VALUE_B: &str = "zYxWvUtSrQpOnMlKjIhGfEdCbA987654321";
+
+    /// The article's configuration.
+    fn article() -> String {
+        format!(
+            r#"{{
+  "apiKeys": [
+    {{"id": "key111aaa", "value": "{VALUE_A}", "name": "ClientA-Free", "enabled": true}},
+    {{"id": "key222bbb", "value": "{VALUE_B}", "name": "ClientB-Premium", "enabled": true}}
+  ],
+  "usagePlans": [
+    {{"id": "plan111", "name": "FreePlan",
+      "apiStages": [{{"apiId": "abc123def4", "stage": "prod", "throttle": {{
+        "/items/GET": {{"burstLimit": 20, "rateLimit": 10.0}},
+        "/orders/POST": {{"burstLimit": 5, "rateLimit": 2.0}}}}}}],
+      "throttle": {{"burstLimit": 10, "rateLimit": 5.0}},
+      "quota": {{"limit": 1000, "offset": 0, "period": "DAY"}}}},
+    {{"id": "plan222", "name": "PremiumPlan",
+      "apiStages": [{{"apiId": "abc123def4", "stage": "prod"}}],
+      "throttle": {{"burstLimit": 100, "rateLimit": 50.0}},
+      "quota": {{"limit": 100000, "offset": 0, "period": "MONTH"}}}}
+  ],
+  "usagePlanKeys": {{
+    "plan111": [{{"id": "key111aaa", "type": "API_KEY", "value": "{VALUE_A}", "name": "ClientA-Free"}}],
+    "plan222": [{{"id": "key222bbb", "type": "API_KEY", "value": "{VALUE_B}", "name": "ClientB-Premium"}}]
+  }}
+}}"#
+        )
+    }
+
+    /// Loads `text`, expects an error, checks it names `item` and `field`, and holds no key value.
+    fn refused(text: &str, item: &str, field: &str) -> String {
+        let err = Config::from_json(text).expect_err(text);
+        let msg = err.to_string();
+        assert!(!msg.contains(VALUE_A) && !msg.contains(VALUE_B), "{msg}");
+        assert!(
+            matches!(err, ConfigError::Invalid { .. } | ConfigError::Json { .. }),
+            "{err:?}"
+        );
+        assert_eq!(err.item(), Some(item), "{msg}");
+        assert_eq!(err.field(), Some(field), "{msg}");
+        msg
+    }
+
+    /// The article's text with one replacement.
+    fn article_with(from: &str, to: &str) -> String {
+        let text = article();
+        assert!(text.contains(from), "{from}");
+        text.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn the_article_loads() {
+        let c = Config::from_json(&article()).unwrap();
+        assert_eq!(c.api_keys.len(), 2);
+        assert_eq!(c.api_keys[0].value.expose(), VALUE_A);
+        assert_eq!(c.api_keys[1].name, "ClientB-Premium");
+        let free = &c.usage_plans[0];
+        assert_eq!(free.throttle, Some(Throttle::new(5.0, 10).unwrap()));
+        assert_eq!(
+            free.quota,
+            Some(Quota::new(1000, QuotaPeriod::Day, 0).unwrap())
+        );
+        let st = &free.api_stages[0];
+        assert_eq!(
+            (st.api_id.as_str(), st.stage.as_str()),
+            ("abc123def4", "prod")
+        );
+        assert_eq!(st.throttle["/items/GET"], Throttle::new(10.0, 20).unwrap());
+        assert_eq!(st.throttle["/orders/POST"], Throttle::new(2.0, 5).unwrap());
+        let premium = &c.usage_plans[1];
+        assert_eq!(premium.throttle, Some(Throttle::new(50.0, 100).unwrap()));
+        assert_eq!(
+            premium.quota,
+            Some(Quota::new(100_000, QuotaPeriod::Month, 0).unwrap())
+        );
+        assert_eq!(c.usage_plan_keys["plan111"], ["key111aaa"]);
+        assert_eq!(c.usage_plan_keys["plan222"], ["key222bbb"]);
+        assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+    }
+
+    #[test]
+    fn the_quickstart_example_loads() {
+        let c = Config::from_json(include_str!("../../examples/quickstart.json")).unwrap();
+        assert_eq!(c.api_keys.len(), 2);
+        assert_eq!(c.usage_plans.len(), 2);
+        let overrides: usize = c
+            .usage_plans
+            .iter()
+            .flat_map(|p| &p.api_stages)
+            .map(|s| s.throttle.len())
+            .sum();
+        assert_eq!(overrides, 4);
+        assert!(c.api_keys.iter().all(|k| k.enabled));
+        assert_eq!(c.usage_plan_keys.values().map(Vec::len).sum::<usize>(), 2);
+    }
+
+    #[test]
+    fn a_config_with_every_field_set_round_trips() {
+        let mut key = ApiKey::new("k1", "Client", ApiKeyValue::new(VALUE_A).unwrap());
+        key.description = Some("a \"quoted\" description".into());
+        key.enabled = false;
+        key.created_date = Some(1_705_312_800);
+        key.last_updated_date = Some(-5); // before 1970: written as a number
+        key.customer_id = Some("cust-1".into());
+        key.tags.insert("team".into(), "billing".into());
+        let key2 = ApiKey::new("k2", "", ApiKeyValue::new(VALUE_B).unwrap());
+        let mut plan = UsagePlan::new("p1", "Plan");
+        plan.description = Some("desc".into());
+        plan.product_code = Some("prod-code".into());
+        plan.tags.insert("env".into(), "prod".into());
+        plan.throttle = Some(Throttle::new(0.1, 3).unwrap());
+        plan.quota = Some(Quota::new(5000, QuotaPeriod::Week, 1).unwrap());
+        let mut st = ApiStage::new("abc123def4", "prod");
+        st.throttle
+            .insert("//GET".into(), Throttle::new(2.5, 7).unwrap());
+        st.throttle
+            .insert("/items/{id}/GET".into(), Throttle::new(100.0, 200).unwrap());
+        plan.api_stages.push(st);
+        plan.api_stages.push(ApiStage::new("abc123def4", "beta"));
+        let config = Config {
+            api_keys: vec![key, key2],
+            usage_plans: vec![plan, UsagePlan::new("p2", "Empty")],
+            usage_plan_keys: [
+                ("p1".to_owned(), vec!["k1".to_owned(), "k2".to_owned()]),
+                ("p2".to_owned(), vec![]),
+            ]
+            .into(),
+        };
+        config.validate().unwrap();
+        let text = config.to_json();
+        assert!(
+            text.contains("\"createdDate\": \"2024-01-15T10:00:00+00:00\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"lastUpdatedDate\": \"1969-12-31T23:59:55+00:00\""),
+            "{text}"
+        );
+        assert!(text.contains("\"type\": \"API_KEY\""), "{text}");
+        assert_eq!(Config::from_json(&text).unwrap(), config);
+
+        let dir = std::env::temp_dir().join(format!("tup-config-json-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("config.json");
+        config.to_file(&file).unwrap();
+        assert_eq!(Config::from_file(&file).unwrap(), config);
+        std::fs::remove_dir_all(&dir).unwrap();
+        match Config::from_file(dir.join("missing.json")) {
+            Err(ConfigError::Io { path, .. }) => assert!(path.ends_with("missing.json")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_and_missing_fields() {
+        let text = format!(
+            r#"{{"position": "x", "apiKeys": {{"items": [{{"id": "k", "value": "{VALUE_A}",
+                "stageKeys": ["abc/prod"], "somethingNew": {{"deep": [1, 2]}}, "name": null}}]}},
+                "usagePlans": [{{"id": "p", "apiStages": [{{"apiId": "a", "stage": "s", "extra": 1}}],
+                "quota": {{"limit": 10, "period": "DAY", "x": true}}}}],
+                "usagePlanKeys": {{"p": [{{"id": "k"}}]}}}}"#
+        );
+        let c = Config::from_json(&text).unwrap();
+        assert_eq!(c.api_keys[0].name, "");
+        assert!(c.api_keys[0].enabled);
+        assert_eq!(c.usage_plans[0].name, "");
+        assert_eq!(c.usage_plans[0].quota.unwrap().offset, 0);
+        assert_eq!(Config::from_json("{}").unwrap(), Config::default());
+        refused("[]", "configuration", "(the item)");
+        assert!(matches!(
+            Config::from_json("{"),
+            Err(ConfigError::Json { .. })
+        ));
+    }
+
+    #[test]
+    fn dates_in_every_accepted_form() {
+        let base = 1_705_312_800; // 2024-01-15T10:00:00Z
+        let cases = [
+            ("1705312800", base),
+            ("1705312800.75", base),
+            ("1.7053128E9", base),
+            ("\"2024-01-15T10:00:00+00:00\"", base),
+            ("\"2024-01-15T10:00:00Z\"", base),
+            ("\"2024-01-15T10:00:00.123456Z\"", base),
+            ("\"2024-01-15T10:00:00.5+00:00\"", base),
+            ("\"2024-01-15T12:00:00+02:00\"", base),
+            ("\"2019-08-13T10:52:42-07:00\"", 1_565_718_762),
+            ("\"2024-01-15t10:00:00z\"", base),
+        ];
+        for (json, want) in cases {
+            let text = format!(
+                r#"{{"apiKeys": [{{"id": "k", "value": "{VALUE_A}", "createdDate": {json},
+                    "lastUpdatedDate": {json}}}]}}"#
+            );
+            let c = Config::from_json(&text).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(c.api_keys[0].created_date, Some(want), "{json}");
+            assert_eq!(c.api_keys[0].last_updated_date, Some(want), "{json}");
+            assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+        }
+        for bad in [
+            "\"2024-01-15T10:00:00\"",
+            "\"2024-02-30T10:00:00Z\"",
+            "\"2024-01-15T25:00:00Z\"",
+            "\"2024-01-15T10:00:00+0x:00\"",
+            "\"2024-01-15T10:00:00.Z\"",
+            "\"yesterday\"",
+            "1e300",
+            "true",
+        ] {
+            let text = format!(
+                r#"{{"apiKeys": [{{"id": "k", "value": "{VALUE_A}", "createdDate": {bad}}}]}}"#
+            );
+            refused(&text, "apiKeys[0] (id \"k\")", "createdDate");
+        }
+        let text = format!(
+            r#"{{"apiKeys": [{{"id": "k", "value": "{VALUE_A}",
+                "createdDate": "1970-01-01T00:00:00+01:00"}}]}}"#
+        );
+        assert_eq!(
+            Config::from_json(&text).unwrap().api_keys[0].created_date,
+            Some(-3600)
+        );
+    }
+
+    #[test]
+    fn bad_inputs_name_the_item_and_field() {
+        let p2 = "usagePlans[1] (id \"plan222\")";
+        let p1 = "usagePlans[0] (id \"plan111\")";
+        let k1 = "apiKeys[0] (id \"key111aaa\")";
+        let rate = "\"burstLimit\": 100, \"rateLimit\": 50.0";
+        let msg = refused(
+            &article_with(rate, "\"burstLimit\": 100, \"rateLimit\": \"NaN\""),
+            p2,
+            "throttle.rateLimit",
+        );
+        assert!(
+            msg.starts_with("usagePlans[1] (id \"plan222\"): throttle.rateLimit: must be"),
+            "{msg}"
+        );
+        for bad in ["-1", "0", "\"inf\"", "\"ten\"", "true", "1e400"] {
+            let text = article_with(rate, &format!("\"burstLimit\": 100, \"rateLimit\": {bad}"));
+            refused(&text, p2, "throttle.rateLimit");
+        }
+        for bad in ["-1", "1.5", "4294967296", "\"10\"", "1e400", "0"] {
+            let text = article_with(rate, &format!("\"burstLimit\": {bad}, \"rateLimit\": 50.0"));
+            refused(&text, p2, "throttle.burstLimit");
+        }
+        refused(
+            &article_with(rate, "\"rateLimit\": 50.0"),
+            p2,
+            "throttle.burstLimit",
+        );
+        refused(
+            &article_with(rate, "\"burstLimit\": 100"),
+            p2,
+            "throttle.rateLimit",
+        );
+        let msg = refused(
+            &article_with("\"limit\": 1000", "\"limit\": \"abc\""),
+            p1,
+            "quota.limit",
+        );
+        assert!(
+            msg.contains("quota.limit: must be a whole number ≥ 0"),
+            "{msg}"
+        );
+        refused(
+            &article_with("\"limit\": 1000", "\"limit\": -3"),
+            p1,
+            "quota.limit",
+        );
+        refused(
+            &article_with("\"limit\": 1000", "\"limit\": 1e400"),
+            p1,
+            "quota.limit",
+        );
+        refused(
+            &article_with("\"period\": \"DAY\"", "\"period\": \"YEAR\""),
+            p1,
+            "quota.period",
+        );
+        refused(
+            &article_with(
+                "\"offset\": 0, \"period\": \"DAY\"",
+                "\"offset\": 3, \"period\": \"DAY\"",
+            ),
+            p1,
+            "quota.offset",
+        );
+        refused(
+            &article_with(
+                "\"/items/GET\": {\"burstLimit\": 20",
+                "\"/items/GET\": {\"burstLimit\": 0",
+            ),
+            p1,
+            "apiStages[0].throttle[\"/items/GET\"].burstLimit",
+        );
+        refused(
+            &article_with(
+                "\"/items/GET\": {\"burstLimit\": 20",
+                "\"/items/GET\": {\"burstLimit\": 1e400",
+            ),
+            p1,
+            "apiStages[0].throttle[\"/items/GET\"].burstLimit",
+        );
+        refused(
+            &article_with("\"/items/GET\"", "\"/items/get\""),
+            p1,
+            "apiStages[0].throttle[\"/items/get\"]",
+        );
+        refused(
+            &article_with(
+                "\"apiId\": \"abc123def4\", \"stage\": \"prod\"}]",
+                "\"stage\": \"prod\"}]",
+            ),
+            p2,
+            "apiStages[0].apiId",
+        );
+
+        // Key values: never echoed, whatever is wrong.
+        let msg = refused(&article_with(VALUE_A, "short"), k1, "value");
+        assert!(msg.contains("an API key value must be 20 to 128"), "{msg}");
+        let long_bad = format!("{VALUE_A} with spaces");
+        let msg = refused(&article_with(VALUE_A, &long_bad), k1, "value");
+        assert!(!msg.contains("with spaces"), "{msg}");
+        refused(
+            &article_with(&format!("\"{VALUE_A}\""), "12345"),
+            k1,
+            "value",
+        );
+        refused(
+            &article_with(&format!("\"value\": \"{VALUE_A}\", "), ""),
+            k1,
+            "value",
+        );
+        refused(
+            &article_with("\"id\": \"key111aaa\", ", ""),
+            "apiKeys[0]",
+            "id",
+        );
+        refused(
+            &article_with("\"enabled\": true", "\"enabled\": \"yes\""),
+            k1,
+            "enabled",
+        );
+        let msg = refused(
+            &article_with(
+                &format!("\"value\": \"{VALUE_B}\""),
+                &format!("\"value\": \"{VALUE_A}\""),
+            ),
+            "apiKeys[1] (id \"key222bbb\")",
+            "value",
+        );
+        assert!(msg.contains("key111aaa"), "{msg}");
+        refused(
+            &article_with(
+                "\"id\": \"key222bbb\", \"value\"",
+                "\"id\": \"key111aaa\", \"value\"",
+            ),
+            "apiKeys[1] (id \"key111aaa\")",
+            "id",
+        );
+        refused(
+            &article_with("\"id\": \"plan222\"", "\"id\": \"plan111\""),
+            "usagePlans[1] (id \"plan111\")",
+            "id",
+        );
+
+        // Links.
+        let msg = refused(
+            &article_with(
+                "[{\"id\": \"key111aaa\", \"type\"",
+                "[{\"id\": \"nope\", \"type\"",
+            ),
+            "usagePlanKeys[\"plan111\"][0]",
+            "id",
+        );
+        assert_eq!(
+            msg,
+            "usagePlanKeys[\"plan111\"][0]: id: no API key with id \"nope\" in apiKeys"
+        );
+        // The value pasted where the id belongs: refused without showing it.
+        let msg = refused(
+            &article_with(
+                "[{\"id\": \"key111aaa\", \"type\"",
+                &format!("[{{\"id\": \"{VALUE_A}\", \"type\""),
+            ),
+            "usagePlanKeys[\"plan111\"][0]",
+            "id",
+        );
+        assert!(msg.contains("not an id"), "{msg}");
+        refused(
+            &article_with("\"type\": \"API_KEY\"", "\"type\": \"IAM\""),
+            "usagePlanKeys[\"plan111\"][0]",
+            "type",
+        );
+        refused(
+            &article_with("\"plan222\": [", "\"plan999\": ["),
+            "usagePlanKeys[\"plan999\"]",
+            "usagePlanId",
+        );
+        let msg = refused(
+            &article_with("\"plan222\": [", &format!("\"{VALUE_B}\": [")),
+            "usagePlanKeys[<an API key's value>]",
+            "usagePlanId",
+        );
+        assert!(msg.contains("not an id"), "{msg}");
+        refused(
+            &article_with(
+                "\"plan111\": [{\"id\": \"key111aaa\"",
+                "\"plan111\": [{\"id\": \"key111aaa\"}, {\"id\": \"key111aaa\"",
+            ),
+            "usagePlanKeys[\"plan111\"][1]",
+            "id",
+        );
+        // key111aaa in both plans, which both list abc123def4:prod.
+        let msg = refused(
+            &article_with(
+                "[{\"id\": \"key222bbb\"",
+                "[{\"id\": \"key111aaa\"}, {\"id\": \"key222bbb\"",
+            ),
+            "usagePlanKeys[\"plan222\"][0]",
+            "id",
+        );
+        assert!(
+            msg.contains("plan111") && msg.contains("plan222") && msg.contains("abc123def4:prod"),
+            "{msg}"
+        );
+        // In two plans on different stages: fine.
+        let two_stages = article_with(
+            "[{\"apiId\": \"abc123def4\", \"stage\": \"prod\"}]",
+            "[{\"apiId\": \"abc123def4\", \"stage\": \"beta\"}]",
+        )
+        .replacen(
+            "[{\"id\": \"key222bbb\"",
+            "[{\"id\": \"key111aaa\"}, {\"id\": \"key222bbb\"",
+            1,
+        );
+        Config::from_json(&two_stages).unwrap();
+
+        // Wrong shapes.
+        refused("{\"apiKeys\": 3}", "configuration", "apiKeys");
+        refused("{\"usagePlans\": [3]}", "usagePlans[0]", "(the item)");
+        refused(
+            "{\"usagePlanKeys\": {\"p\": [\"k\"]}}",
+            "usagePlanKeys[\"p\"][0]",
+            "(the item)",
+        );
+        refused(
+            "{\"usagePlans\": [{\"id\": \"p\", \"throttle\": 5}]}",
+            "usagePlans[0] (id \"p\")",
+            "throttle",
+        );
+    }
+
+    #[test]
+    fn garbled_input_never_panics_or_leaks() {
+        let text = article();
+        let bytes = text.as_bytes();
+        let check = |candidate: &str| {
+            if let Err(e) = Config::from_json(candidate) {
+                let msg = format!("{e} {e:?}");
+                assert!(!msg.contains(VALUE_A) && !msg.contains(VALUE_B), "{msg}");
+            }
+        };
+        for cut in 0..bytes.len() {
+            if let Ok(prefix) = std::str::from_utf8(&bytes[..cut]) {
+                check(prefix);
+            }
+        }
+        // Deterministic garbling: replace, delete or duplicate characters.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let junk = [
+            "", "\"", "{", "}", "[", "]", ",", ":", "0", "-1", "1e400", "null", "\"x\"", "NaN",
+            "é", "\\u0000",
+        ];
+        for _ in 0..3000 {
+            let mut s = text.clone();
+            for _ in 0..(next() % 4 + 1) {
+                let mut at = (next() as usize) % (s.len() + 1);
+                while !s.is_char_boundary(at) {
+                    at -= 1;
+                }
+                let mut end = (at + (next() as usize) % 4).min(s.len());
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let end = end.max(at);
+                s.replace_range(at..end, junk[(next() as usize) % junk.len()]);
+            }
+            check(&s);
+        }
+        check(&"[".repeat(10_000));
+        check(&format!("{{\"apiKeys\": {}", "{\"a\":".repeat(10_000)));
+    }
+
+    /// Issue 15, point 6: each message names the item and the field and says what to fix.
+    #[test]
+    fn messages_name_item_and_field_and_say_what_to_fix() {
+        let p1 = "usagePlans[0] (id \"plan111\")";
+        let p2 = "usagePlans[1] (id \"plan222\")";
+        let rate = "\"burstLimit\": 100, \"rateLimit\": 50.0";
+
+        // A huge number is printed short.
+        let msg = refused(
+            &article_with(rate, "\"burstLimit\": 100, \"rateLimit\": 1e308"),
+            p2,
+            "throttle.rateLimit",
+        );
+        assert!(msg.ends_with("not 1e308"), "{msg}");
+        assert!(msg.contains("requests per second"), "{msg}");
+        assert!(!msg.contains("00000000"), "{msg}");
+        let msg = refused(
+            &article_with(rate, "\"burstLimit\": 1e308, \"rateLimit\": 50.0"),
+            p2,
+            "throttle.burstLimit",
+        );
+        assert!(
+            msg.ends_with("not 1e308") && msg.contains("whole number"),
+            "{msg}"
+        );
+
+        // A DAY quota's offset: only 0, never "0 to 0".
+        let msg = refused(
+            &article_with(
+                "\"offset\": 0, \"period\": \"DAY\"",
+                "\"offset\": 3, \"period\": \"DAY\"",
+            ),
+            p1,
+            "quota.offset",
+        );
+        assert!(msg.contains("a DAY quota takes only offset 0"), "{msg}");
+        assert!(!msg.contains("0 to 0"), "{msg}");
+
+        // A negative MONTH offset: 0 to 27, whichever comes first in the object.
+        for quota in [
+            "\"offset\": -1, \"period\": \"MONTH\"",
+            "\"period\": \"MONTH\", \"offset\": -1",
+        ] {
+            let text = article_with("\"offset\": 0, \"period\": \"MONTH\"", quota);
+            let msg = refused(&text, p2, "quota.offset");
+            assert!(msg.contains("0 to 27") && msg.ends_with("not -1"), "{msg}");
+            assert!(!msg.contains("4294967295"), "{msg}");
+        }
+        let msg = refused(
+            &article_with(
+                "\"offset\": 0, \"period\": \"MONTH\"",
+                "\"offset\": 1.5, \"period\": \"MONTH\"",
+            ),
+            p2,
+            "quota.offset",
+        );
+        assert!(msg.contains("0 to 27") && msg.ends_with("not 1.5"), "{msg}");
+
+        // A number JSON cannot hold still names the plan's id, and the parser's error is the
+        // source, not part of the message.
+        let text = article_with(rate, "\"burstLimit\": 100, \"rateLimit\": 1e999");
+        let err = Config::from_json(&text).unwrap_err();
+        assert!(matches!(err, ConfigError::Json { .. }), "{err:?}");
+        assert_eq!(err.item(), Some(p2));
+        assert_eq!(err.field(), Some("throttle.rateLimit"));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("requests per second") && msg.contains("line "),
+            "{msg}"
+        );
+        let source = std::error::Error::source(&err).expect("the parser's error");
+        assert!(!msg.contains(&source.to_string()), "{msg}");
+        // Even when the id comes after the number.
+        let text = r#"{"usagePlans": [{"throttle": {"burstLimit": 1, "rateLimit": 1e999},
+            "id": "late"}]}"#;
+        let err = Config::from_json(text).unwrap_err();
+        assert_eq!(err.item(), Some("usagePlans[0] (id \"late\")"), "{err}");
+
+        // A repeated field is refused, naming it, instead of keeping the last copy.
+        let msg = refused(
+            &article_with(
+                "\"id\": \"key222bbb\", \"value\"",
+                "\"id\": \"key222bbb\", \"id\": \"key111aaa\", \"value\"",
+            ),
+            "apiKeys[1] (id \"key222bbb\")",
+            "id",
+        );
+        assert!(
+            msg.contains("appears twice") && msg.contains("keep one"),
+            "{msg}"
+        );
+        refused(
+            &article_with(
+                "\"stage\": \"prod\"}]",
+                "\"stage\": \"prod\", \"stage\": \"beta\"}]",
+            ),
+            p2,
+            "apiStages[0].stage",
+        );
+        refused(
+            &article_with(
+                rate,
+                "\"burstLimit\": 100, \"rateLimit\": 50.0, \"rateLimit\": 5",
+            ),
+            p2,
+            "throttle.rateLimit",
+        );
+        refused(
+            &article_with(
+                "\"/orders/POST\": {",
+                "\"/items/GET\": {\"burstLimit\": 1, \"rateLimit\": 1}, \"/orders/POST\": {",
+            ),
+            p1,
+            "apiStages[0].throttle[\"/items/GET\"]",
+        );
+        refused(
+            &article_with("\"plan222\": [", "\"plan111\": [], \"plan222\": ["),
+            "configuration",
+            "usagePlanKeys.plan111",
+        );
+        refused(
+            "{\"usagePlanKeys\": {\"p\": [], \"p\": []}}",
+            "configuration",
+            "usagePlanKeys.p",
+        );
+        refused(
+            "{\"apiKeys\": {\"items\": [], \"items\": []}}",
+            "configuration",
+            "apiKeys.items",
+        );
+
+        // Missing required fields are named.
+        refused(
+            &article_with(rate, "\"rateLimit\": 50.0"),
+            p2,
+            "throttle.burstLimit",
+        );
+        let msg = refused(
+            &article_with("\"id\": \"plan111\", ", ""),
+            "usagePlans[0]",
+            "id",
+        );
+        assert!(msg.ends_with("id: is required"), "{msg}");
+    }
+
+    /// No input panics: malformed documents of every kind are refused with an error.
+    #[test]
+    fn malformed_documents_are_errors_not_panics() {
+        for text in [
+            "",
+            " ",
+            "null",
+            "0",
+            "\"apiKeys\"",
+            "[]",
+            "{\"apiKeys\": [null]}",
+            "{\"apiKeys\": [{}]}",
+            "{\"apiKeys\": [{\"id\": 1, \"value\": 2}]}",
+            "{\"usagePlans\": [{\"id\": \"p\", \"apiStages\": {}}]}",
+            "{\"usagePlans\": [{\"id\": \"p\", \"apiStages\": [[]]}]}",
+            "{\"usagePlans\": [{\"id\": \"p\", \"throttle\": {\"burstLimit\": -0.5, \"rateLimit\": []}}]}",
+            "{\"usagePlans\": [{\"id\": \"p\", \"quota\": {\"limit\": 1, \"period\": 3}}]}",
+            "{\"usagePlans\": [{\"id\": \"p\", \"quota\": {\"limit\": 1, \"period\": \"DAY\", \"offset\": \"x\"}}]}",
+            "{\"usagePlans\": [{\"id\": \"p\", \"tags\": {\"a\": 1}}]}",
+            "{\"usagePlans\": {\"items\": 5}}",
+            "{\"usagePlanKeys\": []}",
+            "{\"usagePlanKeys\": {\"p\": [{\"id\": \"k\", \"type\": 1}]}}",
+            "{\"apiKeys\": [], \"apiKeys\": []}",
+            "{\"apiKeys\": []} trailing",
+            "{\"apiKeys\": [{\"id\": \"k\", \"value\": \"aaaaaaaaaaaaaaaaaaaaaa\", \"createdDate\": 1e999}]}",
+            "{\"apiKeys\": [{\"id\": \"k\", \"value\": \"aaaaaaaaaaaaaaaaaaaaaa\", \"createdDate\": -1e300}]}",
+            "{\"apiKeys\": [{\"id\": \"k\", \"value\": \"aaaaaaaaaaaaaaaaaaaaaa\", \"enabled\": \"yes\"}]}",
+            "{\"apiKeys\": [{\"id\": \"k\", \"value\": \"aaaaaaaaaaaaaaaaaaaaaa\", \"tags\": []}]}",
+            "\u{feff}{}",
+        ] {
+            let err = Config::from_json(text).expect_err(text);
+            let msg = err.to_string();
+            assert!(!msg.is_empty() && msg.len() < 1_000, "{text}: {msg}");
+            assert!(err.item().is_some(), "{text}: {err:?}");
+        }
+    }
+}
