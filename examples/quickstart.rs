@@ -52,6 +52,18 @@ fn is_demo(path: &Path) -> bool {
     }
 }
 
+/// An error and each of its causes, joined by ": ".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -59,7 +71,7 @@ async fn main() -> ExitCode {
     let config = match Config::from_file(&args.config) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("error: cannot load --config {shown}: {e}");
+            eprintln!("error: cannot load --config {shown}: {}", chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -78,14 +90,14 @@ async fn main() -> ExitCode {
     let store = match MemoryStore::from_config(config) {
         Ok(store) => store,
         Err(e) => {
-            eprintln!("error: cannot load --config {shown}: {e}");
+            eprintln!("error: cannot load --config {shown}: {}", chain(&e));
             return ExitCode::FAILURE;
         }
     };
     let router = match app::router(store, LocalMeter::new(), &args.api_id, &args.stage) {
         Ok(router) => router,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", chain(&e));
             return ExitCode::FAILURE;
         }
     };

@@ -172,8 +172,8 @@ pub enum StoreError {
     /// The change would break a rule of the model (AWS's ConflictException).
     #[error("conflict: {0}")]
     Conflict(String),
-    /// A value is invalid (AWS's BadRequestException).
-    #[error("invalid {0}")]
+    /// A value is invalid (AWS's BadRequestException); the [`FieldError`] names the field.
+    #[error(transparent)]
     Invalid(#[from] FieldError),
     /// The backend failed.
     #[error("key store backend failed")]
@@ -187,7 +187,7 @@ pub enum MeterError {
     /// The backend failed.
     #[error("meter backend failed")]
     Backend(#[source] BoxError),
-    /// A value is invalid.
-    #[error("invalid {0}")]
+    /// A value is invalid; the [`FieldError`] names the field.
+    #[error(transparent)]
     Invalid(#[from] FieldError),
 }
