@@ -46,6 +46,25 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 
     /// The UTC wall time, in nanoseconds since 1970-01-01T00:00:00Z. May step back.
     fn unix_nanos(&self) -> u64;
+
+    /// Both readings, as the meter takes them once per request. The default reads each;
+    /// [`SystemClock`] reads the system's wall clock at most once a second (see there).
+    #[inline]
+    fn now(&self) -> Now {
+        Now {
+            monotonic_nanos: self.monotonic_nanos(),
+            unix_nanos: self.unix_nanos(),
+        }
+    }
+}
+
+/// Both readings of a [`Clock`] at one instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Now {
+    /// [`Clock::monotonic_nanos`].
+    pub monotonic_nanos: u64,
+    /// [`Clock::unix_nanos`].
+    pub unix_nanos: u64,
 }
 
 impl<C: Clock> Clock for Arc<C> {
@@ -56,12 +75,27 @@ impl<C: Clock> Clock for Arc<C> {
     fn unix_nanos(&self) -> u64 {
         (**self).unix_nanos()
     }
+
+    fn now(&self) -> Now {
+        (**self).now()
+    }
 }
 
 /// The system's clocks: [`Instant`] (monotonic, from the first reading in this process) and
 /// [`SystemTime`] (wall). A wall clock set before 1970 reads as the epoch.
+///
+/// [`now`](Clock::now), which the meter calls once per request, reads the monotonic clock each
+/// time but the wall clock at most once a second: in between it moves the last wall reading on by
+/// the monotonic clock. A request then pays for one clock read instead of two, and a step of the
+/// system's wall clock (NTP) is seen within a second. [`unix_nanos`](Clock::unix_nanos) always
+/// reads the wall clock.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
+
+/// The wall clock less the monotonic clock at the last wall reading (wrapping).
+static WALL_OFFSET: AtomicU64 = AtomicU64::new(0);
+/// The monotonic time from which the wall clock must be read again; 0 until first read.
+static WALL_READ_BY: AtomicU64 = AtomicU64::new(0);
 
 fn origin() -> Instant {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
@@ -83,6 +117,28 @@ impl Clock for SystemClock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, nanos)
+    }
+
+    #[inline]
+    fn now(&self) -> Now {
+        let monotonic_nanos = self.monotonic_nanos();
+        // Acquire: an offset stored before this deadline is seen with it.
+        if monotonic_nanos < WALL_READ_BY.load(Ordering::Acquire) {
+            return Now {
+                monotonic_nanos,
+                unix_nanos: monotonic_nanos.wrapping_add(WALL_OFFSET.load(Ordering::Relaxed)),
+            };
+        }
+        let unix_nanos = self.unix_nanos();
+        WALL_OFFSET.store(unix_nanos.wrapping_sub(monotonic_nanos), Ordering::Relaxed);
+        WALL_READ_BY.store(
+            monotonic_nanos.saturating_add(NANOS_PER_SEC).max(1),
+            Ordering::Release,
+        );
+        Now {
+            monotonic_nanos,
+            unix_nanos,
+        }
     }
 }
 
@@ -168,6 +224,22 @@ mod tests {
         assert!(SystemClock.unix_nanos() > 1_577_836_800 * NANOS_PER_SEC);
         let a = SystemClock.monotonic_nanos();
         assert!(SystemClock.monotonic_nanos() >= a);
+    }
+
+    #[test]
+    fn system_now_keeps_the_wall_clock_within_a_second() {
+        for _ in 0..1000 {
+            let before = SystemClock.unix_nanos();
+            let now = SystemClock.now();
+            let after = SystemClock.unix_nanos();
+            // Moved on by the monotonic clock from a reading at most a second old: never ahead
+            // of the wall clock by more than the clocks' drift, never behind by a second.
+            assert!(now.unix_nanos + NANOS_PER_SEC >= before, "{now:?} {before}");
+            assert!(
+                now.unix_nanos <= after + NANOS_PER_SEC / 100,
+                "{now:?} {after}"
+            );
+        }
     }
 
     #[test]

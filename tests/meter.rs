@@ -143,7 +143,11 @@ async fn two_ids_with_the_same_64_bit_hash_have_their_own_quotas() {
     let (a, b): (Arc<str>, Arc<str>) = ("434297cd37220dda".into(), "7aed6936098d2ca6".into());
     assert_eq!(old_id_hash(&a), old_id_hash(&b), "the ids collide");
     let meter = LocalMeter::with_clock(ManualClock::at_unix_secs(1_700_000_000));
-    let p = plan("p", Some(Quota::new(2, QuotaPeriod::Month, 0).unwrap()), None);
+    let p = plan(
+        "p",
+        Some(Quota::new(2, QuotaPeriod::Month, 0).unwrap()),
+        None,
+    );
     for key in [&a, &b] {
         for _ in 0..2 {
             assert_eq!(admit(&meter, key, &p).await, Outcome::Admitted, "key {key}");

@@ -307,9 +307,10 @@ impl<C: Clock + Clone> LocalMeter<C> {
     }
 
     fn now(&self) -> Now {
+        let now = self.inner.clock.now();
         Now {
-            monotonic: self.inner.clock.monotonic_nanos(),
-            unix: self.inner.clock.unix_nanos(),
+            monotonic: now.monotonic_nanos,
+            unix: now.unix_nanos,
         }
     }
 

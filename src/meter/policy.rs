@@ -8,7 +8,8 @@
 //! 1. **The day.** The day counted is the later of the state's day and today (UTC); a wall clock
 //!    that steps back keeps counting on the latest day seen.
 //! 2. **The quota.** The window is the latest of the state's window and the window holding now; a
-//!    wall clock that steps back never opens a window already used. If fewer than `n` requests
+//!    wall clock that steps back never opens a window already used. A change of the quota's
+//!    period or offset applies from the end of the window in progress. If fewer than `n` requests
 //!    are left: refused, until the window ends, and nothing is spent (no token).
 //! 3. **The bucket** (GCRA, as governor's `gcra.rs`): one token every `period` nanoseconds of the
 //!    monotonic clock, at most `burst`. If fewer than `n` tokens are there: refused, until they
@@ -87,13 +88,15 @@ fn days(w: &Window) -> (u32, u32) {
 /// The window a quota counts in now: the one holding `unix_secs`, or the state's if that is later
 /// (the wall clock stepped back). Returns `(start, end, used)` with `used` 0 in a new window.
 pub(crate) fn current_window(state: &State, q: &QuotaLimits, unix_secs: u64) -> (u32, u32, i64) {
+    let today = u32::try_from(unix_secs / SECS_PER_DAY).unwrap_or(u32::MAX);
+    if state.window_end != 0 && state.window_start <= today && today < state.window_end {
+        // Still in the state's window: no calendar to work out. (So a change of the quota's
+        // period or offset applies from the end of the window in progress.)
+        return (state.window_start, state.window_end, state.window_used);
+    }
     let (start, end) = days(&window(q.period, q.offset, unix_secs));
     if state.window_end == 0 || start >= state.window_end {
         // No window yet, or the state's has ended: a new one.
-        (start, end, 0)
-    } else if start > state.window_start {
-        // A window that overlaps the state's but starts later: the quota's period or offset
-        // changed. Count afresh in the new window.
         (start, end, 0)
     } else {
         // The same window, or an earlier one (the wall clock stepped back): keep counting in the
