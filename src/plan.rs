@@ -55,6 +55,8 @@ pub struct MethodThrottle {
 #[derive(Clone, Debug)]
 pub struct StagePlan {
     id: Arc<str>,
+    /// The plan id's number in this process ([`plan_number`]), for the meter's records.
+    number: u32,
     api_id: Box<str>,
     stage: Box<str>,
     throttle: Option<Throttle>,
@@ -77,6 +79,26 @@ fn period_nanos(t: &Throttle) -> u64 {
         .and_then(|d| u64::try_from(d.as_nanos()).ok())
         .unwrap_or(u64::MAX)
         .max(1)
+}
+
+/// A number for each plan id this process has compiled a plan for, the same for the same id:
+/// the meter keeps it in each key's record instead of the id's text. Ids are compared as text
+/// here, once per compiled plan (a management change), never per request. The table keeps every
+/// id it was given (plans are few: AWS allows 300 per account).
+pub(crate) fn plan_number(id: &str) -> u32 {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    static NUMBERS: OnceLock<Mutex<HashMap<Box<str>, u32>>> = OnceLock::new();
+    let mut numbers = NUMBERS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(n) = numbers.get(id) {
+        return *n;
+    }
+    let n = u32::try_from(numbers.len()).unwrap_or(u32::MAX);
+    numbers.insert(id.into(), n);
+    n
 }
 
 /// Seconds for an empty bucket of `burst` tokens, one every `period` nanoseconds, to fill, rounded
@@ -137,6 +159,7 @@ impl StagePlan {
             .collect();
         Some(Self {
             id: plan.id.as_str().into(),
+            number: plan_number(&plan.id),
             api_id: st.api_id.as_str().into(),
             stage: st.stage.as_str().into(),
             throttle: plan.throttle,
@@ -159,6 +182,11 @@ impl StagePlan {
     /// The plan's id.
     pub fn id(&self) -> &Arc<str> {
         &self.id
+    }
+
+    /// The plan id's number in this process: equal numbers are equal ids.
+    pub(crate) fn number(&self) -> u32 {
+        self.number
     }
 
     /// The API's id of the stage.

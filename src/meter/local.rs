@@ -19,9 +19,9 @@ use super::policy::{self, Now, State};
 use super::{Admission, DayUsage, Meter, Verdict};
 
 /// Shards of the map: each is locked and grown on its own, so that a shard's growth, or the sweep
-/// of one, holds up only the few requests that land on it, and briefly (a shard holds about
-/// 4,000 keys at 1,000,000).
-const SHARDS: usize = 256;
+/// of one, holds up only the few requests that land on it, and briefly (a shard holds about 250
+/// keys at 1,000,000, and grows without reading them: each record keeps its hash).
+const SHARDS: usize = 4096;
 
 /// Everything metered of one key on one plan.
 #[derive(Debug, Default)]
@@ -124,38 +124,58 @@ enum Slot {
     Rest(usize),
 }
 
-/// One key on one plan: told apart by the ids themselves, compared as text.
+/// One key on one plan: told apart by the key's id itself (compared as text) and the plan's
+/// number ([`StagePlan`]'s, equal for equal ids).
 #[derive(Debug)]
 struct Record {
-    plan: Arc<str>,
+    /// [`Inner::hash`] of the ids, kept so that a shard grows without reading them again.
+    hash: u64,
+    plan: u32,
     key: Arc<str>,
     state: Mutex<KeyState>,
 }
 
-/// The map's key: a record, hashed and compared by its plan's and key's ids.
+/// The map's key: a record, found by its ids.
 #[derive(Clone, Debug)]
 struct Rec(Arc<Record>);
 
-/// A plan's and a key's ids, however they are held: what the map is searched by.
+/// A plan's number and a key's id, and their hash, however they are held: what the map is
+/// searched by.
 trait Ids {
-    fn ids(&self) -> (&str, &str);
+    fn hash64(&self) -> u64;
+    fn ids(&self) -> (u32, &str);
 }
 
 impl Ids for Rec {
-    fn ids(&self) -> (&str, &str) {
-        (&self.0.plan, &self.0.key)
+    fn hash64(&self) -> u64 {
+        self.0.hash
+    }
+
+    fn ids(&self) -> (u32, &str) {
+        (self.0.plan, &self.0.key)
     }
 }
 
-impl Ids for (&str, &str) {
-    fn ids(&self) -> (&str, &str) {
-        (self.0, self.1)
+/// A search: the hash worked out once, and the ids.
+struct Probe<'a> {
+    hash: u64,
+    plan: u32,
+    key: &'a str,
+}
+
+impl Ids for Probe<'_> {
+    fn hash64(&self) -> u64 {
+        self.hash
+    }
+
+    fn ids(&self) -> (u32, &str) {
+        (self.plan, self.key)
     }
 }
 
 impl Hash for dyn Ids + '_ {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        self.ids().hash(h);
+        h.write_u64(self.hash64());
     }
 }
 
@@ -192,7 +212,20 @@ type Map = DashMap<Rec, (), foldhash::fast::RandomState>;
 struct Inner<C> {
     clock: C,
     retention_days: u32,
+    /// Hashes the ids once per request; the map then hashes that number.
+    ids_hasher: foldhash::fast::RandomState,
     map: Map,
+}
+
+impl<C> Inner<C> {
+    fn probe<'a>(&self, plan: u32, key: &'a str) -> Probe<'a> {
+        use std::hash::BuildHasher;
+        Probe {
+            hash: self.ids_hasher.hash_one((plan, key)),
+            plan,
+            key,
+        }
+    }
 }
 
 /// The in-process [`Meter`]: the crate's limit policy (GCRA token buckets with a cost, exact quota
@@ -276,6 +309,7 @@ impl<C: Clock + Clone> LocalMeterBuilder<C> {
             inner: Arc::new(Inner {
                 clock: self.clock,
                 retention_days: self.retention_days,
+                ids_hasher: foldhash::fast::RandomState::default(),
                 map: DashMap::with_hasher_and_shard_amount(
                     foldhash::fast::RandomState::default(),
                     SHARDS,
@@ -369,18 +403,15 @@ impl<C: Clock + Clone> LocalMeter<C> {
 
     /// Runs `f` on the state of `key_id` on `plan`, creating it if new.
     #[inline]
-    fn with_state<R>(
-        &self,
-        plan: &Arc<str>,
-        key_id: &Arc<str>,
-        f: impl FnOnce(&mut KeyState) -> R,
-    ) -> R {
+    fn with_state<R>(&self, plan: u32, key_id: &Arc<str>, f: impl FnOnce(&mut KeyState) -> R) -> R {
         let map = &self.inner.map;
-        if let Some(found) = map.get(&(&**plan, &**key_id) as &dyn Ids) {
+        let probe = self.inner.probe(plan, key_id);
+        if let Some(found) = map.get(&probe as &dyn Ids) {
             return f(&mut found.key().0.state.lock());
         }
         let rec = Rec(Arc::new(Record {
-            plan: plan.clone(),
+            hash: probe.hash,
+            plan,
             key: key_id.clone(),
             state: Mutex::new(KeyState::default()),
         }));
@@ -396,7 +427,7 @@ impl<C: Clock + Clone> LocalMeter<C> {
         // a key's few buckets apart.
         let tag = req.plan.bucket_tag(req.bucket) as u32;
         let retention = self.inner.retention_days;
-        self.with_state(req.plan.id(), req.key_id, |st| {
+        self.with_state(req.plan.number(), req.key_id, |st| {
             let (slot, tat) = if limits.bucket.is_some() {
                 st.slot(tag, now.monotonic)
             } else {
@@ -422,7 +453,8 @@ impl<C: Clock + Clone> LocalMeter<C> {
             )
             .into());
         }
-        let (history, state) = match self.inner.map.get(&(&**plan.id(), key_id) as &dyn Ids) {
+        let probe = self.inner.probe(plan.number(), key_id);
+        let (history, state) = match self.inner.map.get(&probe as &dyn Ids) {
             Some(found) => {
                 let st = found.key().0.state.lock();
                 let history = st
@@ -465,7 +497,7 @@ impl<C: Clock + Clone> LocalMeter<C> {
         };
         let unix_secs = self.now().unix / NANOS_PER_SEC;
         let key_id: Arc<str> = key_id.into();
-        self.with_state(plan.id(), &key_id, |st| {
+        self.with_state(plan.number(), &key_id, |st| {
             let next = policy::set_remaining(&st.policy_state(0), &q, unix_secs, remaining);
             st.keep(&next, Slot::None, self.inner.retention_days);
         });
@@ -542,21 +574,32 @@ impl<C: Clock + Clone> Meter for LocalMeter<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::hash::BuildHasher;
 
     #[test]
-    fn ids_hash_alike_however_held() {
-        let map: Map = DashMap::with_hasher_and_shard_amount(Default::default(), 4);
+    fn ids_are_compared_not_only_hashed() {
+        let inner = Inner {
+            clock: (),
+            retention_days: 1,
+            ids_hasher: Default::default(),
+            map: DashMap::with_hasher_and_shard_amount(Default::default(), 4),
+        };
+        let probe = inner.probe(1, "k");
         let rec = Rec(Arc::new(Record {
-            plan: "p".into(),
+            hash: probe.hash,
+            plan: 1,
             key: "k".into(),
             state: Mutex::default(),
         }));
-        map.insert(rec, ());
-        assert!(map.get(&("p", "k") as &dyn Ids).is_some());
-        // The ids are compared, not only hashed: ("pk", "") is another record.
-        assert!(map.get(&("pk", "") as &dyn Ids).is_none());
-        assert!(map.get(&("p", "K") as &dyn Ids).is_none());
-        let _ = map.hasher().hash_one(1);
+        inner.map.insert(rec, ());
+        assert!(inner.map.get(&inner.probe(1, "k") as &dyn Ids).is_some());
+        assert!(inner.map.get(&inner.probe(2, "k") as &dyn Ids).is_none());
+        assert!(inner.map.get(&inner.probe(1, "K") as &dyn Ids).is_none());
+        // The same hash with other ids is another record.
+        let forged = Probe {
+            hash: probe.hash,
+            plan: 1,
+            key: "j",
+        };
+        assert!(inner.map.get(&forged as &dyn Ids).is_none());
     }
 }
