@@ -235,7 +235,7 @@ impl<C> Inner<C> {
 /// limits apply to a key summed over those stages, as AWS sums them.
 ///
 /// A request locks only its own key's record, briefly, to run the policy; no request waits for
-/// housekeeping beyond the growth of one of the map's 256 shards. Memory stays bounded by
+/// housekeeping beyond the growth of one of the map's 4,096 shards. Memory stays bounded by
 /// [`sweep`](Self::sweep), which the application calls now and then (or, with the `tokio`
 /// feature, [`spawn_sweeper`](Self::spawn_sweeper) calls): it forgets a key not seen for the
 /// retention period (90 days by default, counted in UTC days) once its quota window has ended and
