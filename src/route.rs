@@ -2,8 +2,12 @@
 //!
 //! Routes are AWS's resources and methods: a template such as `/items/{id}` (AWS's greedy
 //! `{proxy+}` is accepted too) and an HTTP method, each with its `apiKeyRequired`. A request whose
-//! method and path match no route gets the layer's default. The matched template is the resource
-//! path a plan's per-method throttles name (`"/items/{id}/GET"` applies to `GET /items/42`).
+//! method and path match no route gets the layer's default. A method's own setting wins; HEAD
+//! without one follows GET (axum answers HEAD with the GET handler); then the resource's `ANY`.
+//!
+//! The routes decide only whether a key is needed: a plan's per-method throttles are matched by
+//! the plan itself against the request's path ([`StagePlan::bucket_for`](crate::plan::StagePlan::bucket_for)),
+//! so `"/items/{id}/GET"` applies to `GET /items/42` whether or not the layer names the route.
 
 use http::Method;
 
@@ -22,7 +26,9 @@ struct Resource {
 /// What the layer knows of a request's method.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RouteMatch<'a> {
-    /// The matched template, or the request's path when no route matched.
+    /// What a plan's per-method throttles are matched against: the request's path (each plan
+    /// matches it against its own templates, so a plan's `/items/new/GET` applies to
+    /// `/items/new` even where the layer's route is `/items/{id}`).
     pub(crate) resource: &'a str,
     /// Whether the method requires an API key.
     pub(crate) key_required: bool,
@@ -182,7 +188,7 @@ impl Routes {
             Some(i) => {
                 let r = &self.resources[i];
                 RouteMatch {
-                    resource: &r.template,
+                    resource: path,
                     key_required: setting(&r.methods, method).unwrap_or(self.default_required),
                 }
             }
@@ -191,6 +197,15 @@ impl Routes {
                 key_required: self.default_required,
             },
         }
+    }
+}
+
+#[cfg(test)]
+impl Routes {
+    /// The template a match resolved to, or its path when none.
+    fn template_of<'a>(&'a self, m: &RouteMatch<'a>) -> &'a str {
+        self.index(m.resource)
+            .map_or(m.resource, |i| &self.resources[i].template)
     }
 }
 
@@ -207,15 +222,18 @@ mod tests {
         r.set(Method::GET, "/health", false).unwrap();
         r.set(Method::GET, "/files/{path+}", true).unwrap();
         let m = r.resolve(&Method::GET, "/items/42");
-        assert_eq!((m.resource, m.key_required), ("/items/{id}", true));
+        assert_eq!((r.template_of(&m), m.key_required), ("/items/{id}", true));
         let m = r.resolve(&Method::DELETE, "/items/42");
-        assert_eq!((m.resource, m.key_required), ("/items/{id}", false));
+        assert_eq!((r.template_of(&m), m.key_required), ("/items/{id}", false));
         let m = r.resolve(&Method::GET, "/health");
         assert!(!m.key_required);
         let m = r.resolve(&Method::GET, "/files/a/b/c");
-        assert_eq!((m.resource, m.key_required), ("/files/{path+}", true));
+        assert_eq!(
+            (r.template_of(&m), m.key_required),
+            ("/files/{path+}", true)
+        );
         let m = r.resolve(&Method::GET, "/nowhere");
-        assert_eq!((m.resource, m.key_required), ("/nowhere", false));
+        assert_eq!((r.template_of(&m), m.key_required), ("/nowhere", false));
         assert!(r.resolve(&Method::POST, "/orders").key_required);
         assert!(!r.resolve(&Method::PUT, "/orders").key_required);
         // HEAD follows GET unless it has its own setting; ANY covers the rest.
@@ -238,14 +256,14 @@ mod tests {
             r.set(Method::GET, "/items/{id}", true).unwrap();
             r.set(Method::GET, "/items/new", false).unwrap();
             let m = r.resolve(&Method::GET, "/items/new");
-            assert_eq!((m.resource, m.key_required), ("/items/new", false));
+            assert_eq!((r.template_of(&m), m.key_required), ("/items/new", false));
             let m = r.resolve(&Method::GET, "/items/7");
-            assert_eq!((m.resource, m.key_required), ("/items/{id}", true));
+            assert_eq!((r.template_of(&m), m.key_required), ("/items/{id}", true));
             let m = r.resolve(&Method::GET, "/items/new/");
             assert_eq!(m.resource, "/items/new/");
             if extra > 0 {
                 let m = r.resolve(&Method::GET, "/static19");
-                assert_eq!((m.resource, m.key_required), ("/static19", true));
+                assert_eq!((r.template_of(&m), m.key_required), ("/static19", true));
             }
         }
         assert!(r.set(Method::GET, "/items/{a}{b}", true).is_err());

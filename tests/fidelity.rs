@@ -262,6 +262,15 @@ async fn build_names_the_plan_and_key_of_an_override_that_can_never_match() {
 }
 
 #[tokio::test]
+async fn a_static_override_applies_under_a_templated_route() {
+    let f = fixture(store_with(&[("/items/new/GET", 0.001, 1)]), |b| {
+        b.require_key(Method::GET, "/items/{id}")
+    });
+    assert_eq!(f.statuses(Method::GET, "/items/new", 2).await, [200, 429]);
+    assert_eq!(f.statuses(Method::GET, "/items/7", 2).await, [200, 200]);
+}
+
+#[tokio::test]
 async fn a_templated_override_added_at_run_time_applies_to_the_next_request() {
     let f = fixture(store_with(&[]), |b| b);
     assert_eq!(
