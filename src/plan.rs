@@ -267,7 +267,7 @@ impl StagePlan {
 
     /// The bucket a request for `method` on `resource` draws from.
     ///
-    /// `resource` is the route template the layer matched, or the request's path: it is matched
+    /// `resource` is the request's path (or a template written as a route): it is matched
     /// against the plan's own templates (`/items/42` is `/items/{id}`; a static resource wins
     /// over a template, and parameter names do not matter). On that resource the method's own
     /// throttle applies; for HEAD without one, GET's (axum answers HEAD with the GET handler);

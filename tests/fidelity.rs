@@ -137,6 +137,7 @@ async fn a_plan_with_burst_0_loads_and_every_request_gets_429_without_running_th
         assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(a.body, r#"{"message":"Too Many Requests"}"#);
         assert_eq!(a.header("retry-after"), Some("60"));
+        assert_eq!(a.header("ratelimit-policy"), Some("\"burst\";q=0;w=60"));
     }
     assert_eq!(f.hits(), 0, "the inner service never runs");
 }
