@@ -322,7 +322,8 @@ async fn two_key_values_are_refused_whatever_their_order() {
         let a = send_req(&f.router, req).await;
         assert_eq!(a.status, StatusCode::FORBIDDEN);
     }
-    // One field line holding two values (as a proxy folds them) is two values too.
+    // One field line holding two values, as a proxy may fold them, is refused too (a key value
+    // holds no space).
     let req = Request::get("/items")
         .header("x-api-key", format!("{FREE}, {FREE}"))
         .body(Body::empty())
