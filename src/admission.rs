@@ -131,6 +131,8 @@ pub(crate) struct Gate<St, M> {
     pub(crate) on_store_error: FailMode,
     pub(crate) on_meter_error: FailMode,
     pub(crate) rate_headers: bool,
+    /// Whether CORS preflights pass uncounted.
+    pub(crate) pass_preflight: bool,
     pub(crate) responses: Responses,
 }
 
@@ -140,6 +142,15 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// Whether the request is a CORS preflight: `OPTIONS` with `Access-Control-Request-Method`.
+#[inline]
+fn is_preflight<B>(req: &Request<B>) -> bool {
+    req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 /// The grant's key and plan, or why the key is refused.
@@ -157,6 +168,9 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
     /// Decides at once if the store and meter can; else says what is left to await.
     #[inline]
     pub(crate) fn start<B>(&self, req: &Request<B>) -> Start {
+        if self.pass_preflight && is_preflight(req) {
+            return Start::Pass;
+        }
         let route = self.routes.resolve(req.method(), req.uri().path());
         if !route.key_required {
             return Start::Pass;

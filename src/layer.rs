@@ -76,12 +76,13 @@ impl<St: KeyStore> UsagePlanLayer<St, LocalMeter> {
     /// in-process [`LocalMeter`], the `x-api-key` header, rate-limit headers on, failing closed.
     pub fn new(store: St) -> Self {
         let builder = Self::builder(store);
-        // With no routes declared and a key required by default, only a plan's per-method
-        // template that the router refuses can fail here: serve without the plans' templates
-        // rather than panic.
-        let routes = builder
-            .routes()
-            .unwrap_or_else(|_| Routes::new(builder.default_required));
+        // With no routes, every method requires a key, so no per-method throttle is on a method
+        // without one; a throttle whose template can never match is only logged (naming plan and
+        // key), as `new` cannot fail. Plans route their own templates: none is ever dropped.
+        if let Err(e) = builder.check_plans(&Routes::new(true)) {
+            tracing::warn!(error = %e, "a usage plan's per-method throttle can never apply");
+        }
+        let routes = Routes::new(builder.default_required);
         builder.finish(routes)
     }
 
@@ -97,6 +98,7 @@ impl<St: KeyStore> UsagePlanLayer<St, LocalMeter> {
             on_store_error: FailMode::Closed,
             on_meter_error: FailMode::Closed,
             rate_headers: true,
+            pass_preflight: true,
             responses: Responses::default(),
         }
     }
@@ -122,6 +124,7 @@ pub struct UsagePlanLayerBuilder<St, M> {
     on_store_error: FailMode,
     on_meter_error: FailMode,
     rate_headers: bool,
+    pass_preflight: bool,
     responses: Responses,
 }
 
@@ -155,6 +158,7 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
             on_store_error: self.on_store_error,
             on_meter_error: self.on_meter_error,
             rate_headers: self.rate_headers,
+            pass_preflight: self.pass_preflight,
             responses: self.responses,
         }
     }
@@ -192,6 +196,31 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
         self
     }
 
+    /// Whether a CORS preflight passes through untouched and uncounted (default `true`).
+    ///
+    /// A preflight is an `OPTIONS` request with an `Access-Control-Request-Method` header, which
+    /// a browser sends before a cross-origin call and never with an API key (AWS users define
+    /// `OPTIONS` with `apiKeyRequired = false` for this). Without this, a key required
+    /// everywhere makes the API unusable from a browser. `false` checks preflights as any
+    /// other `OPTIONS` request. A plain `OPTIONS` (no `Access-Control-Request-Method`) is
+    /// always checked like any method.
+    ///
+    /// ```
+    /// use tower_usage_plans::{MemoryStore, UsagePlanLayer};
+    ///
+    /// // Answer preflights in the layer's inner service (tower-http's CorsLayer) or, with
+    /// // this, refuse them without a key.
+    /// let layer = UsagePlanLayer::builder(MemoryStore::new())
+    ///     .pass_cors_preflight(false)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
+    pub fn pass_cors_preflight(mut self, on: bool) -> Self {
+        self.pass_preflight = on;
+        self
+    }
+
     /// What to do when the store fails (default [`FailMode::Closed`]).
     pub fn on_store_error(mut self, mode: FailMode) -> Self {
         self.on_store_error = mode;
@@ -212,11 +241,20 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
     }
 
     /// Builds the layer, checking the routes and every per-method throttle the store's plans
-    /// set on the stage: one on a method that requires no key could never apply (the article's
-    /// Mistake 1), and is refused with [`ConfigError::UnreachableOverride`]. A per-method
-    /// template (`/items/{id}`) that no route names becomes a route, with the default.
+    /// set on the stage, so that none is configured and silently never applies:
+    ///
+    /// - one on a method that requires no key (the article's Mistake 1) is refused with
+    ///   [`ConfigError::UnreachableOverride`];
+    /// - one whose resource path can never match a request (a template such as
+    ///   `/items/{a}{b}`) is refused with [`ConfigError::Route`], naming the plan and the
+    ///   throttle's key.
+    ///
+    /// Each plan routes its own templates (`/items/{id}/GET` applies to `GET /items/42` whether
+    /// or not the layer names the route), so the templates of different plans never clash, and
+    /// a templated throttle added at run time applies to the next request.
     pub fn build(self) -> Result<UsagePlanLayer<St, M>, ConfigError> {
         let routes = self.routes()?;
+        self.check_plans(&routes)?;
         Ok(self.finish(routes))
     }
 
@@ -225,6 +263,11 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
         for (method, template, required) in &self.routes {
             routes.set(method.clone(), template, *required)?;
         }
+        Ok(routes)
+    }
+
+    /// Checks that every per-method throttle of the stage's plans can apply on `routes`.
+    fn check_plans(&self, routes: &Routes) -> Result<(), ConfigError> {
         let plans = self.store.plans_now(&self.stage);
         if plans.as_ref().is_some_and(Vec::is_empty) {
             tracing::warn!(
@@ -234,14 +277,29 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
                  will be answered 403 until a plan lists it (UsagePlanLayerBuilder::stage)"
             );
         }
-        let plans = plans.unwrap_or_default();
-        for plan in &plans {
+        for plan in plans.unwrap_or_default() {
+            if let Some((key, reason)) = plan.unroutable().first() {
+                return Err(ConfigError::Route {
+                    method: key.method().to_string(),
+                    template: key.resource().to_owned(),
+                    reason: format!(
+                        "usage plan {:?} sets a throttle for \"{key}\" on stage {}:{}, whose \
+                         resource path can never match a request ({reason}); fix or remove the \
+                         throttle",
+                        plan.id(),
+                        plan.api_id(),
+                        plan.stage(),
+                    ),
+                });
+            }
             for m in plan.methods() {
                 let (method, resource) = (m.method.method(), m.method.resource());
-                if resource.contains('{') && !routes.has_template(resource) {
-                    routes.set(method.clone(), resource, self.default_required)?;
-                }
-                if !routes.key_required_for(method, resource) {
+                let reachable = if method.as_str() == "ANY" {
+                    routes.any_method_requires_key(resource)
+                } else {
+                    routes.resolve(method, resource).key_required
+                };
+                if !reachable {
                     return Err(ConfigError::UnreachableOverride {
                         plan: plan.id().to_string(),
                         method_path: m.method.to_string(),
@@ -251,7 +309,7 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
                 }
             }
         }
-        Ok(routes)
+        Ok(())
     }
 
     fn finish(self, routes: Routes) -> UsagePlanLayer<St, M> {
@@ -265,6 +323,7 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
                 on_store_error: self.on_store_error,
                 on_meter_error: self.on_meter_error,
                 rate_headers: self.rate_headers,
+                pass_preflight: self.pass_preflight,
                 responses: self.responses,
             }),
         }

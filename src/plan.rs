@@ -70,10 +70,83 @@ pub struct StagePlan {
     /// The `RateLimit-Policy` value of each bucket (index as `periods`; [`Bucket::None`] last),
     /// built once here rather than on every request.
     policies: Box<[Option<http::HeaderValue>]>,
+    /// The resources the per-method throttles name, matched against a request's route or path.
+    resources: Resources,
 }
 
-/// Nanoseconds per token, as `governor::Quota::with_period(1 / rate)` takes them (at least 1).
+/// The plan's own resource templates, routed once per plan: a request finds its per-method
+/// throttle whatever routes the layer was built with, and a template added at run time applies
+/// to the next request.
+#[derive(Clone, Debug, Default)]
+struct Resources {
+    /// A template (parameters renamed by position, so `/items/{id}` and `/items/{itemId}` are one
+    /// resource, as on AWS) -> index into `methods`.
+    router: matchit::Router<usize>,
+    /// Each resource's methods: (method, index into `StagePlan::methods`).
+    methods: Vec<Vec<(Method, usize)>>,
+    /// Each resource's template as the plan writes it (for an exact comparison first).
+    templates: Vec<Box<str>>,
+    /// The per-method throttles whose resource can never match a request, and why.
+    unrouted: Vec<(MethodPath, String)>,
+}
+
+impl Resources {
+    fn new(methods: &[MethodThrottle]) -> Self {
+        let mut r = Self::default();
+        // Each slot's template as routed, parameters renamed by position.
+        let mut routed: Vec<String> = Vec::new();
+        for (i, m) in methods.iter().enumerate() {
+            let template = crate::route::matchit_template(m.method.resource(), true);
+            let slot = match routed.iter().position(|t| *t == template) {
+                Some(slot) => slot,
+                None => {
+                    let slot = routed.len();
+                    if let Err(e) = r.router.insert(template.clone(), slot) {
+                        r.unrouted.push((m.method.clone(), e.to_string()));
+                        continue;
+                    }
+                    routed.push(template);
+                    r.templates.push(m.method.resource().into());
+                    r.methods.push(Vec::new());
+                    slot
+                }
+            };
+            r.methods[slot].push((m.method.method().clone(), i));
+        }
+        r
+    }
+
+    /// The index in `StagePlan::methods` of the throttle for `method` on `resource` (a route
+    /// template, or a request's path): the method's own entry, else GET's for HEAD, else `ANY`.
+    #[inline]
+    fn find(&self, resource: &str, method: &Method) -> Option<usize> {
+        let slot = match self.templates.iter().position(|t| **t == *resource) {
+            Some(slot) => slot,
+            None => *self.router.at(resource).ok()?.value,
+        };
+        let methods = self.methods.get(slot)?;
+        let own = |want: &Method| methods.iter().find(|(m, _)| m == want).map(|(_, i)| *i);
+        own(method)
+            .or_else(|| {
+                (method == Method::HEAD)
+                    .then(|| own(&Method::GET))
+                    .flatten()
+            })
+            .or_else(|| {
+                methods
+                    .iter()
+                    .find(|(m, _)| m.as_str() == "ANY")
+                    .map(|(_, i)| *i)
+            })
+    }
+}
+
+/// Nanoseconds per token, as `governor::Quota::with_period(1 / rate)` takes them (at least 1);
+/// `u64::MAX` (never) for a rate of 0.
 fn period_nanos(t: &Throttle) -> u64 {
+    if t.rate_limit <= 0.0 {
+        return u64::MAX;
+    }
     std::time::Duration::try_from_secs_f64(1.0 / t.rate_limit)
         .ok()
         .and_then(|d| u64::try_from(d.as_nanos()).ok())
@@ -153,10 +226,15 @@ impl StagePlan {
         let policies = throttles
             .zip(periods.iter().copied().chain(std::iter::once(0)))
             .map(|(t, period)| {
-                let burst = t.map(|t| (u64::from(t.burst_limit), fill_secs(period, t.burst_limit)));
+                // A blocked bucket: nothing, in the window a refused client is told to wait.
+                let burst = t.map(|t| match t.is_blocked() {
+                    true => (0, crate::meter::policy::BLOCKED_RETRY_SECS),
+                    false => (u64::from(t.burst_limit), fill_secs(period, t.burst_limit)),
+                });
                 crate::response::policy_value(burst, plan.quota.as_ref())
             })
             .collect();
+        let resources = Resources::new(&methods);
         Some(Self {
             id: plan.id.as_str().into(),
             number: plan_number(&plan.id),
@@ -168,6 +246,7 @@ impl StagePlan {
             tags,
             periods,
             policies,
+            resources,
         })
     }
 
@@ -214,21 +293,50 @@ impl StagePlan {
         &self.methods
     }
 
-    /// The bucket a request for `method` on `resource` (the matched route template, or the path
-    /// itself when no template matched) draws from.
+    /// The bucket a request for `method` on `resource` draws from.
+    ///
+    /// `resource` is the request's path (or a template written as a route): it is matched
+    /// against the plan's own templates (`/items/42` is `/items/{id}`; a static resource wins
+    /// over a template, and parameter names do not matter). On that resource the method's own
+    /// throttle applies; for HEAD without one, GET's (axum answers HEAD with the GET handler);
+    /// else the resource's `ANY` throttle; else the plan's.
+    ///
+    /// ```
+    /// use http::Method;
+    /// use tower_usage_plans::model::{ApiStage, StageRef, Throttle, UsagePlan};
+    /// use tower_usage_plans::plan::{Bucket, StagePlan};
+    ///
+    /// let mut plan = UsagePlan::new("plan111", "Free");
+    /// plan.throttle = Some(Throttle::new(100.0, 100).unwrap());
+    /// let mut stage = ApiStage::new("abc123def4", "prod");
+    /// stage.throttle.insert("/items/ANY".into(), Throttle::new(1.0, 1).unwrap());
+    /// stage.throttle.insert("/items/{id}/GET".into(), Throttle::new(2.0, 2).unwrap());
+    /// plan.api_stages.push(stage);
+    /// let p = StagePlan::new(&plan, &StageRef::new("abc123def4", "prod")).unwrap();
+    ///
+    /// assert_eq!(p.bucket_for("/items", &Method::DELETE), Bucket::Method(0)); // ANY
+    /// assert_eq!(p.bucket_for("/items/42", &Method::GET), Bucket::Method(1));
+    /// assert_eq!(p.bucket_for("/items/{itemId}", &Method::HEAD), Bucket::Method(1));
+    /// assert_eq!(p.bucket_for("/items/42", &Method::POST), Bucket::Plan);
+    /// ```
     #[inline]
     pub fn bucket_for(&self, resource: &str, method: &Method) -> Bucket {
         if self.throttle.is_none() {
             return Bucket::None;
         }
-        match self
-            .methods
-            .iter()
-            .position(|m| m.method.method() == method && m.method.resource() == resource)
-        {
+        if self.methods.is_empty() {
+            return Bucket::Plan;
+        }
+        match self.resources.find(resource, method) {
             Some(i) => Bucket::Method(i),
             None => Bucket::Plan,
         }
+    }
+
+    /// The per-method throttles whose resource path can never match a request (a template the
+    /// router cannot hold, such as `/items/{a}{b}`), each with why.
+    pub fn unroutable(&self) -> &[(MethodPath, String)] {
+        &self.resources.unrouted
     }
 
     /// A number that names a bucket of this plan and stays the same when the plan is rebuilt

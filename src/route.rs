@@ -2,8 +2,12 @@
 //!
 //! Routes are AWS's resources and methods: a template such as `/items/{id}` (AWS's greedy
 //! `{proxy+}` is accepted too) and an HTTP method, each with its `apiKeyRequired`. A request whose
-//! method and path match no route gets the layer's default. The matched template is the resource
-//! path a plan's per-method throttles name (`"/items/{id}/GET"` applies to `GET /items/42`).
+//! method and path match no route gets the layer's default. A method's own setting wins; HEAD
+//! without one follows GET (axum answers HEAD with the GET handler); then the resource's `ANY`.
+//!
+//! The routes decide only whether a key is needed: a plan's per-method throttles are matched by
+//! the plan itself against the request's path ([`StagePlan::bucket_for`](crate::plan::StagePlan::bucket_for)),
+//! so `"/items/{id}/GET"` applies to `GET /items/42` whether or not the layer names the route.
 
 use http::Method;
 
@@ -22,7 +26,9 @@ struct Resource {
 /// What the layer knows of a request's method.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RouteMatch<'a> {
-    /// The matched template, or the request's path when no route matched.
+    /// What a plan's per-method throttles are matched against: the request's path (each plan
+    /// matches it against its own templates, so a plan's `/items/new/GET` applies to
+    /// `/items/new` even where the layer's route is `/items/{id}`).
     pub(crate) resource: &'a str,
     /// Whether the method requires an API key.
     pub(crate) key_required: bool,
@@ -39,18 +45,60 @@ pub(crate) struct Routes {
     default_required: bool,
 }
 
-/// AWS's `{proxy+}` is matchit's `{*proxy}`.
-fn to_matchit(template: &str) -> String {
+/// A template as matchit routes it: AWS's `{proxy+}` is matchit's `{*proxy}`. With
+/// `positional`, parameters are renamed by their place (`{p0}`, `{*p1}`), so that templates that
+/// differ only in their parameters' names (`/items/{id}`, `/items/{itemId}`) are one route, as
+/// they are one resource on AWS.
+pub(crate) fn matchit_template(template: &str, positional: bool) -> String {
+    let mut n = 0;
     template
         .split('/')
-        .map(
-            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix("+}")) {
-                Some(name) => format!("{{*{name}}}"),
-                None => seg.to_owned(),
-            },
-        )
+        .map(|seg| {
+            let Some(inner) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
+                return seg.to_owned();
+            };
+            if inner.contains(['{', '}']) {
+                return seg.to_owned(); // not one parameter: matchit says why
+            }
+            let (name, greedy) = match inner.strip_suffix('+') {
+                Some(name) => (name, true),
+                None => (
+                    inner.strip_prefix('*').unwrap_or(inner),
+                    inner.starts_with('*'),
+                ),
+            };
+            let name = if positional {
+                n += 1;
+                format!("p{}", n - 1)
+            } else {
+                name.to_owned()
+            };
+            if greedy {
+                format!("{{*{name}}}")
+            } else {
+                format!("{{{name}}}")
+            }
+        })
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// A method's setting on a resource: its own, else GET's for HEAD (axum answers HEAD with the
+/// GET handler), else the resource's `ANY`.
+fn setting<T: Copy>(entries: &[(Method, T)], method: &Method) -> Option<T> {
+    let own = |want: &Method| entries.iter().find(|(m, _)| m == want).map(|(_, v)| *v);
+    own(method)
+        .or_else(|| {
+            (method == Method::HEAD)
+                .then(|| own(&Method::GET))
+                .flatten()
+        })
+        .or_else(|| {
+            entries
+                .iter()
+                .find(|(m, _)| m.as_str() == "ANY")
+                .map(|(_, v)| *v)
+        })
 }
 
 impl Routes {
@@ -83,7 +131,7 @@ impl Routes {
             None => {
                 let i = self.resources.len();
                 self.router
-                    .insert(to_matchit(template), i)
+                    .insert(matchit_template(template, false), i)
                     .map_err(|e| err(e.to_string()))?;
                 if !template.contains(['{', '}']) {
                     self.statics.push((template.into(), i));
@@ -103,28 +151,23 @@ impl Routes {
         Ok(())
     }
 
-    /// Whether `template` is a route of the layer.
-    pub(crate) fn has_template(&self, template: &str) -> bool {
-        self.resources.iter().any(|r| &*r.template == template)
+    /// Whether some method on the resource `template` resolves to (a route template, or a plan's
+    /// resource path matched as a request's path would be) requires a key.
+    pub(crate) fn any_method_requires_key(&self, template: &str) -> bool {
+        if self.default_required {
+            return true;
+        }
+        match self.index(template) {
+            Some(i) => self.resources[i].methods.iter().any(|(_, req)| *req),
+            None => false,
+        }
     }
 
-    /// Whether `method` on exactly `template` requires a key.
-    pub(crate) fn key_required_for(&self, method: &Method, template: &str) -> bool {
-        self.resources
-            .iter()
-            .find(|r| &*r.template == template)
-            .and_then(|r| r.methods.iter().find(|(m, _)| m == method))
-            .map_or(self.default_required, |(_, req)| *req)
-    }
-
-    /// Matches a request.
+    /// The resource a path (or a template) matches.
     #[inline]
-    pub(crate) fn resolve<'a>(&'a self, method: &Method, path: &'a str) -> RouteMatch<'a> {
+    fn index(&self, path: &str) -> Option<usize> {
         if self.resources.is_empty() {
-            return RouteMatch {
-                resource: path,
-                key_required: self.default_required,
-            };
+            return None;
         }
         let found = if self.statics.len() <= STATIC_WALK {
             self.statics
@@ -134,23 +177,35 @@ impl Routes {
         } else {
             None
         };
-        match found.map_or_else(|| self.router.at(path).map(|m| *m.value), Ok) {
-            Ok(i) => {
+        found.or_else(|| self.router.at(path).ok().map(|m| *m.value))
+    }
+
+    /// Matches a request: a method's own setting on the resource, else (HEAD) GET's, else the
+    /// resource's `ANY`, else the default.
+    #[inline]
+    pub(crate) fn resolve<'a>(&'a self, method: &Method, path: &'a str) -> RouteMatch<'a> {
+        match self.index(path) {
+            Some(i) => {
                 let r = &self.resources[i];
                 RouteMatch {
-                    resource: &r.template,
-                    key_required: r
-                        .methods
-                        .iter()
-                        .find(|(x, _)| x == method)
-                        .map_or(self.default_required, |(_, req)| *req),
+                    resource: path,
+                    key_required: setting(&r.methods, method).unwrap_or(self.default_required),
                 }
             }
-            Err(_) => RouteMatch {
+            None => RouteMatch {
                 resource: path,
                 key_required: self.default_required,
             },
         }
+    }
+}
+
+#[cfg(test)]
+impl Routes {
+    /// The template a match resolved to, or its path when none.
+    fn template_of<'a>(&'a self, m: &RouteMatch<'a>) -> &'a str {
+        self.index(m.resource)
+            .map_or(m.resource, |i| &self.resources[i].template)
     }
 }
 
@@ -167,17 +222,30 @@ mod tests {
         r.set(Method::GET, "/health", false).unwrap();
         r.set(Method::GET, "/files/{path+}", true).unwrap();
         let m = r.resolve(&Method::GET, "/items/42");
-        assert_eq!((m.resource, m.key_required), ("/items/{id}", true));
+        assert_eq!((r.template_of(&m), m.key_required), ("/items/{id}", true));
         let m = r.resolve(&Method::DELETE, "/items/42");
-        assert_eq!((m.resource, m.key_required), ("/items/{id}", false));
+        assert_eq!((r.template_of(&m), m.key_required), ("/items/{id}", false));
         let m = r.resolve(&Method::GET, "/health");
         assert!(!m.key_required);
         let m = r.resolve(&Method::GET, "/files/a/b/c");
-        assert_eq!((m.resource, m.key_required), ("/files/{path+}", true));
+        assert_eq!(
+            (r.template_of(&m), m.key_required),
+            ("/files/{path+}", true)
+        );
         let m = r.resolve(&Method::GET, "/nowhere");
-        assert_eq!((m.resource, m.key_required), ("/nowhere", false));
-        assert!(r.key_required_for(&Method::POST, "/orders"));
-        assert!(!r.key_required_for(&Method::PUT, "/orders"));
+        assert_eq!((r.template_of(&m), m.key_required), ("/nowhere", false));
+        assert!(r.resolve(&Method::POST, "/orders").key_required);
+        assert!(!r.resolve(&Method::PUT, "/orders").key_required);
+        // HEAD follows GET unless it has its own setting; ANY covers the rest.
+        assert!(r.resolve(&Method::HEAD, "/items/7").key_required);
+        r.set(Method::HEAD, "/items/{id}", false).unwrap();
+        assert!(!r.resolve(&Method::HEAD, "/items/7").key_required);
+        let any = Method::from_bytes(b"ANY").unwrap();
+        r.set(any, "/orders", true).unwrap();
+        assert!(r.resolve(&Method::PUT, "/orders").key_required);
+        assert!(r.any_method_requires_key("/orders"));
+        assert!(!r.any_method_requires_key("/health"));
+        assert!(r.any_method_requires_key("/items/{itemId}"));
         assert!(r.set(Method::GET, "items", true).is_err());
         // A static route wins over a template at the same place, with or without the walk.
         for extra in [0, 20] {
@@ -188,16 +256,24 @@ mod tests {
             r.set(Method::GET, "/items/{id}", true).unwrap();
             r.set(Method::GET, "/items/new", false).unwrap();
             let m = r.resolve(&Method::GET, "/items/new");
-            assert_eq!((m.resource, m.key_required), ("/items/new", false));
+            assert_eq!((r.template_of(&m), m.key_required), ("/items/new", false));
             let m = r.resolve(&Method::GET, "/items/7");
-            assert_eq!((m.resource, m.key_required), ("/items/{id}", true));
+            assert_eq!((r.template_of(&m), m.key_required), ("/items/{id}", true));
             let m = r.resolve(&Method::GET, "/items/new/");
             assert_eq!(m.resource, "/items/new/");
             if extra > 0 {
                 let m = r.resolve(&Method::GET, "/static19");
-                assert_eq!((m.resource, m.key_required), ("/static19", true));
+                assert_eq!((r.template_of(&m), m.key_required), ("/static19", true));
             }
         }
         assert!(r.set(Method::GET, "/items/{a}{b}", true).is_err());
+    }
+
+    #[test]
+    fn templates_are_routed_with_positional_names_when_asked() {
+        assert_eq!(matchit_template("/files/{path+}", false), "/files/{*path}");
+        assert_eq!(matchit_template("/a/{id}/b/{x+}", true), "/a/{p0}/b/{*p1}");
+        assert_eq!(matchit_template("/items/{a}{b}", true), "/items/{a}{b}");
+        assert_eq!(matchit_template("//", true), "//");
     }
 }

@@ -41,7 +41,7 @@ pub use key::{ApiKey, ApiKeyValue, GENERATED_KEY_LEN, MAX_KEY_LEN, MIN_KEY_LEN};
 pub use method::MethodPath;
 #[cfg(feature = "json")]
 pub(crate) use plan::offset_error;
-pub(crate) use plan::RATE_RANGE;
+pub(crate) use plan::{valid_rate, RATE_RANGE};
 pub use plan::{ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan, MAX_RATE, MIN_RATE};
 pub use stage::StageRef;
 

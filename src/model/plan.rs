@@ -11,6 +11,10 @@ use crate::error::FieldError;
 
 /// A token bucket: `burst_limit` tokens, refilled at `rate_limit` per second.
 ///
+/// Zero is valid for both, as on AWS, and blocks: a throttle with a zero in either field refuses
+/// every request with 429 (see [`Throttle::is_blocked`]). That is how AWS's console and CDK switch a method off (0/0), and what
+/// Terraform leaves when only a rate is set (burst 0).
+///
 /// In JSON (feature `json`): `{"burstLimit": 20, "rateLimit": 10.0}`, both required; `rateLimit`
 /// may also be a numeric string (`"10"`). Deserializing checks the shape only; the ranges are
 /// checked by [`validate`](Self::validate) (and by [`Config`](crate::config::Config)).
@@ -29,14 +33,19 @@ pub struct Throttle {
     pub rate_limit: f64,
 }
 
-/// The slowest refill accepted: one request a year.
+/// The slowest refill accepted other than 0 (which never refills): one request a year.
 pub const MIN_RATE: f64 = 1.0 / (365.0 * 86_400.0);
 /// The fastest refill accepted: a billion requests per second.
 pub const MAX_RATE: f64 = 1e9;
 
+/// Whether `rate` is a valid `rateLimit`: 0, or from [`MIN_RATE`] to [`MAX_RATE`].
+pub(crate) fn valid_rate(rate: f64) -> bool {
+    rate == 0.0 || (MIN_RATE..=MAX_RATE).contains(&rate)
+}
+
 /// What a rate must be, for messages.
-pub(crate) const RATE_RANGE: &str =
-    "a number of requests per second from one a year (3.2e-8) to a billion (1e9)";
+pub(crate) const RATE_RANGE: &str = "0 (never refills) or a number of requests per second from \
+     one a year (3.2e-8) to a billion (1e9)";
 
 impl Throttle {
     /// A checked throttle.
@@ -49,22 +58,33 @@ impl Throttle {
         Ok(t)
     }
 
-    /// Checks that the rate is a finite number of requests per second between one a year and a
-    /// billion, and the burst at least 1.
+    /// Checks that the rate is 0 or a finite number of requests per second between one a year
+    /// and a billion. Every burst is valid, 0 included.
+    ///
+    /// ```
+    /// use tower_usage_plans::model::Throttle;
+    ///
+    /// assert!(Throttle::new(10.0, 0).unwrap().is_blocked()); // Terraform's rate-only throttle
+    /// assert!(Throttle::new(0.0, 0).unwrap().is_blocked()); // a method switched off
+    /// assert!(Throttle::new(0.0, 5).unwrap().is_blocked()); // a rate of 0 blocks too
+    /// assert!(Throttle::new(-1.0, 5).is_err());
+    /// assert!(Throttle::new(1e-12, 5).is_err()); // slower than one a year
+    /// ```
     pub fn validate(&self) -> Result<(), FieldError> {
-        if !self.rate_limit.is_finite() || !(MIN_RATE..=MAX_RATE).contains(&self.rate_limit) {
+        if !valid_rate(self.rate_limit) {
             return Err(FieldError::new(
                 "rateLimit",
                 format!("must be {RATE_RANGE}, not {}", number(self.rate_limit)),
             ));
         }
-        if self.burst_limit == 0 {
-            return Err(FieldError::new(
-                "burstLimit",
-                "must be at least 1 (a bucket of size 0 would refuse every request)",
-            ));
-        }
         Ok(())
+    }
+
+    /// Whether the throttle admits nothing at all: its burst or its rate is 0. Such a bucket
+    /// never fills, so every request it meters is answered 429, with a `Retry-After` of 60
+    /// seconds (the time to come back and see whether the throttle was changed).
+    pub fn is_blocked(&self) -> bool {
+        self.burst_limit == 0 || self.rate_limit == 0.0
     }
 }
 
@@ -381,11 +401,14 @@ mod tests {
     #[test]
     fn throttles_are_checked() {
         assert!(Throttle::new(0.1, 1).is_ok());
-        for bad in [f64::NAN, f64::INFINITY, -1.0, 0.0, 2e9] {
+        for bad in [f64::NAN, f64::INFINITY, -1.0, -0.0 - 1e-9, 1e-9, 2e9] {
             let e = Throttle::new(bad, 5).unwrap_err();
             assert_eq!(e.field, "rateLimit");
         }
-        assert_eq!(Throttle::new(1.0, 0).unwrap_err().field, "burstLimit");
+        // Zero is valid for both, as on AWS.
+        for (rate, burst) in [(0.0, 0), (0.0, 5), (10.0, 0), (-0.0, 1)] {
+            Throttle::new(rate, burst).unwrap();
+        }
         // A huge rate is printed short, not as 309 digits.
         let e = Throttle::new(1e308, 5).unwrap_err();
         assert!(e.reason.ends_with("not 1e308"), "{e}");

@@ -19,7 +19,7 @@
 //! | replace | `/name` | the new name (not empty) |
 //! | replace | `/description`, `/productCode` | the new text; `""` clears it |
 //! | replace | `/throttle/rateLimit` | requests per second, a decimal number (`"0.5"`) |
-//! | replace | `/throttle/burstLimit` | a whole number, at least 1 |
+//! | replace | `/throttle/burstLimit` | a whole number (0 blocks) |
 //! | remove | `/throttle` | — |
 //! | replace | `/quota/limit` | requests per window, a whole number |
 //! | replace | `/quota/offset` | the window's first day (see [`Quota`](crate::model::Quota)) |
@@ -33,11 +33,24 @@
 //! | remove | `/apiStages/{apiId}:{stage}/throttle` | — (removes all of the stage's overrides) |
 //!
 //! In the per-method paths the stage must already be listed in the plan (or added earlier in the
-//! batch). `{resourcePath}` is the resource without its leading slash, with each `/` inside it
-//! written `~1` (and `~` written `~0`), as in a JSON pointer: `items/GET` is the method key
-//! `"/items/GET"`, `v1~1items/GET` is `"/v1/items/GET"`, `items~1{id}/GET` is
-//! `"/items/{id}/GET"`, and the root resource is an empty resource path: `throttle//GET` is
-//! `"//GET"`. Overrides are stored in [`ApiStage::throttle`](crate::model::ApiStage::throttle) under those keys.
+//! batch). `{resourcePath}` is the resource path in any of the forms AWS's API, its CLI examples
+//! and Terraform write, each stored under one canonical key:
+//!
+//! | written | stored as |
+//! |---|---|
+//! | `items/GET`, `~1items/GET`, `/items/GET` | `"/items/GET"` |
+//! | `v1~1items/GET`, `~1v1~1items/GET`, `/v1/items/GET` | `"/v1/items/GET"` |
+//! | `items~1{id}/GET` | `"/items/{id}/GET"` |
+//! | `/GET`, `~1/GET`, `//GET` (the root) | `"//GET"` |
+//! | `items/ANY` | `"/items/ANY"` (every method of `/items` without its own entry) |
+//!
+//! The resource path is unescaped as a JSON pointer (`~1` is `/`, `~0` is `~`), one leading `/`
+//! is dropped, and the method is the last segment; an empty segment (`v1~1~1items`) is refused.
+//! Overrides are stored in [`ApiStage::throttle`](crate::model::ApiStage::throttle) under those
+//! keys.
+//!
+//! **Zero.** `rateLimit` and `burstLimit` may be `"0"`, as on AWS: a throttle with a zero blocks
+//! every request it meters (429), which is how the console and CDK switch a method off.
 //!
 //! **Creating a throttle or quota by parts.** Replacing one part of a throttle the plan does not
 //! have (the plan's `/throttle/...`, or a method's override) creates it, as AWS does. A throttle
@@ -396,7 +409,8 @@ mod tests {
     fn bad_numbers_name_the_value() {
         let p = plan();
         for bad in [
-            "NaN", "nan", "inf", "-inf", "1e400", "-1", "0", "", " 1", "1 ", "ten", "2e9", "1e-12",
+            "NaN", "nan", "inf", "-inf", "1e400", "-1", "-0", "+1", "", " 1", "1 ", "ten", "2e9",
+            "1e-12",
         ] {
             let e = plan_err(
                 &p,
@@ -405,7 +419,17 @@ mod tests {
             );
             assert!(e.reason.contains("rateLimit"), "{e}");
         }
-        for bad in ["0", "-1", "", "1.5", "4294967296", "+3", "1e3", "NaN", " 2"] {
+        for bad in [
+            "-1",
+            "",
+            "1.5",
+            "4294967296",
+            "+3",
+            "1e3",
+            "NaN",
+            " 2",
+            "-0",
+        ] {
             let e = plan_err(
                 &p,
                 &[r("/throttle/burstLimit", bad)],
@@ -648,11 +672,12 @@ mod tests {
             "patchOperations[0].path",
         );
         for bad in [
-            format!("{AT}/v1/items/GET/rateLimit"), // a raw '/' in the resource path
             format!("{AT}/items/get/rateLimit"),
             format!("{AT}/items/rateLimit"),
             format!("{AT}/GET/rateLimit"),
-            format!("{AT}/~1items/GET/rateLimit"),
+            format!("{AT}/~1~1items/GET/rateLimit"),
+            format!("{AT}///items/GET/rateLimit"),
+            format!("{AT}/v1//items/GET/rateLimit"),
             format!("{AT}/items~1/GET/rateLimit"),
             format!("{AT}/a~1~1b/GET/rateLimit"),
             format!("{AT}/a~2/GET/rateLimit"),
@@ -669,10 +694,72 @@ mod tests {
         }
         let e = plan_err(
             &p,
-            &[r(&format!("{AT}/v1/items/GET/rateLimit"), "1")],
+            &[r(&format!("{AT}/v1~1~1items/GET/rateLimit"), "1")],
             "patchOperations[0].path",
         );
         assert!(e.reason.contains("~1"), "{e}");
+    }
+
+    #[test]
+    fn zero_throttles_are_accepted_as_aws_accepts_them() {
+        let out = apply_to_plan(
+            &plan(),
+            &[
+                r("/throttle/burstLimit", "0"),
+                r(&format!("{AT}/items/GET/rateLimit"), "0"),
+                r(&format!("{AT}/items/GET/burstLimit"), "0"),
+                r(&format!("{AT}/items/POST/rateLimit"), "0.0"),
+                r(&format!("{AT}/items/POST/burstLimit"), "7"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(out.throttle.unwrap().burst_limit, 0);
+        assert!(out.throttle.unwrap().is_blocked());
+        let t = &out.api_stages[0].throttle;
+        assert_eq!(t["/items/GET"], Throttle::new(0.0, 0).unwrap());
+        assert_eq!(t["/items/POST"], Throttle::new(0.0, 7).unwrap());
+    }
+
+    #[test]
+    fn every_form_of_a_method_path_is_one_key() {
+        let forms = [
+            ("items/GET", "/items/GET"),
+            ("~1items/GET", "/items/GET"),
+            ("/items/GET", "/items/GET"),
+            ("v1~1items/GET", "/v1/items/GET"),
+            ("~1v1~1items/GET", "/v1/items/GET"),
+            ("/v1/items/GET", "/v1/items/GET"),
+            ("v1/items/GET", "/v1/items/GET"),
+            ("~1v1/items/GET", "/v1/items/GET"),
+            ("items~1{id}/ANY", "/items/{id}/ANY"),
+            ("/GET", "//GET"),
+            ("~1/GET", "//GET"),
+            ("//GET", "//GET"),
+        ];
+        for (form, key) in forms {
+            let out = apply_to_plan(
+                &plan(),
+                &[
+                    r(&format!("{AT}/{form}/rateLimit"), "1"),
+                    r(&format!("{AT}/{form}/burstLimit"), "1"),
+                ],
+            )
+            .unwrap_or_else(|e| panic!("{form}: {e}"));
+            assert_eq!(
+                out.api_stages[0].throttle.keys().collect::<Vec<_>>(),
+                [key],
+                "{form}"
+            );
+            // The other forms name the same override.
+            for (other, same) in forms {
+                if same == key {
+                    let gone =
+                        apply_to_plan(&out, &[PatchOperation::remove(format!("{AT}/{other}"))])
+                            .unwrap_or_else(|e| panic!("{form} then {other}: {e}"));
+                    assert!(gone.api_stages[0].throttle.is_empty());
+                }
+            }
+        }
     }
 
     #[test]

@@ -255,29 +255,34 @@ fn parse_stage_path(rest: &str) -> Result<PlanPath<'_>, String> {
     })
 }
 
-/// `items~1{id}/GET` → `/items/{id}/GET`; `/GET` → `//GET`.
+/// A method-throttle path, in any form AWS's API and tools write it, as its canonical key:
+/// `items/GET`, `~1items/GET` and `/items/GET` are `"/items/GET"`; `v1~1items/GET`,
+/// `~1v1~1items/GET` and `/v1/items/GET` are `"/v1/items/GET"`; `/GET`, `~1/GET` and `//GET` are
+/// the root's `"//GET"`.
+///
+/// The resource path is unescaped as a JSON pointer (`~1` is `/`, `~0` is `~`); one leading `/`
+/// (escaped or not) is dropped; a raw `/` inside it is kept, as Terraform writes a throttle's
+/// `path` into the patch path unescaped. The method is the last segment.
 fn method_key(escaped: &str) -> Result<String, String> {
-    let form = "the method is written {resourcePath}/{METHOD}: the resource path without its \
-        leading slash and with each '/' inside it written ~1, then the upper-case method (items/GET \
-        for /items GET, v1~1items/GET for /v1/items GET, /GET for the root)";
+    let form = "the method is written {resourcePath}/{METHOD}: the resource path (items, \
+        v1~1items or ~1v1~1items for /v1/items; an empty one or ~1 for the root), then the \
+        upper-case method (items/GET for /items GET, //GET for the root)";
     let Some((res, method)) = escaped.rsplit_once('/') else {
         return Err(format!("{} has no method; {form}", shown(escaped)));
     };
-    if res.contains('/') {
-        return Err(format!(
-            "the resource path {} holds a '/'; {form}",
-            shown(res)
-        ));
-    }
-    let resource = unescape(res).map_err(|e| format!("{e}; {form}"))?;
-    if resource.starts_with('/') || resource.ends_with('/') || resource.contains("//") {
+    let decoded = unescape(res).map_err(|e| format!("{e}; {form}"))?;
+    let resource = decoded.strip_prefix('/').unwrap_or(&decoded);
+    let key = if resource.is_empty() {
+        format!("//{method}")
+    } else if resource.starts_with('/') || resource.ends_with('/') || resource.contains("//") {
         return Err(format!(
             "the resource path {} decodes to {}, which has an empty segment; {form}",
             shown(res),
-            shown(&resource)
+            shown(&decoded)
         ));
-    }
-    let key = format!("/{resource}/{method}");
+    } else {
+        format!("/{resource}/{method}")
+    };
     key.parse::<MethodPath>()
         .map_err(|e| format!("{}; {form}", e.reason))?;
     Ok(key)

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use super::{PatchOp, PatchOperation};
 use crate::error::FieldError;
 pub(super) use crate::model::shown;
-use crate::model::{MAX_RATE, MIN_RATE, RATE_RANGE};
+use crate::model::{valid_rate, RATE_RANGE};
 
 pub(super) fn field(i: usize, part: &str) -> String {
     format!("patchOperations[{i}].{part}")
@@ -64,8 +64,9 @@ pub(super) fn parse_rate(i: usize, v: &str) -> Result<f64, FieldError> {
         )
     };
     // Rust's parser also accepts "inf", "NaN" and "1e400" (infinity); the range check refuses them.
+    // A sign is refused: "-0" is not a rate anyone means.
     let r: f64 = v.parse().map_err(|_| bad())?;
-    if !r.is_finite() || !(MIN_RATE..=MAX_RATE).contains(&r) {
+    if v.starts_with(['-', '+']) || !valid_rate(r) {
         return Err(bad());
     }
     Ok(r)
@@ -73,11 +74,12 @@ pub(super) fn parse_rate(i: usize, v: &str) -> Result<f64, FieldError> {
 
 pub(super) fn parse_burst(i: usize, v: &str) -> Result<u32, FieldError> {
     match v.parse::<u32>() {
-        Ok(b) if b >= 1 && v.bytes().all(|c| c.is_ascii_digit()) => Ok(b),
+        Ok(b) if v.bytes().all(|c| c.is_ascii_digit()) => Ok(b),
         _ => Err(FieldError::new(
             field(i, "value"),
             format!(
-                "burstLimit must be a whole number from 1 to {}, such as \"20\", not {}",
+                "burstLimit must be a whole number from 0 (blocks every request) to {}, such as \
+                 \"20\", not {}",
                 u32::MAX,
                 shown(v)
             ),
