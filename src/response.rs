@@ -16,7 +16,12 @@
 //! `RateLimit: "burst";r=3;t=1, "day";r=998;t=5000`.
 //!
 //! A gRPC request (content type `application/grpc…`) is answered as gRPC clients expect: HTTP 200,
-//! trailers-only, with `grpc-status`, a `grpc-message` saying which limit, and `retry-after`.
+//! trailers-only, with `grpc-status`, a `grpc-message` saying which limit (for a missing key, the
+//! header the layer reads it from), and `retry-after`. A gRPC-web request
+//! (`application/grpc-web`, `…+proto`, `application/grpc-web-text`, `…-text+proto`) gets its own
+//! content type back, the same headers, and a body holding the status in a grpc-web trailer frame
+//! (flag `0x80`), base64-encoded for the `-text` forms. Custom answers
+//! ([`GatewayResponse`]) apply to plain HTTP only: gRPC clients read the status, not a body.
 //!
 //! # Examples
 //!
