@@ -17,8 +17,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use clap::Parser;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::Empty;
 use tower::{service_fn, Service, ServiceBuilder};
 use tower_usage_plans::clock::ManualClock;
 use tower_usage_plans::model::{
@@ -39,14 +41,14 @@ fn value(i: usize) -> HeaderValue {
     HeaderValue::try_from(format!("latencykey{i:030}")).expect("visible ASCII")
 }
 
-async fn handler(_req: Request<()>) -> Result<Response<String>, Infallible> {
+async fn handler(_req: Request<Empty<Bytes>>) -> Result<Response<String>, Infallible> {
     Ok(Response::new(String::new()))
 }
 
 /// Calls the service once, answered at once (the in-memory store and meter never wait).
-fn drive<S, B>(svc: &mut S, req: Request<()>) -> Response<B>
+fn drive<S, B>(svc: &mut S, req: Request<Empty<Bytes>>) -> Response<B>
 where
-    S: Service<Request<()>, Response = Response<B>>,
+    S: Service<Request<Empty<Bytes>>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
     let mut cx = Context::from_waker(Waker::noop());
@@ -60,12 +62,12 @@ where
 /// Times one request for each value, in order.
 fn phase<S, B>(svc: &mut S, values: &[HeaderValue]) -> Vec<Duration>
 where
-    S: Service<Request<()>, Response = Response<B>>,
+    S: Service<Request<Empty<Bytes>>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
     let mut times = Vec::with_capacity(values.len());
     for v in values {
-        let mut req = Request::new(());
+        let mut req = Request::new(Empty::new());
         *req.uri_mut() = Uri::from_static("/items");
         req.headers_mut().insert("x-api-key", v.clone());
         let t = Instant::now();

@@ -14,8 +14,10 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
+use bytes::Bytes;
 use clap::Parser;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::Empty;
 use tower::{service_fn, Service, ServiceBuilder};
 use tower_usage_plans::model::{
     ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan,
@@ -85,13 +87,13 @@ fn value(i: usize) -> String {
     format!("benchkey{i:032}")
 }
 
-async fn handler(_req: Request<()>) -> Result<Response<String>, Infallible> {
+async fn handler(_req: Request<Empty<Bytes>>) -> Result<Response<String>, Infallible> {
     Ok(Response::new(String::new()))
 }
 
-fn drive<S, B>(svc: &mut S, req: Request<()>) -> Response<B>
+fn drive<S, B>(svc: &mut S, req: Request<Empty<Bytes>>) -> Response<B>
 where
-    S: Service<Request<()>, Response = Response<B>>,
+    S: Service<Request<Empty<Bytes>>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
     let mut cx = Context::from_waker(Waker::noop());
@@ -103,8 +105,8 @@ where
     }
 }
 
-fn request(value: &HeaderValue) -> Request<()> {
-    let mut req = Request::new(());
+fn request(value: &HeaderValue) -> Request<Empty<Bytes>> {
+    let mut req = Request::new(Empty::new());
     *req.uri_mut() = Uri::from_static("/items");
     req.headers_mut().insert("x-api-key", value.clone());
     req
@@ -134,15 +136,19 @@ fn store(n: usize, throttle: Throttle, quota: Quota) -> (MemoryStore, isize) {
 }
 
 /// Heap allocations per request over `n` requests from `reqs`, answered `expect`.
-fn allocs_per_request<S, B>(svc: &mut S, reqs: &[Request<()>], expect: StatusCode) -> (f64, isize)
+fn allocs_per_request<S, B>(
+    svc: &mut S,
+    reqs: &[Request<Empty<Bytes>>],
+    expect: StatusCode,
+) -> (f64, isize)
 where
-    S: Service<Request<()>, Response = Response<B>>,
+    S: Service<Request<Empty<Bytes>>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
-    let reqs: Vec<Request<()>> = reqs
+    let reqs: Vec<Request<Empty<Bytes>>> = reqs
         .iter()
         .map(|r| {
-            let mut x = Request::new(());
+            let mut x = Request::new(Empty::new());
             *x.uri_mut() = r.uri().clone();
             *x.headers_mut() = r.headers().clone();
             x
@@ -224,10 +230,10 @@ fn main() {
     );
 
     // Allocations per request, on each path, after the meter holds every key.
-    let sample: Vec<Request<()>> = values.iter().take(10_000).map(request).collect();
+    let sample: Vec<Request<Empty<Bytes>>> = values.iter().take(10_000).map(request).collect();
     let (a, _) = allocs_per_request(&mut svc, &sample, StatusCode::OK);
     println!("allocations per request, admitted, headers off: {a:.2}");
-    let unknown: Vec<Request<()>> = (0..10_000)
+    let unknown: Vec<Request<Empty<Bytes>>> = (0..10_000)
         .map(|i| request(&HeaderValue::from_str(&format!("strangerkey{i:029}")).unwrap()))
         .collect();
     let len = meter.len();

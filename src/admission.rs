@@ -11,13 +11,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, Method, Request};
+use http::{HeaderMap, Method, Request, Version};
 
 use crate::key::KeySource;
 use crate::meter::{Admission, Meter, Outcome, Verdict};
 use crate::model::StageRef;
 use crate::plan::{Bucket, StagePlan};
-use crate::response::{RateInfo, Rejection, Responses};
+use crate::response::{Grpc, RateInfo, Rejection, Responses};
 use crate::route::Routes;
 use crate::store::{KeyGrant, KeyStore};
 
@@ -136,12 +136,57 @@ pub(crate) struct Gate<St, M> {
     pub(crate) responses: Responses,
 }
 
-/// Whether the request is gRPC (`content-type: application/grpc`, `application/grpc+proto`, …).
+/// Which gRPC protocol the request speaks, from its content type (`application/grpc`,
+/// `application/grpc+proto`, `application/grpc-web`, `application/grpc-web-text+proto`, …;
+/// compared without case, parameters ignored); `None` for anything else.
 #[inline]
-pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+pub(crate) fn grpc_flavour(headers: &HeaderMap) -> Option<Grpc> {
+    let value = headers.get(CONTENT_TYPE)?;
+    let bytes = value.as_bytes();
+    let essence = bytes
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or(bytes)
+        .trim_ascii();
+    let kind = |name: &[u8]| {
+        essence.len() >= name.len()
+            && essence[..name.len()].eq_ignore_ascii_case(name)
+            && matches!(essence.get(name.len()), None | Some(b'+'))
+    };
+    if kind(b"application/grpc") {
+        Some(Grpc::Plain)
+    } else if kind(b"application/grpc-web") {
+        Some(Grpc::Web(value.clone()))
+    } else if kind(b"application/grpc-web-text") {
+        Some(Grpc::WebText(value.clone()))
+    } else {
+        None
+    }
+}
+
+/// The method and path the layer matches routes on: the ones the router acts on, as the client
+/// sent them.
+///
+/// - The path is the client's: inside axum's `Router::nest`, axum strips the nest's prefix from
+///   the URI but keeps the client's in its `OriginalUri` extension, which the layer reads with the
+///   `axum` feature. Without it, the request's own URI.
+/// - A WebSocket opened over HTTP/2 (extended CONNECT, RFC 8441: `CONNECT` with a path) is the
+///   HTTP/1.1 handshake's `GET`, which is what a route for it names.
+#[inline]
+fn target<B>(req: &Request<B>) -> (&Method, &str) {
+    #[cfg(feature = "axum")]
+    let path = match req.extensions().get::<axum::extract::OriginalUri>() {
+        Some(original) => original.0.path(),
+        None => req.uri().path(),
+    };
+    #[cfg(not(feature = "axum"))]
+    let path = req.uri().path();
+    let method = req.method();
+    if method == Method::CONNECT && req.version() >= Version::HTTP_2 && path.starts_with('/') {
+        static GET: Method = Method::GET;
+        return (&GET, path);
+    }
+    (method, path)
 }
 
 /// Whether the request is a CORS preflight: `OPTIONS` with `Access-Control-Request-Method`.
@@ -171,7 +216,8 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
         if self.pass_preflight && is_preflight(req) {
             return Start::Pass;
         }
-        let route = self.routes.resolve(req.method(), req.uri().path());
+        let (method, path) = target(req);
+        let route = self.routes.resolve(method, path);
         if !route.key_required {
             return Start::Pass;
         }
@@ -191,7 +237,7 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
                     step: Step::Store {
                         value: value.into(),
                         resource: route.resource.into(),
-                        method: req.method().clone(),
+                        method: method.clone(),
                     },
                     cost,
                 })
@@ -201,7 +247,7 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
             Ok(found) => found,
             Err(rejection) => return Start::Done(Decision::Reject(rejection, None)),
         };
-        let bucket = plan.bucket_for(route.resource, req.method());
+        let bucket = plan.bucket_for(route.resource, method);
         let admission = Admission::new(&key_id, &plan, bucket).with_cost(cost);
         match self.meter.admit_now(admission, crate::sealed::Token(())) {
             Some(verdict) => Start::Done(self.decision(verdict, &plan, bucket)),

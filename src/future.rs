@@ -5,13 +5,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use http::Response;
+use http::{Request, Response};
 use pin_project_lite::pin_project;
+use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::response::RateInfo;
 
-/// A boxed answer, for requests that wait on a store or meter.
+/// A boxed answer, for requests that wait on a store or meter, or whose refused body is read.
 pub(crate) type BoxResponseFuture<B, E> =
     Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
 
@@ -19,31 +20,49 @@ pin_project! {
     /// The future of a [`UsagePlanService`](crate::UsagePlanService): the inner service's
     /// answer (with the rate-limit headers added), or the layer's own.
     ///
-    /// A request that the store and meter decide at once (the in-memory store and meter) is
-    /// answered without allocating a future.
-    pub struct ResponseFuture<F, B, E> {
+    /// An admitted request waits here for the inner service to be ready (the layer itself is
+    /// always ready, so that refusals never wait for a busy inner service). A request that the
+    /// store and meter decide at once (the in-memory store and meter) is answered without
+    /// allocating a future.
+    pub struct ResponseFuture<S, ReqBody, ResBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
         #[pin]
-        kind: Kind<F, B, E>,
+        kind: Kind<S, ReqBody, ResBody>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<F, B, E> {
-        Inner { #[pin] fut: F, rate: Option<RateInfo> },
-        Ready { response: Option<Response<ResponseBody<B>>> },
-        Boxed { fut: BoxResponseFuture<B, E> },
+    enum Kind<S, ReqBody, ResBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        // Admitted: waits for a clone of the inner service to be ready, then calls it.
+        Admitted { svc: S, req: Option<Request<ReqBody>>, rate: Option<RateInfo> },
+        Inner { #[pin] fut: S::Future, rate: Option<RateInfo> },
+        Ready { response: Option<Response<ResponseBody<ResBody>>> },
+        Boxed { fut: BoxResponseFuture<ResBody, S::Error> },
     }
 }
 
-impl<F, B, E> ResponseFuture<F, B, E> {
-    pub(crate) fn inner(fut: F, rate: Option<RateInfo>) -> Self {
+impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    /// Calls `svc` with `req` once `svc` is ready.
+    pub(crate) fn admitted(svc: S, req: Request<ReqBody>, rate: Option<RateInfo>) -> Self {
         Self {
-            kind: Kind::Inner { fut, rate },
+            kind: Kind::Admitted {
+                svc,
+                req: Some(req),
+                rate,
+            },
         }
     }
 
-    pub(crate) fn ready(response: Response<ResponseBody<B>>) -> Self {
+    pub(crate) fn ready(response: Response<ResponseBody<ResBody>>) -> Self {
         Self {
             kind: Kind::Ready {
                 response: Some(response),
@@ -51,16 +70,20 @@ impl<F, B, E> ResponseFuture<F, B, E> {
         }
     }
 
-    pub(crate) fn boxed(fut: BoxResponseFuture<B, E>) -> Self {
+    pub(crate) fn boxed(fut: BoxResponseFuture<ResBody, S::Error>) -> Self {
         Self {
             kind: Kind::Boxed { fut },
         }
     }
 }
 
-impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
+impl<S, ReqBody, ResBody> fmt::Debug for ResponseFuture<S, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>>,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.kind {
+            Kind::Admitted { .. } => "Admitted",
             Kind::Inner { .. } => "Inner",
             Kind::Ready { .. } => "Ready",
             Kind::Boxed { .. } => "Boxed",
@@ -81,22 +104,37 @@ pub(crate) fn wrap<B>(response: Response<B>, rate: Option<&RateInfo>) -> Respons
     response
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B, E>
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody, ResBody>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
-    type Output = Result<Response<ResponseBody<B>>, E>;
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { fut, rate } => {
-                let response = ready!(fut.poll(cx))?;
-                Poll::Ready(Ok(wrap(response, rate.as_ref())))
-            }
-            KindProj::Ready { response } => Poll::Ready(Ok(response
-                .take()
-                .expect("ResponseFuture polled after it completed"))),
-            KindProj::Boxed { fut } => fut.as_mut().poll(cx),
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let inner = match self.as_mut().project().kind.project() {
+                KindProj::Admitted { svc, req, rate } => {
+                    ready!(svc.poll_ready(cx))?;
+                    let req = req
+                        .take()
+                        .expect("ResponseFuture polled after it completed");
+                    Kind::Inner {
+                        fut: svc.call(req),
+                        rate: rate.take(),
+                    }
+                }
+                KindProj::Inner { fut, rate } => {
+                    let response = ready!(fut.poll(cx))?;
+                    return Poll::Ready(Ok(wrap(response, rate.as_ref())));
+                }
+                KindProj::Ready { response } => {
+                    return Poll::Ready(Ok(response
+                        .take()
+                        .expect("ResponseFuture polled after it completed")))
+                }
+                KindProj::Boxed { fut } => return fut.as_mut().poll(cx),
+            };
+            self.as_mut().project().kind.set(inner);
         }
     }
 }

@@ -57,6 +57,7 @@
 //! |---|---|
 //! | `json` (default) | loading and saving the configuration as AWS-shaped JSON (serde) |
 //! | `tokio` | [`LocalMeter::spawn_sweeper`], a background task that sweeps the meter |
+//! | `axum` | routes matched on axum's `OriginalUri` (the path the client sent, also inside `Router::nest`) |
 //! | `testing` | `tower_usage_plans::testing`: the conformance suites for stores and meters |
 #![forbid(unsafe_code)]
 #![warn(

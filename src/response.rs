@@ -16,7 +16,12 @@
 //! `RateLimit: "burst";r=3;t=1, "day";r=998;t=5000`.
 //!
 //! A gRPC request (content type `application/grpc…`) is answered as gRPC clients expect: HTTP 200,
-//! trailers-only, with `grpc-status`, a `grpc-message` saying which limit, and `retry-after`.
+//! trailers-only, with `grpc-status`, a `grpc-message` saying which limit (for a missing key, the
+//! header the layer reads it from), and `retry-after`. A gRPC-web request
+//! (`application/grpc-web`, `…+proto`, `application/grpc-web-text`, `…-text+proto`) gets its own
+//! content type back, the same headers, and a body holding the status in a grpc-web trailer frame
+//! (flag `0x80`), base64-encoded for the `-text` forms. Custom answers
+//! ([`GatewayResponse`]) apply to plain HTTP only: gRPC clients read the status, not a body.
 //!
 //! # Examples
 //!
@@ -38,6 +43,7 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::body::ResponseBody;
+use crate::key::KeySource;
 use crate::meter::{LimitState, Verdict};
 use crate::model::{Quota, QuotaPeriod};
 use crate::plan::{Bucket, StagePlan};
@@ -315,33 +321,91 @@ impl RateInfo {
     }
 }
 
-/// Builds the answer to a refused request.
+/// The gRPC protocol a request speaks, for its refusal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Grpc {
+    /// `application/grpc…`: a trailers-only answer.
+    Plain,
+    /// `application/grpc-web…` (this content type): the status in the headers and in a trailer
+    /// frame in the body.
+    Web(HeaderValue),
+    /// `application/grpc-web-text…` (this content type): as `Web`, the body in base64.
+    WebText(HeaderValue),
+}
+
+/// The `grpc-message` of a refusal: a missing key names where the layer reads it.
+fn grpc_message(rejection: Rejection, key_source: &KeySource) -> HeaderValue {
+    match (rejection, key_source) {
+        (Rejection::MissingKey, KeySource::Header(name)) if name != "x-api-key" => {
+            HeaderValue::try_from(format!("API key required: send it in the {name} metadata"))
+                .unwrap_or_else(|_| HeaderValue::from_static("API key required"))
+        }
+        (Rejection::MissingKey, KeySource::Authorizer) => {
+            HeaderValue::from_static("API key required")
+        }
+        _ => HeaderValue::from_static(rejection.grpc_message()),
+    }
+}
+
+/// A grpc-web trailer frame (flag 0x80, a 4-byte big-endian length, then the trailers as
+/// `name:value\r\n` lines) carrying these headers.
+fn grpc_web_trailers(headers: &HeaderMap) -> Vec<u8> {
+    let mut block = Vec::with_capacity(64);
+    for name in [&GRPC_STATUS, &GRPC_MESSAGE] {
+        if let Some(value) = headers.get(name) {
+            block.extend_from_slice(name.as_str().as_bytes());
+            block.push(b':');
+            block.extend_from_slice(value.as_bytes());
+            block.extend_from_slice(b"\r\n");
+        }
+    }
+    let mut frame = Vec::with_capacity(5 + block.len());
+    frame.push(0x80);
+    // The block is two short lines: its length always fits.
+    frame.extend_from_slice(&u32::try_from(block.len()).unwrap_or(u32::MAX).to_be_bytes());
+    frame.extend_from_slice(&block);
+    frame
+}
+
+/// Builds the answer to a refused request: `grpc` says which gRPC protocol the request speaks,
+/// if any, and `key_source` where a missing key should have been.
 pub(crate) fn reject<B>(
     rejection: Rejection,
     rate: Option<&RateInfo>,
-    grpc: bool,
+    grpc: Option<Grpc>,
     responses: &Responses,
+    key_source: &KeySource,
 ) -> Response<ResponseBody<B>> {
     let kind = rejection.response_type();
     let retry_after = rejection.retry_after().map(|s| HeaderValue::from(s.max(1)));
     let mut headers = HeaderMap::with_capacity(6);
-    let (status, body) = if grpc {
-        headers.insert(CONTENT_TYPE, GRPC.clone());
+    let (status, body) = if let Some(grpc) = grpc {
+        let content_type = match &grpc {
+            Grpc::Plain => GRPC.clone(),
+            Grpc::Web(ct) | Grpc::WebText(ct) => ct.clone(),
+        };
+        headers.insert(CONTENT_TYPE, content_type);
         headers.insert(
             GRPC_STATUS.clone(),
             HeaderValue::from(rejection.grpc_status()),
         );
-        headers.insert(
-            GRPC_MESSAGE.clone(),
-            HeaderValue::from_static(rejection.grpc_message()),
-        );
+        headers.insert(GRPC_MESSAGE.clone(), grpc_message(rejection, key_source));
+        let body = match grpc {
+            Grpc::Plain => Bytes::new(),
+            Grpc::Web(_) => Bytes::from(grpc_web_trailers(&headers)),
+            Grpc::WebText(_) => {
+                use base64::Engine as _;
+                let frame = grpc_web_trailers(&headers);
+                Bytes::from(base64::engine::general_purpose::STANDARD.encode(frame))
+            }
+        };
         if let Some(retry) = retry_after {
             headers.insert(RETRY_AFTER, retry);
         }
         if let Some(rate) = rate {
             rate.write(&mut headers);
         }
-        (StatusCode::OK, Bytes::new())
+        (StatusCode::OK, body)
     } else {
         let custom = &responses.custom[kind.index()];
         if custom.is_none() {
