@@ -636,7 +636,7 @@ fn building_for_a_stage_no_plan_lists_warns() {
         .with_ansi(false)
         .finish();
     tracing::subscriber::with_default(subscriber, || {
-        UsagePlanLayer::builder(article_store())
+        let _layer = UsagePlanLayer::builder(article_store())
             .stage("other", "prod")
             .build()
             .unwrap();
@@ -654,7 +654,7 @@ fn building_for_a_stage_no_plan_lists_warns() {
         .with_writer(move || writer.clone())
         .finish();
     tracing::subscriber::with_default(subscriber, || {
-        UsagePlanLayer::builder(article_store())
+        let _layer = UsagePlanLayer::builder(article_store())
             .stage(API, STAGE)
             .build()
             .unwrap();
