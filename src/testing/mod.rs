@@ -4,3 +4,5 @@
 
 pub mod meter;
 pub mod store;
+#[cfg(feature = "redis")]
+pub mod redis;
