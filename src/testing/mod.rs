@@ -3,6 +3,6 @@
 //! tests, and so can yours.
 
 pub mod meter;
-pub mod store;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod store;

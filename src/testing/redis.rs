@@ -195,7 +195,14 @@ impl RedisCluster {
         for n in &cluster.nodes {
             loop {
                 let info = Command::new("redis-cli")
-                    .args(["-h", "127.0.0.1", "-p", &n.port.to_string(), "cluster", "info"])
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &n.port.to_string(),
+                        "cluster",
+                        "info",
+                    ])
                     .output()
                     .expect("run redis-cli");
                 if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {

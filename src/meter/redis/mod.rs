@@ -152,7 +152,8 @@ impl RedisMeter {
     /// The Redis key holding `key_id`'s state on the plan `plan_id`: `{prefix}{plan:key}`, the
     /// ids percent-escaped.
     pub fn state_key(&self, plan_id: &str, key_id: &str) -> String {
-        let mut out = String::with_capacity(self.inner.prefix.len() + plan_id.len() + key_id.len() + 3);
+        let mut out =
+            String::with_capacity(self.inner.prefix.len() + plan_id.len() + key_id.len() + 3);
         out.push_str(&self.inner.prefix);
         out.push('{');
         escape(plan_id, &mut out);
@@ -233,6 +234,7 @@ impl RedisMeter {
 
     /// The policy's state of a key on a plan, with the arrival time of the bucket `tag`, as
     /// Redis holds it (for the differential test), and the earlier days' usage.
+    #[cfg(all(test, feature = "testing"))]
     pub(crate) async fn state(
         &self,
         plan_id: &str,

@@ -68,7 +68,14 @@ struct Reference {
 }
 
 impl Reference {
-    fn admit(&mut self, plan: &StagePlan, bucket: Bucket, now: policy::Now, cost: u32, retention: u32) -> Verdict {
+    fn admit(
+        &mut self,
+        plan: &StagePlan,
+        bucket: Bucket,
+        now: policy::Now,
+        cost: u32,
+        retention: u32,
+    ) -> Verdict {
         let limits = plan.limits(bucket);
         let tag = plan.bucket_tag(bucket);
         let state = State {
@@ -169,7 +176,10 @@ async fn the_lua_policy_gives_the_local_policys_verdicts() {
                 .admit(Admission::new(&key, &plan, bucket).with_cost(cost))
                 .await
                 .unwrap();
-            assert_eq!(got, expected, "verdict: {ctx} bucket {bucket:?} cost {cost} now {now:?}");
+            assert_eq!(
+                got, expected,
+                "verdict: {ctx} bucket {bucket:?} cost {cost} now {now:?}"
+            );
             decided += 1;
 
             // The state Redis keeps is the policy's.
@@ -193,7 +203,10 @@ async fn the_lua_policy_gives_the_local_policys_verdicts() {
                     from.days(),
                     today.days(),
                 );
-                let got: Vec<_> = got.iter().map(|u| (u.date.days(), u.used, u.remaining)).collect();
+                let got: Vec<_> = got
+                    .iter()
+                    .map(|u| (u.date.days(), u.used, u.remaining))
+                    .collect();
                 assert_eq!(got, want, "usage: {ctx}");
             }
         }
@@ -223,7 +236,8 @@ async fn a_redis_clock_that_steps_back_never_locks_a_key_out() {
     };
     let base = RedisMeter::builder().connect(&server.url()).await.unwrap();
     let clock = Arc::new(SteppingClock::default());
-    let t0 = Date::new(2024, 3, 10).unwrap().unix_secs() * NANOS_PER_SEC + 12 * 3600 * NANOS_PER_SEC;
+    let t0 =
+        Date::new(2024, 3, 10).unwrap().unix_secs() * NANOS_PER_SEC + 12 * 3600 * NANOS_PER_SEC;
     clock.0.store(t0, Ordering::SeqCst);
     let meter = base.with_clock_and_prefix(clock.clone(), "back:");
     let mut p = UsagePlan::new("p", "p");
@@ -257,6 +271,9 @@ async fn ids_that_would_break_the_hash_tag_are_escaped() {
         .connect(&server.url())
         .await
         .unwrap();
-    assert_eq!(meter.state_key("a:b", "c}{%"), "x%7By%7D:{a%3Ab:c%7D%7B%25}");
+    assert_eq!(
+        meter.state_key("a:b", "c}{%"),
+        "x%7By%7D:{a%3Ab:c%7D%7B%25}"
+    );
     assert_ne!(meter.state_key("a:b", "c"), meter.state_key("a", "b:c"));
 }
