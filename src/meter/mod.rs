@@ -56,8 +56,12 @@ use crate::plan::{Bucket, StagePlan};
 
 mod local;
 pub(crate) mod policy;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 pub use local::{LocalMeter, LocalMeterBuilder};
+#[cfg(feature = "redis")]
+pub use redis::{RedisMeter, RedisMeterBuilder};
 
 /// One request to admit: whose, on which plan, from which bucket, at what cost.
 #[derive(Clone, Copy, Debug)]

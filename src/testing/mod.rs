@@ -3,4 +3,6 @@
 //! tests, and so can yours.
 
 pub mod meter;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod store;
