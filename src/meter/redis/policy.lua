@@ -127,8 +127,13 @@ end
 
 -- policy.rs `current_window`.
 local function current_window(ws, we, wu, period, offset)
+  -- Still in the state's window: no calendar (a changed period or offset applies from its end).
+  local today = math.floor(us / DAY)
+  if we ~= 0 and ws <= today and today < we then
+    return ws, we, wu
+  end
   local s, e = window(period, offset, us)
-  if we == 0 or s >= we or s > ws then
+  if we == 0 or s >= we then
     return s, e, 0
   end
   return ws, we, wu
