@@ -87,6 +87,7 @@ mod service;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod usage;
 
 /// The crate's own fast paths on its traits take this token, which only this crate can make.
 #[doc(hidden)]
