@@ -24,6 +24,8 @@ pin_project! {
     pub struct ResponseFuture<F, B, E> {
         #[pin]
         kind: Kind<F, B, E>,
+        // Durations for the `metrics` feature (a unit without it): crate::observe::Timer.
+        timer: crate::observe::Timer,
     }
 }
 
@@ -40,6 +42,7 @@ impl<F, B, E> ResponseFuture<F, B, E> {
     pub(crate) fn inner(fut: F, rate: Option<RateInfo>) -> Self {
         Self {
             kind: Kind::Inner { fut, rate },
+            timer: crate::observe::Timer::default(),
         }
     }
 
@@ -48,13 +51,22 @@ impl<F, B, E> ResponseFuture<F, B, E> {
             kind: Kind::Ready {
                 response: Some(response),
             },
+            timer: crate::observe::Timer::default(),
         }
     }
 
     pub(crate) fn boxed(fut: BoxResponseFuture<B, E>) -> Self {
         Self {
             kind: Kind::Boxed { fut },
+            timer: crate::observe::Timer::default(),
         }
+    }
+
+    /// The same future, timed by `timer` (feature `metrics`).
+    #[inline]
+    pub(crate) fn timed(mut self, timer: crate::observe::Timer) -> Self {
+        self.timer = timer;
+        self
     }
 }
 
@@ -88,7 +100,8 @@ where
     type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
+        let this = self.project();
+        let out = match this.kind.project() {
             KindProj::Inner { fut, rate } => {
                 let response = ready!(fut.poll(cx))?;
                 Poll::Ready(Ok(wrap(response, rate.as_ref())))
@@ -97,6 +110,10 @@ where
                 .take()
                 .expect("ResponseFuture polled after it completed"))),
             KindProj::Boxed { fut } => fut.as_mut().poll(cx),
+        };
+        if let Poll::Ready(Ok(response)) = &out {
+            this.timer.finish(response.status());
         }
+        out
     }
 }

@@ -77,7 +77,10 @@ mod future;
 pub mod key;
 mod layer;
 pub mod meter;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod model;
+mod observe;
 pub mod patch;
 pub mod period;
 pub mod plan;

@@ -72,10 +72,15 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let timer = crate::observe::Timer::start(&self.gate, &req);
         let pending = match self.gate.start(&req) {
-            Start::Pass => return ResponseFuture::inner(self.inner.call(req), None),
+            Start::Pass => {
+                return ResponseFuture::inner(self.inner.call(req), None)
+                    .timed(timer.inner_started())
+            }
             Start::Done(Decision::Admit(rate)) => {
                 return ResponseFuture::inner(self.inner.call(req), rate)
+                    .timed(timer.inner_started())
             }
             Start::Done(Decision::Reject(rejection, rate)) => {
                 let grpc = is_grpc(req.headers());
@@ -84,7 +89,8 @@ where
                     rate.as_ref(),
                     grpc,
                     &self.gate.responses,
-                ));
+                ))
+                .timed(timer);
             }
             Start::Wait(pending) => pending,
         };
@@ -95,14 +101,21 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let gate = self.gate.clone();
+        let probe = timer.clone();
         ResponseFuture::boxed(Box::pin(async move {
             match gate.finish(pending).await {
-                Decision::Admit(rate) => Ok(wrap(inner.call(req).await?, rate.as_ref())),
+                Decision::Admit(rate) => {
+                    let since = crate::observe::Timer::now();
+                    let response = inner.call(req).await?;
+                    probe.inner_done(since, response.status());
+                    Ok(wrap(response, rate.as_ref()))
+                }
                 Decision::Reject(rejection, rate) => {
                     let grpc = is_grpc(req.headers());
                     Ok(reject(rejection, rate.as_ref(), grpc, &gate.responses))
                 }
             }
         }))
+        .timed(timer)
     }
 }
