@@ -143,11 +143,12 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
+/// A refused key: its id, if it has one, and why.
+type Refused = (Option<Arc<str>>, Rejection);
+
 /// The grant's key and plan, or why the key is refused.
 #[inline]
-fn plan_of(
-    grant: Option<KeyGrant>,
-) -> Result<(Arc<str>, Arc<StagePlan>), (Option<Arc<str>>, Rejection)> {
+fn plan_of(grant: Option<KeyGrant>) -> Result<(Arc<str>, Arc<StagePlan>), Refused> {
     let grant = grant.ok_or((None, Rejection::InvalidKey))?;
     if !grant.enabled {
         return Err((Some(grant.key_id), Rejection::DisabledKey));

@@ -13,44 +13,6 @@
 //! as the store wrote it) and `limit` (1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] if unset); a
 //! [`Page`] carries the items, in order of id, and the `position` of the next page (`None` on the
 //! last). Key values are shown only when asked (`include_values`).
-//!
-//! # Examples
-//!
-//! ```
-//! use tower_usage_plans::model::{ApiStage, UsagePlan};
-//! use tower_usage_plans::store::{ApiKeyQuery, Management, MemoryStore, NewApiKey, PageRequest};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let store = MemoryStore::new();
-//! let mut plan = UsagePlan::new("plan111", "FreePlan");
-//! plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
-//! Management::create_usage_plan(&store, plan).await.unwrap();
-//! for name in ["ClientA", "ClientB", "Other"] {
-//!     let key = Management::create_api_key(&store, NewApiKey::named(name)).await.unwrap();
-//!     store.create_usage_plan_key("plan111", &key.id).unwrap();
-//! }
-//!
-//! // Names starting "Client", one per page; values hidden unless asked.
-//! let mut query = ApiKeyQuery::default();
-//! query.name_query = Some("Client".into());
-//! query.page = PageRequest::first(1);
-//! let page = store.get_api_keys(&query).await.unwrap();
-//! assert_eq!(page.items.len(), 1);
-//! assert!(page.items[0].value.is_none());
-//! query.page.position = page.position.clone();
-//! let second = store.get_api_keys(&query).await.unwrap();
-//! assert!(second.items[0].name.starts_with("Client"));
-//! assert_ne!(second.items[0].id, page.items[0].id);
-//!
-//! // A plan's keys, without scanning every key of the store.
-//! let keys = store.get_usage_plan_keys("plan111", &PageRequest::default()).await.unwrap();
-//! assert_eq!(keys.items.len(), 3);
-//! // A limit of 0 is refused, and says what would do.
-//! let err = store.get_usage_plan_keys("plan111", &PageRequest::first(0)).await.unwrap_err();
-//! assert!(err.to_string().contains("limit"));
-//! # }
-//! ```
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -256,12 +218,55 @@ pub struct ImportResult {
     pub warnings: Vec<ImportWarning>,
 }
 
-/// The management operations of a store, as AWS's API Gateway names them. See the
-/// [module docs](self).
+/// The management operations of a store, as AWS's API Gateway names them.
+///
+/// The layer only ever asks a store [`KeyStore::lookup`](super::KeyStore::lookup); this is the
+/// other half (`get-api-keys`, `get-usage-plans`, `get-usage-plan-keys`, `import-api-keys`, …),
+/// so that the usage reports and the admin API serve any store that implements it. Lists come in
+/// pages: [`PageRequest`] carries AWS's `position` and `limit` (1 to [`MAX_LIMIT`],
+/// [`DEFAULT_LIMIT`] if unset); a [`Page`] carries the items in order of id and the position of
+/// the next page (`None` on the last). Key values are shown only when asked.
 ///
 /// Every operation changes all or nothing; an error names what to fix ([`StoreError::Invalid`]
 /// names the field, [`StoreError::NotFound`] the id). Lists are in order of id. Implementations
 /// never put a key's value in an error.
+/// # Examples
+///
+/// ```
+/// use tower_usage_plans::model::{ApiStage, UsagePlan};
+/// use tower_usage_plans::store::{ApiKeyQuery, Management, MemoryStore, NewApiKey, PageRequest};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = MemoryStore::new();
+/// let mut plan = UsagePlan::new("plan111", "FreePlan");
+/// plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
+/// Management::create_usage_plan(&store, plan).await.unwrap();
+/// for name in ["ClientA", "ClientB", "Other"] {
+///     let key = Management::create_api_key(&store, NewApiKey::named(name)).await.unwrap();
+///     store.create_usage_plan_key("plan111", &key.id).unwrap();
+/// }
+///
+/// // Names starting "Client", one per page; values hidden unless asked.
+/// let mut query = ApiKeyQuery::default();
+/// query.name_query = Some("Client".into());
+/// query.page = PageRequest::first(1);
+/// let page = store.get_api_keys(&query).await.unwrap();
+/// assert_eq!(page.items.len(), 1);
+/// assert!(page.items[0].value.is_none());
+/// query.page.position = page.position.clone();
+/// let second = store.get_api_keys(&query).await.unwrap();
+/// assert!(second.items[0].name.starts_with("Client"));
+/// assert_ne!(second.items[0].id, page.items[0].id);
+///
+/// // A plan's keys, without scanning every key of the store.
+/// let keys = store.get_usage_plan_keys("plan111", &PageRequest::default()).await.unwrap();
+/// assert_eq!(keys.items.len(), 3);
+/// // A limit of 0 is refused, and says what would do.
+/// let err = store.get_usage_plan_keys("plan111", &PageRequest::first(0)).await.unwrap_err();
+/// assert!(err.to_string().contains("limit"));
+/// # }
+/// ```
 pub trait Management: Send + Sync + 'static {
     /// Creates a key (`create-api-key`), with a generated id, and a generated value unless one is
     /// given.
