@@ -67,6 +67,19 @@ fn chain(e: &dyn std::error::Error) -> String {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    // Logs through tracing: RUST_LOG=info shows each refusal (key id, plan, route, reason).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    // Metrics: a Prometheus recorder, served on GET /metrics (no key needed).
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let prometheus = recorder.handle();
+    if let Err(e) = metrics::set_global_recorder(recorder) {
+        eprintln!("error: cannot install the metrics recorder: {e}");
+        return ExitCode::FAILURE;
+    }
     let shown = args.config.display().to_string();
     let config = match Config::from_file(&args.config) {
         Ok(config) => config,
@@ -95,7 +108,10 @@ async fn main() -> ExitCode {
         }
     };
     let router = match app::router(store, LocalMeter::new(), &args.api_id, &args.stage) {
-        Ok(router) => router,
+        Ok(router) => router.route(
+            "/metrics",
+            axum::routing::get(move || std::future::ready(prometheus.render())),
+        ),
         Err(e) => {
             eprintln!("error: {}", chain(&e));
             return ExitCode::FAILURE;
@@ -123,7 +139,9 @@ async fn main() -> ExitCode {
     } else {
         print!("{report}");
     }
-    println!("GET /items, GET /items/{{id}} and POST /orders need a key; GET /health does not.\n");
+    println!(
+        "GET /items, GET /items/{{id}} and POST /orders need a key; GET /health and GET /metrics do not.\n"
+    );
     if let Some((id, name, value)) = first {
         let key_line = if demo {
             // The bundled demo keys are public: shown so that the commands need only curl.

@@ -95,6 +95,7 @@ pub(crate) enum Start {
 pub(crate) struct Pending {
     step: Step,
     cost: u32,
+    at: crate::observe::At,
 }
 
 enum Step {
@@ -173,7 +174,7 @@ pub(crate) fn grpc_flavour(headers: &HeaderMap) -> Option<Grpc> {
 /// - A WebSocket opened over HTTP/2 (extended CONNECT, RFC 8441: `CONNECT` with a path) is the
 ///   HTTP/1.1 handshake's `GET`, which is what a route for it names.
 #[inline]
-fn target<B>(req: &Request<B>) -> (&Method, &str) {
+pub(crate) fn target<B>(req: &Request<B>) -> (&Method, &str) {
     #[cfg(feature = "axum")]
     let path = match req.extensions().get::<axum::extract::OriginalUri>() {
         Some(original) => original.0.path(),
@@ -198,14 +199,19 @@ fn is_preflight<B>(req: &Request<B>) -> bool {
             .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
+/// A refused key: its id, if it has one, and why.
+type Refused = (Option<Arc<str>>, Rejection);
+
 /// The grant's key and plan, or why the key is refused.
 #[inline]
-fn plan_of(grant: Option<KeyGrant>) -> Result<(Arc<str>, Arc<StagePlan>), Rejection> {
-    let grant = grant.ok_or(Rejection::InvalidKey)?;
+fn plan_of(grant: Option<KeyGrant>) -> Result<(Arc<str>, Arc<StagePlan>), Refused> {
+    let grant = grant.ok_or((None, Rejection::InvalidKey))?;
     if !grant.enabled {
-        return Err(Rejection::DisabledKey);
+        return Err((Some(grant.key_id), Rejection::DisabledKey));
     }
-    let plan = grant.plan.ok_or(Rejection::NoPlan)?;
+    let Some(plan) = grant.plan else {
+        return Err((Some(grant.key_id), Rejection::NoPlan));
+    };
     Ok((grant.key_id, plan))
 }
 
@@ -218,12 +224,20 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
         }
         let (method, path) = target(req);
         let route = self.routes.resolve(method, path);
+        let label = crate::observe::route_label(&route);
+        let seen = crate::observe::Seen::new(&self.stage, label, method);
         if !route.key_required {
+            crate::observe::bypassed(seen);
             return Start::Pass;
         }
         let value = match self.key_source.read(req) {
             Ok(value) => value,
-            Err(rejection) => return Start::Done(Decision::Reject(rejection, None)),
+            Err(rejection) => {
+                return Start::Done(crate::observe::done(
+                    seen,
+                    Decision::Reject(rejection, None),
+                ))
+            }
         };
         let cost = req.extensions().get::<RequestCost>().map_or(1, |c| c.get());
         let grant = match self
@@ -231,7 +245,9 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
             .lookup_now(value, &self.stage, crate::sealed::Token(()))
         {
             Some(Ok(grant)) => grant,
-            Some(Err(_)) => return Start::Done(self.store_failed()),
+            Some(Err(e)) => {
+                return Start::Done(crate::observe::store_failed(seen, &e, self.store_failed()))
+            }
             None => {
                 return Start::Wait(Pending {
                     step: Step::Store {
@@ -240,17 +256,28 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
                         method: method.clone(),
                     },
                     cost,
+                    at: crate::observe::At::new(label, method),
                 })
             }
         };
         let (key_id, plan) = match plan_of(grant) {
             Ok(found) => found,
-            Err(rejection) => return Start::Done(Decision::Reject(rejection, None)),
+            Err((key_id, rejection)) => {
+                let seen = seen.with(key_id.as_deref().unwrap_or("-"), None);
+                return Start::Done(crate::observe::done(
+                    seen,
+                    Decision::Reject(rejection, None),
+                ));
+            }
         };
         let bucket = plan.bucket_for(route.resource, method);
         let admission = Admission::new(&key_id, &plan, bucket).with_cost(cost);
         match self.meter.admit_now(admission, crate::sealed::Token(())) {
-            Some(verdict) => Start::Done(self.decision(verdict, &plan, bucket)),
+            Some(verdict) => Start::Done(crate::observe::metered(
+                seen.with(&key_id, Some(plan.id())),
+                verdict,
+                |v| self.decision(v, &plan, bucket),
+            )),
             None => Start::Wait(Pending {
                 step: Step::Meter {
                     key_id,
@@ -258,12 +285,14 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
                     bucket,
                 },
                 cost,
+                at: crate::observe::At::new(label, method),
             }),
         }
     }
 
     /// Decides what [`start`](Self::start) left to await.
     pub(crate) async fn finish(&self, pending: Pending) -> Decision {
+        let seen = crate::observe::Seen::new(&self.stage, &pending.at.route, &pending.at.method);
         let (key_id, plan, bucket) = match pending.step {
             Step::Meter {
                 key_id,
@@ -277,20 +306,24 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
             } => {
                 let grant = match self.store.lookup(&value, &self.stage).await {
                     Ok(grant) => grant,
-                    Err(_) => return self.store_failed(),
+                    Err(e) => return crate::observe::store_failed(seen, &e, self.store_failed()),
                 };
                 match plan_of(grant) {
                     Ok((key_id, plan)) => {
                         let bucket = plan.bucket_for(&resource, &method);
                         (key_id, plan, bucket)
                     }
-                    Err(rejection) => return Decision::Reject(rejection, None),
+                    Err((key_id, rejection)) => {
+                        let seen = seen.with(key_id.as_deref().unwrap_or("-"), None);
+                        return crate::observe::done(seen, Decision::Reject(rejection, None));
+                    }
                 }
             }
         };
         let admission = Admission::new(&key_id, &plan, bucket).with_cost(pending.cost);
         let verdict = self.meter.admit(admission).await;
-        self.decision(verdict, &plan, bucket)
+        let seen = seen.with(&key_id, Some(plan.id()));
+        crate::observe::metered(seen, verdict, |v| self.decision(v, &plan, bucket))
     }
 
     fn store_failed(&self) -> Decision {

@@ -30,6 +30,8 @@ pin_project! {
     {
         #[pin]
         kind: Kind<S, ReqBody, ResBody>,
+        // Durations for the `metrics` feature (a unit without it).
+        timer: crate::observe::Timer,
     }
 }
 
@@ -59,6 +61,7 @@ where
                 req: Some(req),
                 rate,
             },
+            timer: crate::observe::Timer::default(),
         }
     }
 
@@ -67,13 +70,22 @@ where
             kind: Kind::Ready {
                 response: Some(response),
             },
+            timer: crate::observe::Timer::default(),
         }
     }
 
     pub(crate) fn boxed(fut: BoxResponseFuture<ResBody, S::Error>) -> Self {
         Self {
             kind: Kind::Boxed { fut },
+            timer: crate::observe::Timer::default(),
         }
+    }
+
+    /// The same future, timed by `timer` (feature `metrics`).
+    #[inline]
+    pub(crate) fn timed(mut self, timer: crate::observe::Timer) -> Self {
+        self.timer = timer;
+        self
     }
 }
 
@@ -112,12 +124,14 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
-            let inner = match self.as_mut().project().kind.project() {
+            let this = self.as_mut().project();
+            let inner = match this.kind.project() {
                 KindProj::Admitted { svc, req, rate } => {
                     ready!(svc.poll_ready(cx))?;
                     let req = req
                         .take()
                         .expect("ResponseFuture polled after it completed");
+                    this.timer.inner_started_now();
                     Kind::Inner {
                         fut: svc.call(req),
                         rate: rate.take(),
@@ -125,14 +139,23 @@ where
                 }
                 KindProj::Inner { fut, rate } => {
                     let response = ready!(fut.poll(cx))?;
+                    this.timer.finish(response.status());
                     return Poll::Ready(Ok(wrap(response, rate.as_ref())));
                 }
                 KindProj::Ready { response } => {
-                    return Poll::Ready(Ok(response
+                    let response = response
                         .take()
-                        .expect("ResponseFuture polled after it completed")))
+                        .expect("ResponseFuture polled after it completed");
+                    this.timer.finish(response.status());
+                    return Poll::Ready(Ok(response));
                 }
-                KindProj::Boxed { fut } => return fut.as_mut().poll(cx),
+                KindProj::Boxed { fut } => {
+                    let out = ready!(fut.as_mut().poll(cx));
+                    if let Ok(response) = &out {
+                        this.timer.finish(response.status());
+                    }
+                    return Poll::Ready(out);
+                }
             };
             self.as_mut().project().kind.set(inner);
         }

@@ -78,7 +78,10 @@ mod future;
 pub mod key;
 mod layer;
 pub mod meter;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod model;
+mod observe;
 pub mod patch;
 pub mod period;
 pub mod plan;
@@ -88,6 +91,7 @@ mod service;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod usage;
 
 /// The crate's own fast paths on its traits take this token, which only this crate can make.
 #[doc(hidden)]

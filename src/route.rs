@@ -30,6 +30,9 @@ pub(crate) struct RouteMatch<'a> {
     /// matches it against its own templates, so a plan's `/items/new/GET` applies to
     /// `/items/new` even where the layer's route is `/items/{id}`).
     pub(crate) resource: &'a str,
+    /// The layer's route template that matched, if one did: what metrics and logs name the route
+    /// by (never the raw path, which a client chooses).
+    pub(crate) template: Option<&'a str>,
     /// Whether the method requires an API key.
     pub(crate) key_required: bool,
 }
@@ -189,11 +192,13 @@ impl Routes {
                 let r = &self.resources[i];
                 RouteMatch {
                     resource: path,
+                    template: Some(&r.template),
                     key_required: setting(&r.methods, method).unwrap_or(self.default_required),
                 }
             }
             None => RouteMatch {
                 resource: path,
+                template: None,
                 key_required: self.default_required,
             },
         }

@@ -136,14 +136,17 @@ where
         // The layer never readied `self.inner` (it does not forward `poll_ready`): an admitted
         // request readies a clone of its own and calls that, so that no clone is called unready,
         // see https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+        let timer = crate::observe::Timer::start(&self.gate, &req);
         let pending = match self.gate.start(&req) {
-            Start::Pass => return ResponseFuture::admitted(self.inner.clone(), req, None),
+            Start::Pass => {
+                return ResponseFuture::admitted(self.inner.clone(), req, None).timed(timer)
+            }
             Start::Done(Decision::Admit(rate)) => {
-                return ResponseFuture::admitted(self.inner.clone(), req, rate)
+                return ResponseFuture::admitted(self.inner.clone(), req, rate).timed(timer)
             }
             Start::Done(Decision::Reject(rejection, rate)) => {
                 let mut response = refusal(&self.gate, &req, rejection, rate);
-                return match unread(&req) {
+                let fut = match unread(&req) {
                     Unread::Nothing => ResponseFuture::ready(response),
                     Unread::Close => {
                         close(&mut response);
@@ -156,6 +159,7 @@ where
                         Ok(response)
                     })),
                 };
+                return fut.timed(timer);
             }
             Start::Wait(pending) => pending,
         };
@@ -163,11 +167,15 @@ where
         // A store or meter that must be awaited.
         let mut inner = self.inner.clone();
         let gate = self.gate.clone();
+        let probe = timer.clone();
         ResponseFuture::boxed(Box::pin(async move {
             match gate.finish(pending).await {
                 Decision::Admit(rate) => {
                     std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
-                    Ok(wrap(inner.call(req).await?, rate.as_ref()))
+                    let since = crate::observe::Timer::now();
+                    let response = inner.call(req).await?;
+                    probe.inner_done(since, response.status());
+                    Ok(wrap(response, rate.as_ref()))
                 }
                 Decision::Reject(rejection, rate) => {
                     let mut response = refusal(&gate, &req, rejection, rate);
@@ -184,6 +192,7 @@ where
                 }
             }
         }))
+        .timed(timer)
     }
 }
 

@@ -168,8 +168,13 @@ struct Server {
 
 impl Server {
     fn start(name: &str, args: &[&str]) -> Server {
+        Self::start_with_env(name, args, &[])
+    }
+
+    fn start_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(example(name))
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -400,4 +405,56 @@ fn with_another_config_the_key_is_read_with_jq_not_printed() {
     let got = bash(&script[..3]);
     assert_eq!(got, "403\n{\"items\":[1,2,3]}\n");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// After the Step 5 script (a 403, 200s and 429s), `curl /metrics` on the quickstart's port shows
+/// each outcome counted by route template, with no key id or value; at RUST_LOG=trace the log
+/// names refusals by key id and never shows a value.
+#[test]
+fn the_quickstart_serves_metrics_and_logs_without_key_values() {
+    let mut server = Server::start_with_env(
+        "quickstart",
+        &["--listen", "127.0.0.1:0"],
+        &[("RUST_LOG", "trace")],
+    );
+    let script = printed_step_5(&mut server);
+    let value = script[0]
+        .trim_start_matches("KEY='")
+        .split('\'')
+        .next()
+        .unwrap()
+        .to_owned();
+    let base = server
+        .printed(false)
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("Serving API ")
+                .and_then(|l| l.split(" on ").nth(1))
+        })
+        .unwrap()
+        .to_owned();
+    bash(&script);
+    let metrics = bash(&[format!("curl -s {base}/metrics")]);
+    for outcome in ["admitted", "forbidden", "throttled", "bypassed"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("usage_plans_requests_total{")
+                    && l.contains(&format!("outcome=\"{outcome}\""))),
+            "{outcome} not counted:\n{metrics}"
+        );
+    }
+    assert!(metrics.contains("method=\"GET /items\""), "{metrics}");
+    assert!(
+        metrics.contains("usage_plans_request_duration_seconds"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(&value) && !metrics.contains("key111aaa"),
+        "{metrics}"
+    );
+    server.wait_for(true, "reason=\"throttled\"");
+    let log = server.printed(true).join("\n");
+    assert!(log.contains("key_id=\"key111aaa\""), "{log}");
+    assert!(!log.contains(&value), "a key value in the log:\n{log}");
 }

@@ -1,4 +1,5 @@
-//! Who is this client, and what plan are they on: the [`KeyStore`] trait and [`MemoryStore`].
+//! Who is this client, and what plan are they on: the [`KeyStore`] trait and [`MemoryStore`];
+//! and management at run time: the [`Management`] trait.
 //!
 //! The layer asks its store one question per request that needs a key: *the key whose secret
 //! value is this, and its plan on this stage*. The answer is an owned [`KeyGrant`]: the key's id,
@@ -45,8 +46,13 @@ use crate::error::StoreError;
 use crate::model::StageRef;
 use crate::plan::StagePlan;
 
+mod manage;
 mod memory;
 
+pub use manage::{
+    ApiKeyInfo, ApiKeyQuery, ImportKey, ImportResult, ImportWarning, Management, Page, PageRequest,
+    UsagePlanKey, UsagePlanQuery, DEFAULT_LIMIT, MAX_LIMIT,
+};
 pub use memory::{MemoryStore, NewApiKey};
 
 /// A key and its plan on one stage, as a [`KeyStore`] answers it: owned, so the store holds no

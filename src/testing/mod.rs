@@ -1,7 +1,8 @@
-//! Conformance suites for [`KeyStore`](crate::store::KeyStore) and [`Meter`](crate::meter::Meter)
+//! Conformance suites for [`KeyStore`](crate::store::KeyStore), [`Management`](crate::store::Management) and [`Meter`](crate::meter::Meter)
 //! implementations (feature `testing`): every store and meter of this crate runs them in its
 //! tests, and so can yours.
 
+pub mod manage;
 pub mod meter;
 #[cfg(feature = "redis")]
 pub mod redis;

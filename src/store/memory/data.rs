@@ -4,7 +4,7 @@
 //! [`Data`] is the canonical copy, changed only under the store's management lock; the lookup
 //! index holds a [`Hot`] per key value, derived from it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::model::{ApiKey, ApiKeyValue, StageRef, UsagePlan};
@@ -149,9 +149,12 @@ impl PlanRec {
 /// Everything the store holds, changed only under the management lock.
 #[derive(Default)]
 pub(super) struct Data {
-    /// Every key, by id.
-    pub(super) keys: HashMap<Arc<str>, Box<Cold>, Hasher>,
+    /// Every key, by id, in order (management pages through them by id).
+    pub(super) keys: BTreeMap<Arc<str>, Box<Cold>>,
     pub(super) plans: BTreeMap<String, PlanRec>,
+    /// The keys of each plan, by plan id, in order: a plan's keys are listed without scanning
+    /// every key. Kept by [`link`](Self::link) and [`unlink`](Self::unlink).
+    pub(super) plan_keys: HashMap<Box<str>, BTreeSet<Arc<str>>, Hasher>,
     /// The plan lists keys have, by their plan ids; an unused one is dropped now and then.
     combos: HashMap<Box<[Box<str>]>, Arc<KeyPlans>, Hasher>,
     /// How many combos there may be before unused ones are dropped.
@@ -159,6 +162,29 @@ pub(super) struct Data {
 }
 
 impl Data {
+    /// Notes that the key `key_id` is in the plan `plan_id`.
+    pub(super) fn link(&mut self, plan_id: &str, key_id: &Arc<str>) {
+        match self.plan_keys.get_mut(plan_id) {
+            Some(keys) => {
+                keys.insert(key_id.clone());
+            }
+            None => {
+                self.plan_keys
+                    .insert(plan_id.into(), BTreeSet::from([key_id.clone()]));
+            }
+        }
+    }
+
+    /// Notes that the key `key_id` is no longer in the plan `plan_id`.
+    pub(super) fn unlink(&mut self, plan_id: &str, key_id: &str) {
+        if let Some(keys) = self.plan_keys.get_mut(plan_id) {
+            keys.remove(key_id);
+            if keys.is_empty() {
+                self.plan_keys.remove(plan_id);
+            }
+        }
+    }
+
     /// The shared value for keys linked to `ids` in this order; `None` for no plans.
     pub(super) fn intern(&mut self, ids: Vec<Box<str>>) -> Option<Arc<KeyPlans>> {
         if ids.is_empty() {

@@ -26,6 +26,7 @@ use crate::plan::StagePlan;
 use super::{KeyGrant, KeyStore};
 
 mod data;
+mod manage;
 #[cfg(test)]
 mod tests;
 
@@ -207,6 +208,39 @@ impl Inner {
         }
     }
 
+    /// Links the key `key_id` to the plan `plan_id`, unless it is in it or in another plan on one
+    /// of its stages.
+    fn link_key(&self, data: &mut Data, plan_id: &str, key_id: &str) -> Result<(), StoreError> {
+        let plan = &data
+            .plans
+            .get(plan_id)
+            .ok_or_else(|| not_found("usage plan", plan_id))?
+            .plan;
+        let (key_arc, cold) = data
+            .keys
+            .get_key_value(key_id)
+            .ok_or_else(|| not_found("API key", key_id))?;
+        let key_arc = key_arc.clone();
+        let linked = plan_ids(&cold.plans);
+        if linked.iter().any(|p| **p == *plan_id) {
+            return Err(StoreError::Conflict(format!(
+                "API key {key_id:?} is already in usage plan {plan_id:?}"
+            )));
+        }
+        if let Some(c) = stage_conflict(data, linked, plan) {
+            return Err(c.error(key_id));
+        }
+        let mut ids = linked.to_vec();
+        ids.push(plan_id.into());
+        let new = data.intern(ids);
+        if let Some(p) = data.plans.get_mut(plan_id) {
+            p.listed = true;
+        }
+        data.link(plan_id, &key_arc);
+        self.set_plans(data, key_id, new);
+        Ok(())
+    }
+
     /// Stores `plan`, keeping its keys, unless one of them would then be in two plans on a stage.
     fn put_plan(&self, data: &mut Data, plan: UsagePlan) -> Result<(), StoreError> {
         plan.validate()?;
@@ -298,12 +332,15 @@ impl MemoryStore {
             }
         }
         let mut data = inner.data.lock();
-        new.keys.reserve(config.api_keys.len());
         // Put every new entry in before taking stale ones out, so that no request in between is
         // refused for a key that is in both the old and the new configuration.
         for key in &config.api_keys {
-            let plans = new.intern(key_plans.remove(&key.id).unwrap_or_default());
+            let plan_ids = key_plans.remove(&key.id).unwrap_or_default();
             let id: Arc<str> = key.id.as_str().into();
+            for plan_id in &plan_ids {
+                new.link(plan_id, &id);
+            }
+            let plans = new.intern(plan_ids);
             let cold = Cold::new(key, inner.shared_value(key.value.expose()), plans);
             inner.index.insert(cold.value.clone(), cold.hot(&id));
             new.keys.insert(id, cold);
@@ -388,13 +425,10 @@ impl MemoryStore {
     /// Every key, by id.
     pub fn api_keys(&self) -> Vec<ApiKey> {
         let data = self.inner.data.lock();
-        let mut keys: Vec<ApiKey> = data
-            .keys
+        data.keys
             .iter()
             .map(|(id, cold)| cold.api_key(id))
-            .collect();
-        keys.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        keys
+            .collect()
     }
 
     /// Changes a key with AWS's patch operations (`/name`, `/description`, `/enabled`,
@@ -420,6 +454,9 @@ impl MemoryStore {
             .keys
             .remove(id)
             .ok_or_else(|| not_found("API key", id))?;
+        for plan_id in plan_ids(&cold.plans) {
+            data.unlink(plan_id, id);
+        }
         self.inner.index.remove(&*cold.value);
         self.inner.changed();
         Ok(())
@@ -489,6 +526,7 @@ impl MemoryStore {
         data.plans
             .remove(id)
             .ok_or_else(|| not_found("usage plan", id))?;
+        data.plan_keys.remove(id);
         let affected = data.combos_with(id);
         let mut swaps = Vec::with_capacity(affected.len());
         for old in affected {
@@ -506,33 +544,7 @@ impl MemoryStore {
     /// [`StoreError::Conflict`] if the key is already in another plan on one of the plan's stages.
     pub fn create_usage_plan_key(&self, plan_id: &str, key_id: &str) -> Result<(), StoreError> {
         let mut data = self.inner.data.lock();
-        let plan = &data
-            .plans
-            .get(plan_id)
-            .ok_or_else(|| not_found("usage plan", plan_id))?
-            .plan;
-        let linked = plan_ids(
-            &data
-                .keys
-                .get(key_id)
-                .ok_or_else(|| not_found("API key", key_id))?
-                .plans,
-        );
-        if linked.iter().any(|p| **p == *plan_id) {
-            return Err(StoreError::Conflict(format!(
-                "API key {key_id:?} is already in usage plan {plan_id:?}"
-            )));
-        }
-        if let Some(c) = stage_conflict(&data, linked, plan) {
-            return Err(c.error(key_id));
-        }
-        let mut ids = linked.to_vec();
-        ids.push(plan_id.into());
-        let new = data.intern(ids);
-        if let Some(p) = data.plans.get_mut(plan_id) {
-            p.listed = true;
-        }
-        self.inner.set_plans(&mut data, key_id, new);
+        self.inner.link_key(&mut data, plan_id, key_id)?;
         self.inner.changed();
         Ok(())
     }
@@ -553,6 +565,7 @@ impl MemoryStore {
             });
         };
         let new = data.intern(rest);
+        data.unlink(plan_id, key_id);
         self.inner.set_plans(&mut data, key_id, new);
         self.inner.changed();
         Ok(())
@@ -564,14 +577,13 @@ impl MemoryStore {
         if !data.plans.contains_key(plan_id) {
             return Err(not_found("usage plan", plan_id));
         }
-        let mut keys: Vec<ApiKey> = data
-            .keys
+        let Some(ids) = data.plan_keys.get(plan_id) else {
+            return Ok(Vec::new());
+        };
+        Ok(ids
             .iter()
-            .filter(|(_, cold)| cold.plans.as_deref().is_some_and(|p| p.has(plan_id)))
-            .map(|(id, cold)| cold.api_key(id))
-            .collect();
-        keys.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        Ok(keys)
+            .filter_map(|id| Some(data.keys.get(id)?.api_key(id)))
+            .collect())
     }
 
     /// The grant for `value` on `stage`: the index's shard is read, and let go before this
