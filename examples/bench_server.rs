@@ -54,7 +54,7 @@ fn store(keys: usize) -> MemoryStore {
 #[derive(Debug, Parser)]
 #[command(name = "bench_server")]
 struct Args {
-    /// Where to listen: HOST:PORT, a host name or an IP address.
+    /// Where to listen: HOST:PORT, HOST a name or an IP address.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3001")]
     listen: String,
     /// How many keys to register (benchkey and the index on 32 digits).

@@ -28,7 +28,7 @@ use tonic::transport::server::TcpIncoming;
 #[derive(Debug, Parser)]
 #[command(name = "grpc")]
 struct Args {
-    /// Where to listen: HOST:PORT, a host name or an IP address (port 0 picks a free port).
+    /// Where to listen: HOST:PORT, HOST a name or an IP address (port 0 picks a free port).
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50051")]
     listen: String,
     /// The API id this server is (the demo plans list greeter01).

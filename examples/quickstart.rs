@@ -33,7 +33,7 @@ struct Args {
     /// The keys, plans and links, as AWS's CLI prints them (apiKeys, usagePlans, usagePlanKeys).
     #[arg(long, value_name = "FILE", default_value = DEMO_CONFIG)]
     config: PathBuf,
-    /// Where to listen: HOST:PORT, a host name or an IP address (port 0 picks a free port).
+    /// Where to listen: HOST:PORT, HOST a name or an IP address (port 0 picks a free port).
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3000")]
     listen: String,
     /// The API id this app is, as the plans' apiStages name it.
@@ -147,9 +147,12 @@ async fn main() -> ExitCode {
             // The bundled demo keys are public: shown so that the commands need only curl.
             app::demo_key_line(&value, &name)
         } else {
-            app::jq_key_line(&id, &name, &shown)
+            // The whole path, so that the line works from another terminal's directory.
+            let path = std::fs::canonicalize(&args.config)
+                .map_or_else(|_| shown.clone(), |p| p.display().to_string());
+            app::jq_key_line(&id, &name, &path)
         };
-        print!("{}", app::step_5(&base, &key_line));
+        print!("{}", app::step_5(&base, &key_line, demo));
     }
     if let Err(e) = axum::serve(listener, router).await {
         eprintln!("error: server failed: {e}");

@@ -33,11 +33,13 @@ pub enum FailMode {
 }
 
 /// How many tokens a request takes, and how much it counts against the quota and the day's
-/// usage: 1 unless an earlier layer or the router puts another value in the request's extensions.
+/// usage: 1 unless a layer that runs before [`UsagePlanLayer`](crate::UsagePlanLayer) (one
+/// added outside it) puts another value in the request's extensions. A layer inside (an axum
+/// `route_layer`) runs after the decision: too late.
 ///
-/// A cost of `n` takes `n` tokens from the key's bucket (a request of cost above the bucket's
-/// burst is never admitted) and counts `n` against the quota. A cost of 0 checks the key and its
-/// limits but spends nothing.
+/// A cost of `n` takes `n` tokens from the key's bucket and counts `n` against the quota. A cost
+/// above the bucket's burst can never pass: it is answered 429 with `Retry-After: 60`, as a
+/// switched-off (zero) throttle is. A cost of 0 checks the key and its limits but spends nothing.
 ///
 /// # Examples
 ///

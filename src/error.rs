@@ -74,18 +74,21 @@ pub enum ConfigError {
         source: serde_json::Error,
     },
     /// The file could not be read or written.
-    #[error("cannot read or write the file {path}")]
+    #[error("cannot {} the file {path}", if *writing { "write" } else { "read" })]
     Io {
         /// The file's path.
         path: String,
+        /// Whether it was being written (else read).
+        writing: bool,
         /// The I/O error.
         #[source]
         source: std::io::Error,
     },
     /// The file is larger than [`Config::from_file`](crate::config::Config::from_file) reads.
     #[error(
-        "the file {path} is larger than {limit} bytes, the most a configuration file may be; \
-         check that it is the right file, or read it yourself and use Config::from_json"
+        "the file {path} is larger than {} MiB ({limit} bytes), the most a configuration file \
+         may be; check that it is the right file, or read it yourself and use Config::from_json",
+        limit / (1024 * 1024)
     )]
     TooLarge {
         /// The file's path.

@@ -205,11 +205,14 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
     /// other `OPTIONS` request. A plain `OPTIONS` (no `Access-Control-Request-Method`) is
     /// always checked like any method.
     ///
+    /// Put tower-http's `CorsLayer` *outside* this layer (added after it), exposing
+    /// `Retry-After`, `RateLimit` and `RateLimit-Policy`: it then answers preflights itself and
+    /// adds its headers to this layer's 403s and 429s too, which a browser can then read.
+    ///
     /// ```
     /// use tower_usage_plans::{MemoryStore, UsagePlanLayer};
     ///
-    /// // Answer preflights in the layer's inner service (tower-http's CorsLayer) or, with
-    /// // this, refuse them without a key.
+    /// // Refuse preflights that carry no key, as any other request.
     /// let layer = UsagePlanLayer::builder(MemoryStore::new())
     ///     .pass_cors_preflight(false)
     ///     .build()

@@ -396,6 +396,20 @@ fn with_another_config_the_key_is_read_with_jq_not_printed() {
     );
     let script = printed_step_5(&mut server);
     assert!(script[0].starts_with("KEY=$(jq -r "), "{script:?}");
+    // The whole path, so that the line works from another directory; and no promise of the demo
+    // file's answers.
+    let whole = std::fs::canonicalize(&config).unwrap();
+    assert!(script[0].contains(whole.to_str().unwrap()), "{script:?}");
+    assert!(
+        script
+            .iter()
+            .any(|l| l.contains("until the plan's burst is spent")),
+        "{script:?}"
+    );
+    assert!(
+        !script.iter().any(|l| l.contains("about twenty")),
+        "{script:?}"
+    );
     for (_, line) in &server.seen {
         assert!(
             !line.contains("aBcDeFgHiJkLmNoPqRsTuVwXyZ123456789"),

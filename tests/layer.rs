@@ -661,3 +661,40 @@ fn building_for_a_stage_no_plan_lists_warns() {
     });
     assert!(logs.0.lock().unwrap().is_empty());
 }
+
+/// A `RequestCost` set by a layer outside the usage-plan layer takes that many tokens and counts
+/// that many against the quota.
+#[tokio::test]
+async fn a_request_cost_from_an_outer_layer_counts_that_many() {
+    let app = app();
+    let costly = app.router.clone().layer(axum::middleware::from_fn(
+        |mut req: Request<Body>, next: axum::middleware::Next| async move {
+            if req.uri().path() == "/items/7" {
+                req.extensions_mut()
+                    .insert(tower_usage_plans::RequestCost::new(4));
+            }
+            next.run(req).await
+        },
+    ));
+    // FreePlan: burst 10, 1000 a DAY, on GET /items/{id}.
+    let a = send(&costly, Method::GET, "/items/7", Some(FREE)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        a.header("ratelimit"),
+        Some("\"burst\";r=6;t=1, \"day\";r=996;t=43200")
+    );
+    let a = send(&costly, Method::GET, "/items/1", Some(FREE)).await;
+    assert_eq!(
+        a.header("ratelimit"),
+        Some("\"burst\";r=5;t=1, \"day\";r=995;t=43200")
+    );
+    // Cost 4 with 5 tokens left passes once more; then 1 token is left: 429.
+    assert_eq!(
+        send(&costly, Method::GET, "/items/7", Some(FREE))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let a = send(&costly, Method::GET, "/items/7", Some(FREE)).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+}

@@ -285,6 +285,7 @@ fn the_readme_shows_the_step_5_the_quickstart_prints() {
     let printed = app::step_5(
         "http://127.0.0.1:3000",
         &app::demo_key_line(key.value.expose(), &key.name),
+        true,
     );
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();

@@ -67,8 +67,11 @@ pub fn jq_key_line(id: &str, name: &str, config: &str) -> String {
 /// The article's Step 5 as shell commands against `base` (`http://127.0.0.1:3000`), after
 /// `key_line` sets `$KEY`. The README shows this text for the default address: keep them equal
 /// (tests/quickstart.rs checks).
-pub fn step_5(base: &str, key_line: &str) -> String {
-    format!(
+///
+/// The expected answers are written beside the commands for the bundled demo file (`demo`); for
+/// another file they say only what the plans decide.
+pub fn step_5(base: &str, key_line: &str, demo: bool) -> String {
+    let text = format!(
         r#"The article's Step 5 (needs curl):
   {key_line}
   curl -s -o /dev/null -w "%{{http_code}}\n" {base}/items   # 403: no key
@@ -78,5 +81,17 @@ pub fn step_5(base: &str, key_line: &str) -> String {
   curl -s -H "x-api-key: $KEY" -X POST {base}/orders; echo   # POST /orders: its own bucket
   curl -s {base}/health; echo   # no key needed
 "#
-    )
+    );
+    if demo {
+        text
+    } else {
+        text.replace(
+            r#"# 200 {"items":[1,2,3]}"#,
+            "# 200 with a key of a plan on the stage",
+        )
+        .replace(
+            "# about twenty 200s, then 429s",
+            "# 200s until the plan's burst is spent, then 429s",
+        )
+    }
 }

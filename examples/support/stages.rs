@@ -115,7 +115,14 @@ impl fmt::Display for StageReport {
             } else {
                 self.listed.join(", ")
             };
-            if self.plans.is_empty() {
+            if self.listed.is_empty() {
+                writeln!(
+                    f,
+                    "WARNING: the configuration has no usage plan on any stage: every request \
+                     that needs a key will be refused 403 Forbidden. Add a plan with {stage} in \
+                     its apiStages, and link keys to it in usagePlanKeys."
+                )?;
+            } else if self.plans.is_empty() {
                 writeln!(
                     f,
                     "WARNING: no usage plan lists the stage {stage}: every request that needs a \

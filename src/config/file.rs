@@ -24,6 +24,7 @@ impl Config {
         let path = path.as_ref();
         let io = |source| ConfigError::Io {
             path: path.display().to_string(),
+            writing: false,
             source,
         };
         let file = std::fs::File::open(path).map_err(io)?;
@@ -54,6 +55,7 @@ impl Config {
         let path = path.as_ref();
         let io = |source| ConfigError::Io {
             path: path.display().to_string(),
+            writing: true,
             source,
         };
         let mut tmp_name = path.as_os_str().to_owned();
@@ -96,7 +98,7 @@ mod tests {
         assert!(matches!(err, ConfigError::Io { .. }), "{err:?}");
         assert_eq!(
             err.to_string(),
-            "cannot read or write the file /no/such/dir/config.json"
+            "cannot read the file /no/such/dir/config.json"
         );
         assert!(std::error::Error::source(&err).is_some());
     }

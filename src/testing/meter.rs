@@ -2,8 +2,10 @@
 //!
 //! [`meter`] runs every check on meters that `make` builds on a [`ManualClock`] (one new meter
 //! per check, so that checks never share state). Each check panics, naming itself, when the
-//! meter gets it wrong. It needs a multi-threaded tokio runtime: the concurrency check spawns
-//! tasks.
+//! meter gets it wrong. The meter must be `Clone` (clones sharing one state, as the layer's
+//! services do), and the suite must run on a multi-threaded tokio runtime
+//! (`#[tokio::test(flavor = "multi_thread")]`): the concurrency check spawns tasks, and refuses
+//! to run where they could not race.
 //!
 //! | check | what it asserts |
 //! |---|---|
@@ -82,6 +84,12 @@ where
     M: Meter + Clone,
     F: Fn(ManualClock) -> M,
 {
+    assert_eq!(
+        tokio::runtime::Handle::current().runtime_flavor(),
+        tokio::runtime::RuntimeFlavor::MultiThread,
+        "run the meter conformance suite on a multi-threaded tokio runtime \
+         (#[tokio::test(flavor = \"multi_thread\")]): its concurrency check needs tasks that race"
+    );
     exact_quota_under_concurrency(&make).await;
     throttled_spends_no_quota(&make).await;
     quota_refusal_spends_no_token(&make).await;
