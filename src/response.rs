@@ -206,14 +206,54 @@ impl GatewayResponse {
 }
 
 /// The answers of a layer: the custom ones, by [`ResponseType`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Responses {
     custom: [Option<GatewayResponse>; 4],
+    /// The headers every HTTP refusal of a kind starts with (content type, `x-amzn-ErrorType`,
+    /// a custom answer's own headers), built once per layer: a refusal clones them and adds
+    /// `Retry-After` and the rate-limit headers, unless the custom answer sets those itself.
+    templates: [HeaderMap; 4],
+}
+
+impl Default for Responses {
+    fn default() -> Self {
+        let mut r = Self {
+            custom: Default::default(),
+            templates: Default::default(),
+        };
+        for kind in [
+            ResponseType::Forbidden,
+            ResponseType::Throttled,
+            ResponseType::QuotaExceeded,
+            ResponseType::Unavailable,
+        ] {
+            r.prepare(kind);
+        }
+        r
+    }
 }
 
 impl Responses {
     pub(crate) fn set(&mut self, kind: ResponseType, response: GatewayResponse) {
         self.custom[kind.index()] = Some(response);
+        self.prepare(kind);
+    }
+
+    fn prepare(&mut self, kind: ResponseType) {
+        let custom = &self.custom[kind.index()];
+        let mut headers = HeaderMap::with_capacity(6);
+        if custom.is_none() {
+            headers.insert(CONTENT_TYPE, JSON.clone());
+        }
+        headers.insert(
+            X_AMZN_ERROR_TYPE.clone(),
+            HeaderValue::from_static(kind.error_type()),
+        );
+        // A custom answer's own headers replace the layer's of the same name.
+        for (name, value) in custom.iter().flat_map(|c| &c.headers) {
+            headers.insert(name.clone(), value.clone());
+        }
+        self.templates[kind.index()] = headers;
     }
 }
 
@@ -378,8 +418,9 @@ pub(crate) fn reject<B>(
 ) -> Response<ResponseBody<B>> {
     let kind = rejection.response_type();
     let retry_after = rejection.retry_after().map(|s| HeaderValue::from(s.max(1)));
-    let mut headers = HeaderMap::with_capacity(6);
+    let mut headers;
     let (status, body) = if let Some(grpc) = grpc {
+        headers = HeaderMap::with_capacity(6);
         let content_type = match &grpc {
             Grpc::Plain => GRPC.clone(),
             Grpc::Web(ct) | Grpc::WebText(ct) => ct.clone(),
@@ -408,27 +449,37 @@ pub(crate) fn reject<B>(
         (StatusCode::OK, body)
     } else {
         let custom = &responses.custom[kind.index()];
-        if custom.is_none() {
-            headers.insert(CONTENT_TYPE, JSON.clone());
-        }
-        headers.insert(
-            X_AMZN_ERROR_TYPE.clone(),
-            HeaderValue::from_static(kind.error_type()),
-        );
+        let sets = |name: &HeaderName| {
+            custom
+                .as_ref()
+                .is_some_and(|c| c.headers.contains_key(name))
+        };
+        let template = &responses.templates[kind.index()];
+        headers = if retry_after.is_none() && rate.is_none() {
+            // Nothing to add (a 403, a 503): the template as it is.
+            template.clone()
+        } else {
+            // A clone has no room to grow: room for three more from the start.
+            let mut h = HeaderMap::with_capacity(template.len() + 3);
+            h.extend(template.iter().map(|(n, v)| (n.clone(), v.clone())));
+            h
+        };
         if let Some(retry) = retry_after {
-            headers.insert(RETRY_AFTER, retry);
+            if !sets(&RETRY_AFTER) {
+                headers.insert(RETRY_AFTER, retry);
+            }
         }
         if let Some(rate) = rate {
             rate.write(&mut headers);
-        }
-        match custom {
-            Some(custom) => {
-                // A custom answer's own headers replace the layer's of the same name.
-                for (name, value) in &custom.headers {
+            // A custom answer's own rate-limit headers win over the layer's.
+            for name in [&RATELIMIT, &RATELIMIT_POLICY] {
+                if let Some(value) = custom.as_ref().and_then(|c| c.headers.get(name)) {
                     headers.insert(name.clone(), value.clone());
                 }
-                (custom.status, custom.body.clone())
             }
+        }
+        match custom {
+            Some(custom) => (custom.status, custom.body.clone()),
             None => (
                 rejection.status(),
                 Bytes::from_static(rejection.body().as_bytes()),
