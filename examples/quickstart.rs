@@ -10,6 +10,8 @@
 //! The configuration is AWS's own JSON (see `tower_usage_plans::config`). At start it says
 //! which plans and how many keys serve the chosen stage, and warns when none do.
 
+#[path = "quickstart/admin.rs"]
+mod admin;
 #[path = "quickstart/app.rs"]
 mod app;
 #[path = "support/stages.rs"]
@@ -42,6 +44,8 @@ struct Args {
     /// The stage this app is, as the plans' apiStages name it.
     #[arg(long, value_name = "NAME", default_value = "prod")]
     stage: String,
+    #[command(flatten)]
+    admin: admin::AdminArgs,
 }
 
 /// Whether `path` is the bundled demo configuration, whose key values may be shown.
@@ -107,7 +111,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let router = match app::router(store, LocalMeter::new(), &args.api_id, &args.stage) {
+    let meter = LocalMeter::new();
+    let admin_store = store.clone();
+    let router = match app::router(store, meter.clone(), &args.api_id, &args.stage) {
         Ok(router) => router.route(
             "/metrics",
             axum::routing::get(move || std::future::ready(prometheus.render())),
@@ -153,6 +159,15 @@ async fn main() -> ExitCode {
             app::jq_key_line(&id, &name, &path)
         };
         print!("{}", app::step_5(&base, &key_line, demo));
+    }
+    // The admin API: the same store and meter, on a port of its own.
+    match admin::spawn(&args.admin, admin_store, meter).await {
+        Ok(Some(lines)) => print!("{lines}"),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     if let Err(e) = axum::serve(listener, router).await {
         eprintln!("error: server failed: {e}");

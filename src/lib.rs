@@ -59,6 +59,7 @@
 //! | `tokio` | [`LocalMeter::spawn_sweeper`], a background task that sweeps the meter |
 //! | `axum` | routes matched on axum's `OriginalUri` (the path the client sent, also inside `Router::nest`) |
 //! | `testing` | `tower_usage_plans::testing`: the conformance suites for stores and meters |
+//! | `admin` | `tower_usage_plans::admin`: API Gateway's management API (rest-json, SigV4) as an axum Router, for the aws CLI and boto3 |
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
@@ -67,6 +68,8 @@
     clippy::await_holding_lock
 )]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod admission;
 #[doc = include_str!("../docs/aws-semantics.md")]
 pub mod aws_semantics {}

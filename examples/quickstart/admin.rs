@@ -1,0 +1,84 @@
+//! The quickstart's admin API (feature `admin`): its flags, and the task that serves API
+//! Gateway's management protocol on its own port, over the same store and meter as the data
+//! path, so that the aws CLI and boto3 manage keys, plans and usage with `--endpoint-url`.
+
+use clap::Args;
+use tower_usage_plans::admin::{AccessKey, AdminApi};
+use tower_usage_plans::{LocalMeter, MemoryStore};
+
+/// The admin API's flags.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Where to serve the admin API (API Gateway's management protocol, for the aws CLI and
+    /// boto3). It is served only with --admin-credentials or --admin-no-auth.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3001")]
+    pub admin_listen: String,
+    /// An access key the admin API accepts, ACCESS_KEY_ID:SECRET (repeatable): requests must be
+    /// signed with it (SigV4), as the aws CLI and boto3 sign them.
+    #[arg(long, value_name = "ACCESS_KEY_ID:SECRET")]
+    pub admin_credentials: Vec<AccessKey>,
+    /// Serve the admin API without checking signatures: for local use only.
+    #[arg(long, conflicts_with = "admin_credentials")]
+    pub admin_no_auth: bool,
+}
+
+/// Binds the admin port and serves the admin API in a task; returns the lines to print, or
+/// `None` when neither --admin-credentials nor --admin-no-auth was given.
+pub async fn spawn(
+    args: &AdminArgs,
+    store: MemoryStore,
+    meter: LocalMeter,
+) -> Result<Option<String>, String> {
+    if args.admin_credentials.is_empty() && !args.admin_no_auth {
+        return Ok(None);
+    }
+    let mut api = AdminApi::new(store, meter).access_keys(args.admin_credentials.iter().cloned());
+    if args.admin_no_auth {
+        api = api.no_auth();
+    }
+    let router = api.router().map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(&args.admin_listen)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on --admin-listen {}: {e} (give HOST:PORT, e.g. 127.0.0.1:3001)",
+                args.admin_listen
+            )
+        })?;
+    let base = format!(
+        "http://{}",
+        listener
+            .local_addr()
+            .map_or(args.admin_listen.clone(), |a| a.to_string())
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            eprintln!("error: admin API failed: {e}");
+        }
+    });
+    Ok(Some(admin_lines(&base, args)))
+}
+
+/// What the quickstart prints about the admin API served on `base`.
+pub fn admin_lines(base: &str, args: &AdminArgs) -> String {
+    let (how, sign) = if args.admin_no_auth {
+        (
+            "no signature checked (--admin-no-auth)".to_owned(),
+            " --no-sign-request",
+        )
+    } else {
+        let ids: Vec<&str> = args.admin_credentials.iter().map(AccessKey::id).collect();
+        (
+            format!(
+                "requests signed with the access key {} (aws configure, or AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY)",
+                ids.join(" or ")
+            ),
+            "",
+        )
+    };
+    format!(
+        "Admin API (API Gateway's management protocol) on {base}: {how}\n  \
+         aws --endpoint-url {base} --region us-east-1{sign} apigateway get-usage-plans\n\n"
+    )
+}

@@ -1,0 +1,110 @@
+//! The admin API's answers to a refused request, as AWS sends them: a status, the
+//! `x-amzn-ErrorType` header and a body `{"message": "..."}`.
+
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderValue, StatusCode};
+
+use crate::error::{FieldError, MeterError, StoreError};
+use crate::usage::UsageError;
+
+/// A refused admin request: AWS's error type, its status and a message saying what to fix.
+///
+/// The message never holds a key's value. Its `Display` is `"{kind}: {message}"`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct AdminError {
+    /// The status: 400, 403, 404, 409, 413, 429, 503.
+    pub status: StatusCode,
+    /// AWS's error type, sent as `x-amzn-ErrorType`: `BadRequestException`, `NotFoundException`,
+    /// `ConflictException`, `MissingAuthenticationTokenException`, ...
+    pub kind: &'static str,
+    /// What went wrong and what would be right.
+    pub message: String,
+}
+
+impl AdminError {
+    /// An error of this status and type.
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// 400 `BadRequestException`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequestException", message)
+    }
+
+    /// 404 `NotFoundException`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NotFoundException", message)
+    }
+
+    /// 409 `ConflictException`.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "ConflictException", message)
+    }
+
+    /// 503 `ServiceUnavailableException`, for a store or meter that failed. The cause is logged,
+    /// not sent.
+    pub(crate) fn unavailable(what: &str, cause: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %cause, "admin API: the {what} failed");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailableException",
+            format!("the {what} failed; try again later (the server's log has the cause)"),
+        )
+    }
+}
+
+impl From<FieldError> for AdminError {
+    fn from(e: FieldError) -> Self {
+        Self::bad_request(e.to_string())
+    }
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { .. } => Self::not_found(e.to_string()),
+            StoreError::Conflict(_) => Self::conflict(e.to_string()),
+            StoreError::Invalid(f) => f.into(),
+            other => Self::unavailable("key store", &other),
+        }
+    }
+}
+
+impl From<MeterError> for AdminError {
+    fn from(e: MeterError) -> Self {
+        match e {
+            MeterError::Invalid(f) => f.into(),
+            other => Self::unavailable("meter", &other),
+        }
+    }
+}
+
+impl From<UsageError> for AdminError {
+    fn from(e: UsageError) -> Self {
+        match e {
+            UsageError::Invalid(f) => f.into(),
+            UsageError::Store(s) => s.into(),
+            UsageError::Meter(m) => m.into(),
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "message": self.message }).to_string();
+        let mut res = (self.status, body).into_response();
+        let h = res.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert("x-amzn-errortype", HeaderValue::from_static(self.kind));
+        res
+    }
+}
