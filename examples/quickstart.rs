@@ -5,6 +5,7 @@
 //! cargo run --example quickstart
 //! cargo run --example quickstart -- --config FILE --listen ADDR [--api-id ID --stage NAME]
 //! cargo run --example quickstart -- --help
+//! cargo run --example quickstart --features redis -- --redis redis://127.0.0.1:6379 --listen 127.0.0.1:3001
 //! ```
 //!
 //! The configuration is AWS's own JSON (see `tower_usage_plans::config`). At start it says
@@ -12,6 +13,8 @@
 
 #[path = "quickstart/app.rs"]
 mod app;
+#[path = "quickstart/redis.rs"]
+mod redis;
 #[path = "support/stages.rs"]
 mod stages;
 
@@ -42,6 +45,11 @@ struct Args {
     /// The stage this app is, as the plans' apiStages name it.
     #[arg(long, value_name = "NAME", default_value = "prod")]
     stage: String,
+    /// Keep keys, plans and limits in Redis, shared by every quickstart given the same Redis:
+    /// redis://HOST:PORT, or a cluster's seed nodes separated by commas (feature `redis`). The
+    /// first to find Redis empty loads --config into it.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
 }
 
 /// Whether `path` is the bundled demo configuration, whose key values may be shown.
@@ -107,13 +115,23 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let router = match app::router(store, LocalMeter::new(), &args.api_id, &args.stage) {
+    let router = match &args.redis {
+        None => app::router(store, LocalMeter::new(), &args.api_id, &args.stage)
+            .map_err(|e| format!("error: {}", chain(&e))),
+        Some(url) => redis::router(url, store.to_config(), &args.api_id, &args.stage)
+            .await
+            .map(|(router, note)| {
+                println!("{note}");
+                router
+            }),
+    };
+    let router = match router {
         Ok(router) => router.route(
             "/metrics",
             axum::routing::get(move || std::future::ready(prometheus.render())),
         ),
         Err(e) => {
-            eprintln!("error: {}", chain(&e));
+            eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
