@@ -1,78 +1,7 @@
 //! [`RedisStore`]: keys, plans and their links shared by several instances in Redis or Redis
 //! Cluster (feature `redis`), answered from a copy in each instance's memory.
 //!
-//! # What Redis holds
-//!
-//! Four hashes and a version, all under one hash tag (`{prefix}`), so that they sit in one
-//! Cluster slot and every change is one atomic script:
-//!
-//! | Redis key | field | value |
-//! |---|---|---|
-//! | `{tup:s:}version` | | a number, moved by every change |
-//! | `{tup:s:}keys` | key id | the key in AWS's JSON, its `value` replaced by the SHA-256 digest of the value (hex) |
-//! | `{tup:s:}plans` | plan id | the plan in AWS's JSON |
-//! | `{tup:s:}links` | plan id | the ids of the plan's keys, a JSON array |
-//! | `{tup:s:}values` | key id | only with [`keep_values`](RedisStoreBuilder::keep_values): the value, sealed |
-//!
-//! A key's value is never written in clear: Redis holds its digest, and a request's value is
-//! digested once and looked up by digest. So [`get_api_key`](Management::get_api_key) with
-//! `include_value` (and `includeValues` of the lists) cannot show a value, and answers it as
-//! `None`; the value is shown once, when the key is created. A team that needs values shown
-//! later opts in with [`keep_values`](RedisStoreBuilder::keep_values): the values are then also
-//! kept sealed (ChaCha20-Poly1305) under a secret every instance is given, never in clear.
-//!
-//! # The copy in each instance, and how long a change takes to reach it
-//!
-//! Each instance keeps the whole store in memory (a [`MemoryStore`] indexed by digest) and
-//! answers every lookup from it, without a round trip: a request costs one SHA-256 of its key's
-//! value and a read of the copy. The copy is read again (one script, atomically) when the
-//! version in Redis differs from the copy's; each instance checks the version every
-//! [`refresh_interval`](RedisStoreBuilder::refresh_interval) (1 second by default) in a
-//! background task, and before every management operation.
-//!
-//! So a change made through one instance applies to that instance's next request, and to every
-//! other instance's requests **within one refresh interval** (plus the time to read the store
-//! again). Management reads (`get-api-keys`, `get-usage-plan-keys`, the usage reports) check the
-//! version first, so any instance answers them for all.
-//!
-//! Management operations are optimistic: an instance makes the change on a copy of the store as
-//! it read it, checks it as [`MemoryStore`] does (the same rules, the same errors), and writes
-//! what changed in one script that refuses the write if the version moved meanwhile; it then
-//! reads again and retries (up to 16 times). A change costs time in proportion to the size of the
-//! store on the instance making it (the copy is rebuilt), which suits stores of up to some
-//! hundred thousand keys; lookups do not pay it.
-//!
-//! # When Redis is down
-//!
-//! Lookups go on being answered from the last copy, so keys keep working while Redis is away
-//! (the meter, not the store, decides whether requests pass: see
-//! [`FailMode`](crate::FailMode)). A change made elsewhere meanwhile applies once this instance
-//! can read Redis again. Management operations fail with [`StoreError::Backend`] after at most
-//! [`response_timeout`](RedisStoreBuilder::response_timeout) per round trip.
-//!
-//! # Examples
-//!
-//! ```no_run
-//! use tower_usage_plans::model::{ApiStage, StageRef, UsagePlan};
-//! use tower_usage_plans::store::{KeyStore, Management, NewApiKey, RedisStore};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = RedisStore::builder().connect("redis://127.0.0.1:6379").await?;
-//! let mut plan = UsagePlan::new("plan111", "FreePlan");
-//! plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
-//! store.create_usage_plan(plan).await?;
-//! let key = store.create_api_key(NewApiKey::named("ClientA")).await?;
-//! store.create_usage_plan_key("plan111", &key.id).await?;
-//!
-//! let prod = StageRef::new("abc123def4", "prod");
-//! let grant = store.lookup(key.value.expose(), &prod).await?.unwrap();
-//! assert_eq!(&*grant.key_id, key.id.as_str());
-//! // The value is not kept: it was shown once, at creation.
-//! assert!(store.get_api_key(&key.id, true).await?.value.is_none());
-//! # Ok(())
-//! # }
-//! ```
+//! See [`RedisStore`].
 
 use std::fmt;
 use std::future::{ready, Future};
@@ -156,10 +85,82 @@ struct Inner {
 }
 
 /// The [`KeyStore`] and [`Management`](super::Management) whose keys, plans and links live in
-/// Redis or Redis Cluster, shared by every instance that uses the same Redis and prefix. See the
-/// [module docs](self) for what Redis holds and how soon a change applies everywhere.
+/// Redis or Redis Cluster, shared by every instance that uses the same Redis and prefix.
 ///
 /// Clones share the connection and the copy. Built by [`RedisStore::builder`].
+///
+/// # What Redis holds
+///
+/// Four hashes and a version, all under one hash tag (`{prefix}`), so that they sit in one
+/// Cluster slot and every change is one atomic script:
+///
+/// | Redis key | field | value |
+/// |---|---|---|
+/// | `{tup:s:}version` | | a number, moved by every change |
+/// | `{tup:s:}keys` | key id | the key in AWS's JSON, its `value` replaced by the SHA-256 digest of the value (hex) |
+/// | `{tup:s:}plans` | plan id | the plan in AWS's JSON |
+/// | `{tup:s:}links` | plan id | the ids of the plan's keys, a JSON array |
+/// | `{tup:s:}values` | key id | only with [`keep_values`](RedisStoreBuilder::keep_values): the value, sealed |
+///
+/// A key's value is never written in clear: Redis holds its digest, and a request's value is
+/// digested once and looked up by digest. So [`get_api_key`](super::Management::get_api_key) with
+/// `include_value` (and `includeValues` of the lists) cannot show a value, and answers it as
+/// `None`; the value is shown once, when the key is created. A team that needs values shown
+/// later opts in with [`keep_values`](RedisStoreBuilder::keep_values): the values are then also
+/// kept sealed (ChaCha20-Poly1305) under a secret every instance is given, never in clear.
+///
+/// # The copy in each instance, and how long a change takes to reach it
+///
+/// Each instance keeps the whole store in memory (a [`MemoryStore`] indexed by digest) and
+/// answers every lookup from it, without a round trip: a request costs one SHA-256 of its key's
+/// value and a read of the copy. The copy is read again (one script, atomically) when the
+/// version in Redis differs from the copy's; each instance checks the version every
+/// [`refresh_interval`](RedisStoreBuilder::refresh_interval) (1 second by default) in a
+/// background task, and before every management operation.
+///
+/// So a change made through one instance applies to that instance's next request, and to every
+/// other instance's requests **within one refresh interval** (plus the time to read the store
+/// again). Management reads (`get-api-keys`, `get-usage-plan-keys`, the usage reports) check the
+/// version first, so any instance answers them for all.
+///
+/// Management operations are optimistic: an instance makes the change on a copy of the store as
+/// it read it, checks it as [`MemoryStore`] does (the same rules, the same errors), and writes
+/// what changed in one script that refuses the write if the version moved meanwhile; it then
+/// reads again and retries (up to 16 times). A change costs time in proportion to the size of the
+/// store on the instance making it (the copy is rebuilt), which suits stores of up to some
+/// hundred thousand keys; lookups do not pay it.
+///
+/// # When Redis is down
+///
+/// Lookups go on being answered from the last copy, so keys keep working while Redis is away
+/// (the meter, not the store, decides whether requests pass: see
+/// [`FailMode`](crate::FailMode)). A change made elsewhere meanwhile applies once this instance
+/// can read Redis again. Management operations fail with [`StoreError::Backend`] after at most
+/// [`response_timeout`](RedisStoreBuilder::response_timeout) per round trip.
+///
+/// # Examples
+///
+/// ```no_run
+/// use tower_usage_plans::model::{ApiStage, StageRef, UsagePlan};
+/// use tower_usage_plans::store::{KeyStore, Management, NewApiKey, RedisStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisStore::builder().connect("redis://127.0.0.1:6379").await?;
+/// let mut plan = UsagePlan::new("plan111", "FreePlan");
+/// plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
+/// store.create_usage_plan(plan).await?;
+/// let key = store.create_api_key(NewApiKey::named("ClientA")).await?;
+/// store.create_usage_plan_key("plan111", &key.id).await?;
+///
+/// let prod = StageRef::new("abc123def4", "prod");
+/// let grant = store.lookup(key.value.expose(), &prod).await?.unwrap();
+/// assert_eq!(&*grant.key_id, key.id.as_str());
+/// // The value is not kept: it was shown once, at creation.
+/// assert!(store.get_api_key(&key.id, true).await?.value.is_none());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
