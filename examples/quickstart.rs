@@ -5,6 +5,7 @@
 //! cargo run --example quickstart
 //! cargo run --example quickstart -- --config FILE --listen ADDR [--api-id ID --stage NAME]
 //! cargo run --example quickstart -- --help
+//! cargo run --example quickstart --features redis -- --redis redis://127.0.0.1:6379 --listen 127.0.0.1:3001
 //! ```
 //!
 //! The configuration is AWS's own JSON (see `tower_usage_plans::config`). At start it says
@@ -14,6 +15,8 @@
 mod admin;
 #[path = "quickstart/app.rs"]
 mod app;
+#[path = "quickstart/redis.rs"]
+mod redis;
 #[path = "support/stages.rs"]
 mod stages;
 
@@ -46,6 +49,11 @@ struct Args {
     stage: String,
     #[command(flatten)]
     admin: admin::AdminArgs,
+    /// Keep keys, plans and limits in Redis, shared by every quickstart given the same Redis:
+    /// redis://HOST:PORT, or a cluster's seed nodes separated by commas (feature `redis`). The
+    /// first to find Redis empty loads --config into it.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
 }
 
 /// Whether `path` is the bundled demo configuration, whose key values may be shown.
@@ -113,13 +121,23 @@ async fn main() -> ExitCode {
     };
     let meter = LocalMeter::new();
     let admin_store = store.clone();
-    let router = match app::router(store, meter.clone(), &args.api_id, &args.stage) {
+    let router = match &args.redis {
+        None => app::router(store, meter.clone(), &args.api_id, &args.stage)
+            .map_err(|e| format!("error: {}", chain(&e))),
+        Some(url) => redis::router(url, store.to_config(), &args.api_id, &args.stage)
+            .await
+            .map(|(router, note)| {
+                println!("{note}");
+                router
+            }),
+    };
+    let router = match router {
         Ok(router) => router.route(
             "/metrics",
             axum::routing::get(move || std::future::ready(prometheus.render())),
         ),
         Err(e) => {
-            eprintln!("error: {}", chain(&e));
+            eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
@@ -160,7 +178,14 @@ async fn main() -> ExitCode {
         };
         print!("{}", app::step_5(&base, &key_line, demo));
     }
-    // The admin API: the same store and meter, on a port of its own.
+    // The admin API: the same store and meter, on a port of its own (the in-memory ones: with
+    // --redis, it is not served).
+    if args.redis.is_some()
+        && (args.admin.admin_no_auth || !args.admin.admin_credentials.is_empty())
+    {
+        eprintln!("error: --redis and the admin API (--admin-credentials, --admin-no-auth) do not go together in the quickstart yet: the admin API serves the in-memory store");
+        return ExitCode::FAILURE;
+    }
     match admin::spawn(&args.admin, admin_store, meter).await {
         Ok(Some(lines)) => print!("{lines}"),
         Ok(None) => {}

@@ -6,14 +6,16 @@ use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::Method;
-use tower_usage_plans::clock::Clock;
 use tower_usage_plans::error::ConfigError;
-use tower_usage_plans::{LocalMeter, MemoryStore, UsagePlanLayer};
+use tower_usage_plans::meter::Meter;
+use tower_usage_plans::store::KeyStore;
+use tower_usage_plans::UsagePlanLayer;
 
-/// GET /items, GET /items/{id} and POST /orders require a key; GET /health does not.
-pub fn router<C: Clock + Clone>(
-    store: MemoryStore,
-    meter: LocalMeter<C>,
+/// GET /items, GET /items/{id} and POST /orders require a key; GET /health does not. Any store
+/// and meter: MemoryStore and LocalMeter, or Redis's with `--redis`.
+pub fn router<St: KeyStore, M: Meter>(
+    store: St,
+    meter: M,
     api_id: &str,
     stage: &str,
 ) -> Result<Router, ConfigError> {

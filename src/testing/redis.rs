@@ -102,6 +102,7 @@ pub struct RedisServer {
     port: u16,
     child: Child,
     dir: PathBuf,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -114,19 +115,64 @@ impl RedisServer {
     fn spawn(extra: &[&str]) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("tup-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("make the server's directory");
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let child = Self::run(port, &dir, &extra);
+        Self {
+            port,
+            child,
+            dir,
+            extra,
+        }
+    }
+
+    /// Runs redis-server on `port` and waits (bounded) until it answers.
+    fn run(port: u16, dir: &PathBuf, extra: &[String]) -> Child {
+        std::fs::create_dir_all(dir).expect("make the server's directory");
         let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
-            .arg(&dir)
+            .arg(dir)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server");
         wait_for_ping(port, &mut child);
-        Self { port, child, dir }
+        child
+    }
+
+    /// Stops the server (killed; what it held is lost, as it keeps nothing on disk): clients
+    /// see connections refused until [`restart`](Self::restart).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again, empty, on the same port, and waits (bounded) until it answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Self::run(self.port, &self.dir, &self.extra);
+    }
+
+    /// Freezes the server (`SIGSTOP`): it accepts connections but answers nothing, as a Redis
+    /// that hangs does, until [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a [paused](Self::pause) server go on (`SIGCONT`).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(sig)
+            .arg(self.child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} redis-server failed");
     }
 
     /// Its port on 127.0.0.1.

@@ -30,6 +30,19 @@
 //! nanoseconds (52 days). A slower bucket (a rate below `burst / 52 days`) may answer a
 //! `Retry-After` a second off.
 //!
+//! # When Redis is down, slow or failing over
+//!
+//! Every round trip is given up after the builder's
+//! [`response_timeout`](RedisMeterBuilder::response_timeout) (1 second by default): an admission
+//! then fails with [`MeterError::Backend`], which the layer answers as its
+//! [`FailMode`](crate::FailMode) says (503 by default, or admitted unmetered) and counts under
+//! the metrics' `outcome="unavailable"`. A request never waits on Redis longer than the timeout.
+//! A Redis that refuses connections fails at once. redis-rs's connection manager (or the
+//! cluster client) reconnects by itself, and the script is loaded again when a restarted or
+//! promoted server does not know it (`NOSCRIPT`), so admissions resume when Redis is back,
+//! without a restart. State held only by a Redis that was lost (no persistence, no replica) is
+//! lost with it: quotas and buckets start again from full.
+//!
 //! # Examples
 //!
 //! ```no_run
@@ -58,8 +71,9 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster_async::ClusterConnection;
 
 use crate::clock::{Clock, NANOS_PER_SEC};
@@ -77,6 +91,9 @@ mod tests;
 /// The policy, in Lua; see the file's head for its fields and arguments.
 const SCRIPT: &str = include_str!("policy.lua");
 
+/// How long a round trip to Redis may take by default.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The default prefix of the meter's keys in Redis.
 pub const DEFAULT_PREFIX: &str = "tup:m:";
 
@@ -92,6 +109,8 @@ struct Inner {
     script: ::redis::Script,
     prefix: Box<str>,
     retention_days: u32,
+    /// How long a round trip may take.
+    timeout: Duration,
     /// A test's clock, whose readings are sent to the script instead of its reading `TIME`.
     clock: Option<Arc<dyn Clock>>,
 }
@@ -126,11 +145,18 @@ impl fmt::Debug for RedisMeter {
 pub struct RedisMeterBuilder {
     prefix: String,
     retention_days: u32,
+    timeout: Duration,
     clock: Option<Arc<dyn Clock>>,
 }
 
 fn backend(e: impl Into<BoxError>) -> MeterError {
     MeterError::Backend(e.into())
+}
+
+fn timed_out(timeout: Duration) -> MeterError {
+    backend(format!(
+        "Redis did not answer within {timeout:?} (RedisMeterBuilder::response_timeout)"
+    ))
 }
 
 impl RedisMeter {
@@ -140,6 +166,7 @@ impl RedisMeter {
         RedisMeterBuilder {
             prefix: DEFAULT_PREFIX.to_owned(),
             retention_days: 90,
+            timeout: DEFAULT_TIMEOUT,
             clock: None,
         }
     }
@@ -177,6 +204,7 @@ impl RedisMeter {
                 script: self.inner.script.clone(),
                 prefix: prefix.into(),
                 retention_days: self.inner.retention_days,
+                timeout: self.inner.timeout,
                 clock: Some(Arc::new(clock)),
             }),
         }
@@ -214,22 +242,39 @@ impl RedisMeter {
             .arg(args.offset)
             .arg(args.limit)
             .arg(args.left);
-        let reply = match inner.conn.clone() {
-            Conn::Single(mut c) => inv.invoke_async(&mut c).await,
-            Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
-        };
-        reply.map_err(backend)
+        let conn = inner.conn.clone();
+        self.timed(async move {
+            match conn {
+                Conn::Single(mut c) => inv.invoke_async(&mut c).await,
+                Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
+            }
+        })
+        .await
+    }
+
+    /// `reply`, or an error once the response timeout has passed.
+    async fn timed<T>(
+        &self,
+        reply: impl Future<Output = ::redis::RedisResult<T>>,
+    ) -> Result<T, MeterError> {
+        match tokio::time::timeout(self.inner.timeout, reply).await {
+            Ok(r) => r.map_err(backend),
+            Err(_) => Err(timed_out(self.inner.timeout)),
+        }
     }
 
     /// The key's whole hash.
     async fn read(&self, key: String) -> Result<Vec<(String, String)>, MeterError> {
         let mut cmd = ::redis::cmd("HGETALL");
         cmd.arg(key);
-        let reply = match self.inner.conn.clone() {
-            Conn::Single(mut c) => cmd.query_async(&mut c).await,
-            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
-        };
-        reply.map_err(backend)
+        let conn = self.inner.conn.clone();
+        self.timed(async move {
+            match conn {
+                Conn::Single(mut c) => cmd.query_async(&mut c).await,
+                Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+            }
+        })
+        .await
     }
 
     /// The policy's state of a key on a plan, with the arrival time of the bucket `tag`, as
@@ -396,6 +441,23 @@ impl RedisMeterBuilder {
         self
     }
 
+    /// How long to wait for Redis's answer to each round trip, and for a connection (default
+    /// 1 second, at least 1 ms): past it, an admission fails with [`MeterError::Backend`] and the
+    /// layer answers as its [`FailMode`](crate::FailMode) says. See the
+    /// [module docs](self#when-redis-is-down-slow-or-failing-over).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_usage_plans::meter::RedisMeter;
+    ///
+    /// let builder = RedisMeter::builder().response_timeout(Duration::from_millis(250));
+    /// assert!(format!("{builder:?}").contains("250ms"));
+    /// ```
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
     /// A clock whose readings the meter sends to the script instead of letting it read Redis's
     /// `TIME` (feature `testing`): for deterministic tests only. Every instance would bring its
     /// own clock: never in production.
@@ -409,7 +471,17 @@ impl RedisMeterBuilder {
     /// manager, which reconnects by itself, and loads the script.
     pub async fn connect(self, url: &str) -> Result<RedisMeter, MeterError> {
         let client = ::redis::Client::open(url).map_err(backend)?;
-        let conn = ConnectionManager::new(client).await.map_err(backend)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(self.timeout))
+            .set_connection_timeout(Some(self.timeout))
+            .set_number_of_retries(1);
+        let conn = tokio::time::timeout(
+            self.timeout,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| timed_out(self.timeout))?
+        .map_err(backend)?;
         self.build(Conn::Single(conn)).await
     }
 
@@ -420,8 +492,15 @@ impl RedisMeterBuilder {
         I: IntoIterator<Item = T>,
         T: ::redis::IntoConnectionInfo,
     {
-        let client = ::redis::cluster::ClusterClient::new(nodes).map_err(backend)?;
-        let conn = client.get_async_connection().await.map_err(backend)?;
+        let client = ::redis::cluster::ClusterClientBuilder::new(nodes)
+            .response_timeout(self.timeout)
+            .connection_timeout(self.timeout)
+            .build()
+            .map_err(backend)?;
+        let conn = tokio::time::timeout(self.timeout, client.get_async_connection())
+            .await
+            .map_err(|_| timed_out(self.timeout))?
+            .map_err(backend)?;
         self.build(Conn::Cluster(conn)).await
     }
 
@@ -429,17 +508,23 @@ impl RedisMeterBuilder {
         let script = ::redis::Script::new(SCRIPT);
         // Loaded now so that a script Redis refuses fails here, not on the first request; a
         // server that forgets it (a restart, SCRIPT FLUSH, a failover) gets it again on NOSCRIPT.
-        match &mut conn {
-            Conn::Single(c) => script.prepare_invoke().load_async(c).await,
-            Conn::Cluster(c) => script.prepare_invoke().load_async(c).await,
-        }
-        .map_err(backend)?;
+        let load = async {
+            match &mut conn {
+                Conn::Single(c) => script.prepare_invoke().load_async(c).await,
+                Conn::Cluster(c) => script.prepare_invoke().load_async(c).await,
+            }
+        };
+        tokio::time::timeout(self.timeout, load)
+            .await
+            .map_err(|_| timed_out(self.timeout))?
+            .map_err(backend)?;
         Ok(RedisMeter {
             inner: Arc::new(Inner {
                 conn,
                 script,
                 prefix: self.prefix.into(),
                 retention_days: self.retention_days,
+                timeout: self.timeout,
                 clock: self.clock,
             }),
         })

@@ -1,0 +1,152 @@
+//! Two quickstarts (`--redis URL`) on two ports share one set of keys and limits, on a real
+//! redis-server started here: the first loads the demo configuration into Redis, the second
+//! serves what Redis holds, and a key's throttle holds across both.
+//!
+//! `cargo test` builds the examples beside the test binaries; a run of this file alone builds
+//! them first (with every feature). Without redis-server this test prints SKIPPED and passes,
+//! unless `CI` is set: then it fails.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, OnceLock};
+use std::time::{Duration, Instant};
+
+use tower_usage_plans::testing::redis::RedisServer;
+
+/// A bound against a hang, not a timing.
+const PATIENCE: Duration = Duration::from_secs(120);
+/// ClientA-Free's value in the bundled demo configuration (public).
+const FREE: &str = "aBcDeFgHiJkLmNoPqRsTuVwXyZ123456789";
+
+fn quickstart() -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("examples");
+    let path = dir.join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
+    if !path.exists() {
+        BUILT.get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--examples", "--all-features", "--manifest-path"])
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "cargo build --examples failed");
+        });
+    }
+    path
+}
+
+/// A started quickstart, killed when dropped.
+struct Quickstart {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Quickstart {
+    fn start(redis: &str) -> Self {
+        let mut child = Command::new(quickstart())
+            .args(["--listen", "127.0.0.1:0", "--redis", redis])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        for out in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    fn wait_for(&mut self, what: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(PATIENCE) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(what) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {what:?}; printed {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// The address it serves on.
+    fn addr(&mut self) -> String {
+        let line = self.wait_for("Serving API");
+        let url = line.rsplit(' ').next().unwrap();
+        url.trim_start_matches("http://").to_owned()
+    }
+}
+
+impl Drop for Quickstart {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `POST /orders` with ClientA-Free's key; the status.
+fn post_order(addr: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        s,
+        "POST /orders HTTP/1.1\r\nHost: {addr}\r\nx-api-key: {FREE}\r\nContent-Length: 0\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn two_quickstarts_on_one_redis_share_keys_and_limits() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut a = Quickstart::start(&server.url());
+    a.wait_for("loaded --config into it");
+    let a_addr = a.addr();
+    let mut b = Quickstart::start(&server.url());
+    b.wait_for("it holds 2 keys and 2 plans already");
+    let b_addr = b.addr();
+
+    // FreePlan's POST /orders: burst 5, 2 per second. Alternating between the two, the pair
+    // admits one bucket's worth (plus what refilled meanwhile), not two.
+    let start = Instant::now();
+    let statuses: Vec<u16> = (0..12)
+        .map(|i| post_order(if i % 2 == 0 { &a_addr } else { &b_addr }))
+        .collect();
+    let refilled = (start.elapsed().as_secs_f64() * 2.0).ceil() as usize;
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        (5..=5 + refilled).contains(&admitted),
+        "admitted {admitted} of 12 across both (refill allowance {refilled}): {statuses:?}"
+    );
+    assert!(statuses.contains(&429));
+}
