@@ -48,12 +48,16 @@ use crate::plan::StagePlan;
 
 mod manage;
 mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 pub use manage::{
     ApiKeyInfo, ApiKeyQuery, ImportKey, ImportResult, ImportWarning, Management, Page, PageRequest,
     UsagePlanKey, UsagePlanQuery, DEFAULT_LIMIT, MAX_LIMIT,
 };
 pub use memory::{MemoryStore, NewApiKey};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{OpenError, SqliteStore, SqliteStoreBuilder};
 
 /// A key and its plan on one stage, as a [`KeyStore`] answers it: owned, so the store holds no
 /// lock or borrow once it has answered.
