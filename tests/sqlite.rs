@@ -162,8 +162,10 @@ async fn management_conformance_with_values_kept() {
         .keep_values(true)
         .open()
         .unwrap();
-    let mut query = ApiKeyQuery::default();
-    query.include_values = true;
+    let mut query = ApiKeyQuery {
+        include_values: true,
+        ..ApiKeyQuery::default()
+    };
     query.page.limit = Some(500);
     let page = store.get_api_keys(&query).await.unwrap();
     assert!(page.items.len() > 10);
@@ -321,7 +323,7 @@ async fn child_traffic() {
         assert_eq!(v.outcome, tower_usage_plans::meter::Outcome::Admitted);
         admitted += 1;
         writeln!(out, "admitted {admitted}").unwrap();
-        if admitted % EVERY == 0 {
+        if admitted.is_multiple_of(EVERY) {
             meter.flush().unwrap();
             writeln!(out, "flushed {admitted}").unwrap();
         }

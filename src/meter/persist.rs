@@ -21,7 +21,7 @@
 //! use std::sync::Arc;
 //! use tower_usage_plans::clock::ManualClock;
 //! use tower_usage_plans::meter::{Admission, LocalMeter, Meter, PersistedMeter};
-//! use tower_usage_plans::model::{Quota, QuotaPeriod, StageRef, UsagePlan};
+//! use tower_usage_plans::model::{ApiStage, Quota, QuotaPeriod, StageRef, UsagePlan};
 //! use tower_usage_plans::plan::{Bucket, StagePlan};
 //! use tower_usage_plans::store::SqliteStore;
 //!
@@ -32,6 +32,7 @@
 //! # let path = dir.join("usage.db");
 //! # let _ = std::fs::remove_file(&path);
 //! let mut plan = UsagePlan::new("plan111", "FreePlan");
+//! plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
 //! plan.quota = Some(Quota::new(5, QuotaPeriod::Day, 0).unwrap());
 //! let plan = StagePlan::new(&plan, &StageRef::any()).unwrap();
 //! let key: Arc<str> = "key111".into();
@@ -40,7 +41,7 @@
 //! let store = SqliteStore::open(&path).unwrap();
 //! let meter = PersistedMeter::new(&store, LocalMeter::with_clock(clock.clone())).unwrap();
 //! for _ in 0..3 {
-//!     meter.admit(Admission::new(&key, &plan, Bucket::Plan)).await.unwrap();
+//!     meter.admit(Admission::new(&key, &plan, Bucket::None)).await.unwrap();
 //! }
 //! meter.shutdown().unwrap(); // writes what is left
 //! drop((meter, store));
@@ -48,7 +49,7 @@
 //! // Restarted: the quota goes on where it was.
 //! let store = SqliteStore::open(&path).unwrap();
 //! let meter = PersistedMeter::new(&store, LocalMeter::with_clock(clock)).unwrap();
-//! let verdict = meter.admit(Admission::new(&key, &plan, Bucket::Plan)).await.unwrap();
+//! let verdict = meter.admit(Admission::new(&key, &plan, Bucket::None)).await.unwrap();
 //! assert_eq!(verdict.quota.unwrap().remaining, 1);
 //! # drop((meter, store));
 //! # let _ = std::fs::remove_dir_all(&dir);

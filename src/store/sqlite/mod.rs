@@ -10,7 +10,7 @@
 //! # Key values at rest
 //!
 //! The file holds each key's SHA-256 digest (hex), never its value, so a copy of the file (or its
-//! WAL) gives away no key. A value is shown once: in what [`Management::create_api_key`]
+//! WAL) gives away no key. A value is shown once: in what [`Management::create_api_key`](super::Management::create_api_key)
 //! returns, or in the CSV file an import read. `includeValue(s)` then has nothing to show: keys
 //! are listed without values. A team that needs AWS's `get-api-key --include-value` opts in with
 //! [`SqliteStoreBuilder::keep_values`], and the file then holds values in clear beside their
