@@ -245,6 +245,8 @@ fn admission(c: &mut Criterion) {
         }
         run(&mut g, id, &mut svc, &mut reqs, StatusCode::OK);
     }
+    #[cfg(feature = "sqlite")]
+    sqlite::admit_sqlite(&mut g, &keys, &mut reqs);
 
     // A token a million seconds, a bucket of one, spent in setup.
     let slow = Throttle::new(1e-6, 1).unwrap();
@@ -381,6 +383,49 @@ fn scale(c: &mut Criterion) {
         run(&mut g, id, &mut svc, &mut reqs, StatusCode::OK);
     }
     g.finish();
+}
+
+/// `admit` on the SQLite store with the persisted meter (feature `sqlite`): the same keys and
+/// plan, loaded from a file in the temp dir, the meter flushing every second in the background.
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+    use tower_usage_plans::meter::PersistedMeter;
+    use tower_usage_plans::store::SqliteStore;
+
+    pub(super) fn admit_sqlite(
+        g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+        keys: &[String],
+        reqs: &mut Requests,
+    ) {
+        let (t, q) = open();
+        let dir = std::env::temp_dir().join(format!("tup-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bench.db");
+        let _ = std::fs::remove_file(&path);
+        let sqlite = SqliteStore::open(&path).unwrap();
+        sqlite.replace_all(store(keys, t, q).to_config()).unwrap();
+        drop(sqlite);
+        let sqlite = SqliteStore::open(&path).unwrap();
+        let meter = PersistedMeter::new(&sqlite, tower_usage_plans::LocalMeter::new()).unwrap();
+        let layer = UsagePlanLayer::builder(sqlite)
+            .meter(meter.clone())
+            .stage(API, STAGE)
+            .require_key(Method::GET, "/items")
+            .rate_limit_headers(false)
+            .build()
+            .unwrap();
+        let mut svc = ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(handler));
+        for req in reqs.each() {
+            assert_eq!(drive(&mut svc, req).status(), StatusCode::OK);
+        }
+        run(g, "admit_sqlite", &mut svc, reqs, StatusCode::OK);
+        meter.shutdown().unwrap();
+        drop((svc, meter));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 criterion_group!(benches, admission, scale);

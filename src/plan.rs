@@ -154,14 +154,16 @@ fn period_nanos(t: &Throttle) -> u64 {
         .max(1)
 }
 
+/// The numbers [`plan_number`] gave, by plan id.
+static NUMBERS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<Box<str>, u32>>> =
+    std::sync::OnceLock::new();
+
 /// A number for each plan id this process has compiled a plan for, the same for the same id:
 /// the meter keeps it in each key's record instead of the id's text. Ids are compared as text
 /// here, once per compiled plan (a management change), never per request. The table keeps every
 /// id it was given (plans are few: AWS allows 300 per account).
 pub(crate) fn plan_number(id: &str) -> u32 {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock, PoisonError};
-    static NUMBERS: OnceLock<Mutex<HashMap<Box<str>, u32>>> = OnceLock::new();
+    use std::sync::{Mutex, PoisonError};
     let mut numbers = NUMBERS
         .get_or_init(Mutex::default)
         .lock()
@@ -172,6 +174,23 @@ pub(crate) fn plan_number(id: &str) -> u32 {
     let n = u32::try_from(numbers.len()).unwrap_or(u32::MAX);
     numbers.insert(id.into(), n);
     n
+}
+
+/// Every plan id [`plan_number`] has numbered, at the index of its number.
+#[cfg(feature = "sqlite")]
+pub(crate) fn plan_ids_by_number() -> Vec<Box<str>> {
+    use std::sync::{Mutex, PoisonError};
+    let numbers = NUMBERS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let mut ids = vec![Box::<str>::default(); numbers.len()];
+    for (id, n) in numbers.iter() {
+        if let Some(slot) = ids.get_mut(*n as usize) {
+            slot.clone_from(id);
+        }
+    }
+    ids
 }
 
 /// Seconds for an empty bucket of `burst` tokens, one every `period` nanoseconds, to fill, rounded

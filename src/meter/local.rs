@@ -38,6 +38,11 @@ struct KeyState {
     bucket: u32,
     /// What a key rarely has: more buckets, and usage of earlier days.
     rest: Option<Box<Rest>>,
+    /// The quota count or usage changed since [`LocalMeter::export_changed`] last copied it.
+    changed: bool,
+    /// The latest day of the history that export has copied.
+    #[cfg(feature = "sqlite")]
+    history_saved: u32,
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +68,11 @@ impl KeyState {
     /// Keeps the policy's new state (`s.tat` as the arrival time of the bucket at `slot`), filing
     /// the day's usage in the history when the day turned.
     fn keep(&mut self, s: &State, slot: Slot, retention_days: u32) {
+        self.changed |= s.window_start != self.window_start
+            || s.window_end != self.window_end
+            || s.window_used != self.window_used
+            || s.day != self.day
+            || s.day_used != self.day_used;
         if s.day != self.day && self.day_used > 0 {
             let history = &mut self.rest.get_or_insert_with(Box::default).history;
             history.push((self.day, self.day_used));
@@ -115,6 +125,20 @@ impl KeyState {
         buckets.push((tag, 0));
         (Slot::Rest(buckets.len() - 1), 0)
     }
+}
+
+/// What persistence keeps of one key's state on one plan: the quota window's count and the usage
+/// per day. Buckets are not kept: a restarted meter starts them full.
+#[cfg(feature = "sqlite")]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Saved {
+    pub(crate) window_start: u32,
+    pub(crate) window_end: u32,
+    pub(crate) window_used: i64,
+    pub(crate) day: u32,
+    pub(crate) day_used: u64,
+    /// Earlier days with usage, oldest first.
+    pub(crate) history: Vec<(u32, u64)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -502,6 +526,78 @@ impl<C: Clock + Clone> LocalMeter<C> {
             st.keep(&next, Slot::None, self.inner.retention_days);
         });
         Ok(())
+    }
+}
+
+/// Export and import of the quota counts and usage, for persistence (feature `sqlite`). Neither
+/// takes a lock a request takes but one record's own, one record at a time.
+#[cfg(feature = "sqlite")]
+impl<C: Clock + Clone> LocalMeter<C> {
+    /// How many UTC days of usage the meter keeps.
+    pub(crate) fn retention(&self) -> u32 {
+        self.inner.retention_days
+    }
+
+    /// Today, in days since the epoch, by the meter's clock.
+    pub(crate) fn today(&self) -> u32 {
+        Date::from_unix_secs(self.now().unix / NANOS_PER_SEC).days()
+    }
+
+    /// Copies out each state whose quota count or usage changed since the last call, with its
+    /// plan number and key id, and marks it unchanged; of its history, only the days filed since
+    /// the last copy. Walks the map under each shard's read lock
+    /// in turn, and locks each record briefly, as [`sweep`](Self::sweep) does.
+    pub(crate) fn export_changed(&self) -> Vec<(u32, Arc<str>, Saved)> {
+        let mut out = Vec::new();
+        for entry in self.inner.map.iter() {
+            let rec = &entry.key().0;
+            let mut st = rec.state.lock();
+            if !st.changed {
+                continue;
+            }
+            st.changed = false;
+            out.push((
+                rec.plan,
+                rec.key.clone(),
+                Saved {
+                    window_start: st.window_start,
+                    window_end: st.window_end,
+                    window_used: st.window_used,
+                    day: st.day,
+                    day_used: st.day_used,
+                    history: st.rest.as_ref().map_or_else(Vec::new, |r| {
+                        r.history
+                            .iter()
+                            .filter(|(d, _)| *d > st.history_saved)
+                            .copied()
+                            .collect()
+                    }),
+                },
+            ));
+            if let Some(&(last, _)) = st.rest.as_ref().and_then(|r| r.history.last()) {
+                st.history_saved = st.history_saved.max(last);
+            }
+        }
+        out
+    }
+
+    /// Sets the quota count and usage of `key_id` on the plan numbered `plan` to `saved`, as
+    /// loaded at start (before the meter serves requests). Buckets are left as they are.
+    pub(crate) fn import(&self, plan: u32, key_id: &Arc<str>, saved: Saved) {
+        self.with_state(plan, key_id, |st| {
+            st.window_start = saved.window_start;
+            st.window_end = saved.window_end;
+            st.window_used = saved.window_used;
+            st.day = saved.day;
+            st.day_used = saved.day_used;
+            st.history_saved = saved.history.last().map_or(0, |h| h.0);
+            if !saved.history.is_empty() {
+                st.rest.get_or_insert_with(Box::default).history = saved.history;
+            } else if let Some(rest) = st.rest.as_mut() {
+                rest.history.clear();
+            }
+            st.changed = false;
+        });
     }
 }
 

@@ -55,11 +55,15 @@ use crate::period::Date;
 use crate::plan::{Bucket, StagePlan};
 
 mod local;
+#[cfg(feature = "sqlite")]
+pub mod persist;
 pub(crate) mod policy;
 #[cfg(feature = "redis")]
 pub mod redis;
 
 pub use local::{LocalMeter, LocalMeterBuilder};
+#[cfg(feature = "sqlite")]
+pub use persist::PersistedMeter;
 #[cfg(feature = "redis")]
 pub use redis::{RedisMeter, RedisMeterBuilder};
 

@@ -50,6 +50,8 @@ mod manage;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 pub use manage::{
     ApiKeyInfo, ApiKeyQuery, ImportKey, ImportResult, ImportWarning, Management, Page, PageRequest,
@@ -58,6 +60,8 @@ pub use manage::{
 pub use memory::{MemoryStore, NewApiKey};
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{OpenError, SqliteStore, SqliteStoreBuilder};
 
 /// A key and its plan on one stage, as a [`KeyStore`] answers it: owned, so the store holds no
 /// lock or borrow once it has answered.

@@ -187,7 +187,7 @@ impl MemoryStore {
     }
 
     /// Imports `keys`; see [`Management::import_api_keys`].
-    fn import(
+    pub(crate) fn import(
         &self,
         keys: Vec<ImportKey>,
         mut warnings: Vec<ImportWarning>,

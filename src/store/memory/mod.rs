@@ -586,6 +586,22 @@ impl MemoryStore {
             .collect())
     }
 
+    /// The ids of the plans the key `id` is in, in the order it was linked (none for an unknown
+    /// key): what a store that writes through keeps of a key's links.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn key_plan_ids(&self, id: &str) -> Vec<String> {
+        let data = self.inner.data.lock();
+        data.keys
+            .get(id)
+            .map(|cold| {
+                plan_ids(&cold.plans)
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The grant for `value` on `stage`: the index's shard is read, and let go before this
     /// returns.
     #[inline]

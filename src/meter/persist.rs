@@ -1,0 +1,361 @@
+//! [`PersistedMeter`]: a [`LocalMeter`] whose quota counts and daily usage are written to the
+//! [`SqliteStore`]'s file off the request path, and loaded at start.
+//!
+//! A request runs the [`LocalMeter`] as before: no I/O, no lock but its own record's. A
+//! background thread copies out the states that changed every flush interval (1 second by
+//! default) and writes them in one transaction; the last clone's drop, or
+//! [`shutdown`](PersistedMeter::shutdown), writes what is left. Buckets are not kept: after a
+//! restart every bucket starts full.
+//!
+//! # What a crash can lose
+//!
+//! A graceful shutdown loses nothing. A crash (SIGKILL, a panic that aborts, a power loss with
+//! the WAL's `synchronous = NORMAL`) loses what was counted since the last flush that completed:
+//! at most one flush interval of requests. So after a crash a key can exceed its quota by at most
+//! what it could send in one interval: its throttle's burst plus its rate times the interval
+//! (for a plan of 10 rps burst 20 and the default 1 s, 30 requests).
+//!
+//! # Examples
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tower_usage_plans::clock::ManualClock;
+//! use tower_usage_plans::meter::{Admission, LocalMeter, Meter, PersistedMeter};
+//! use tower_usage_plans::model::{ApiStage, Quota, QuotaPeriod, StageRef, UsagePlan};
+//! use tower_usage_plans::plan::{Bucket, StagePlan};
+//! use tower_usage_plans::store::SqliteStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! # let dir = std::env::temp_dir().join(format!("tup-doc-persist-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! # let path = dir.join("usage.db");
+//! # let _ = std::fs::remove_file(&path);
+//! let mut plan = UsagePlan::new("plan111", "FreePlan");
+//! plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
+//! plan.quota = Some(Quota::new(5, QuotaPeriod::Day, 0).unwrap());
+//! let plan = StagePlan::new(&plan, &StageRef::any()).unwrap();
+//! let key: Arc<str> = "key111".into();
+//! let clock = ManualClock::at_unix_secs(1_700_000_000);
+//!
+//! let store = SqliteStore::open(&path).unwrap();
+//! let meter = PersistedMeter::new(&store, LocalMeter::with_clock(clock.clone())).unwrap();
+//! for _ in 0..3 {
+//!     meter.admit(Admission::new(&key, &plan, Bucket::None)).await.unwrap();
+//! }
+//! meter.shutdown().unwrap(); // writes what is left
+//! drop((meter, store));
+//!
+//! // Restarted: the quota goes on where it was.
+//! let store = SqliteStore::open(&path).unwrap();
+//! let meter = PersistedMeter::new(&store, LocalMeter::with_clock(clock)).unwrap();
+//! let verdict = meter.admit(Admission::new(&key, &plan, Bucket::None)).await.unwrap();
+//! assert_eq!(verdict.quota.unwrap().remaining, 1);
+//! # drop((meter, store));
+//! # let _ = std::fs::remove_dir_all(&dir);
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rusqlite::params;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::MeterError;
+use crate::period::Date;
+use crate::plan::{plan_ids_by_number, plan_number, StagePlan};
+use crate::store::sqlite::Db;
+use crate::store::SqliteStore;
+
+use super::local::Saved;
+use super::{Admission, DayUsage, LocalMeter, Meter, Verdict};
+
+/// The default flush interval.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+fn backend(e: rusqlite::Error) -> MeterError {
+    MeterError::Backend(Box::new(e))
+}
+
+/// Writes what changed.
+struct Writer<C: Clock + Clone> {
+    meter: LocalMeter<C>,
+    db: Arc<Db>,
+    /// States copied out but not yet written (a write failed): written with the next flush.
+    pending: Mutex<HashMap<(u32, Arc<str>), Saved>>,
+}
+
+impl<C: Clock + Clone> Writer<C> {
+    /// Copies out what changed and writes it, with anything a failed flush left; answers how
+    /// many states were written.
+    fn flush(&self) -> Result<usize, MeterError> {
+        let mut pending = self.pending.lock();
+        for (plan, key, saved) in self.meter.export_changed() {
+            match pending.get_mut(&(plan, key.clone())) {
+                Some(old) => {
+                    let mut history = std::mem::take(&mut old.history);
+                    history.extend(saved.history.iter().copied());
+                    *old = Saved { history, ..saved };
+                }
+                None => {
+                    pending.insert((plan, key), saved);
+                }
+            }
+        }
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let names = plan_ids_by_number();
+        let mut conn = self.db.conn.lock();
+        let tx = conn.transaction().map_err(backend)?;
+        {
+            let mut state = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO meter_state (plan_id, key_id, window_start, \
+                     window_end, window_used, day, day_used) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(backend)?;
+            let mut usage = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO meter_usage (plan_id, key_id, day, used) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(backend)?;
+            for ((plan, key), s) in pending.iter() {
+                let Some(plan_id) = names.get(*plan as usize) else {
+                    continue;
+                };
+                state
+                    .execute(params![
+                        &**plan_id,
+                        &**key,
+                        s.window_start,
+                        s.window_end,
+                        s.window_used,
+                        s.day,
+                        s.day_used as i64
+                    ])
+                    .map_err(backend)?;
+                for (day, used) in &s.history {
+                    usage
+                        .execute(params![&**plan_id, &**key, day, *used as i64])
+                        .map_err(backend)?;
+                }
+            }
+        }
+        tx.commit().map_err(backend)?;
+        let written = pending.len();
+        pending.clear();
+        Ok(written)
+    }
+
+    /// Loads every saved state into the meter; answers how many.
+    fn load(&self) -> Result<usize, MeterError> {
+        let conn = self.db.conn.lock();
+        let horizon = self.meter.today().saturating_sub(self.meter.retention());
+        conn.execute("DELETE FROM meter_usage WHERE day < ?1", [horizon])
+            .map_err(backend)?;
+        let mut history: HashMap<(String, String), Vec<(u32, u64)>> = HashMap::new();
+        let mut stmt = conn
+            .prepare("SELECT plan_id, key_id, day, used FROM meter_usage ORDER BY day")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                    (r.get::<_, u32>(2)?, r.get::<_, i64>(3)?),
+                ))
+            })
+            .map_err(backend)?;
+        for row in rows {
+            let (ids, (day, used)) = row.map_err(backend)?;
+            history
+                .entry(ids)
+                .or_default()
+                .push((day, u64::try_from(used).unwrap_or(0)));
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT plan_id, key_id, window_start, window_end, window_used, day, day_used \
+                 FROM meter_state",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                    Saved {
+                        window_start: r.get(2)?,
+                        window_end: r.get(3)?,
+                        window_used: r.get(4)?,
+                        day: r.get(5)?,
+                        day_used: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+                        history: Vec::new(),
+                    },
+                ))
+            })
+            .map_err(backend)?;
+        let mut loaded = 0;
+        for row in rows {
+            let (ids, mut saved) = row.map_err(backend)?;
+            if let Some(h) = history.remove(&ids) {
+                saved.history = h.into_iter().filter(|(d, _)| *d < saved.day).collect();
+            }
+            let key: Arc<str> = ids.1.into();
+            self.meter.import(plan_number(&ids.0), &key, saved);
+            loaded += 1;
+        }
+        Ok(loaded)
+    }
+}
+
+/// Stops the flushing thread when the last clone goes.
+struct Guard {
+    stop: Mutex<Option<mpsc::Sender<()>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Guard {
+    /// Stops the thread, which writes what is left, and waits for it.
+    fn stop(&self) {
+        drop(self.stop.lock().take());
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A [`LocalMeter`] whose quota counts and daily usage persist in a [`SqliteStore`]'s file. See
+/// the [module docs](self).
+///
+/// Clones share the meter and its flushing thread; the last clone's drop writes what is left.
+#[derive(Clone)]
+pub struct PersistedMeter<C: Clock + Clone = SystemClock> {
+    meter: LocalMeter<C>,
+    writer: Arc<Writer<C>>,
+    guard: Arc<Guard>,
+}
+
+impl<C: Clock + Clone> fmt::Debug for PersistedMeter<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PersistedMeter")
+            .field("meter", &self.meter)
+            .field("path", &self.writer.db.path)
+            .finish()
+    }
+}
+
+impl<C: Clock + Clone> PersistedMeter<C> {
+    /// Loads the counts `store`'s file holds into `meter` (which should be new) and starts writing
+    /// what changes every [`DEFAULT_FLUSH_INTERVAL`].
+    pub fn new(store: &SqliteStore, meter: LocalMeter<C>) -> Result<Self, MeterError> {
+        Self::with_flush_interval(store, meter, DEFAULT_FLUSH_INTERVAL)
+    }
+
+    /// As [`new`](Self::new), writing every `interval`: the most a crash can lose.
+    pub fn with_flush_interval(
+        store: &SqliteStore,
+        meter: LocalMeter<C>,
+        interval: Duration,
+    ) -> Result<Self, MeterError> {
+        let writer = Arc::new(Writer {
+            meter: meter.clone(),
+            db: store.db().clone(),
+            pending: Mutex::default(),
+        });
+        writer.load()?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let background = writer.clone();
+        let thread = std::thread::Builder::new()
+            .name("usage-plans-flush".into())
+            .spawn(move || loop {
+                let last = matches!(
+                    stopped.recv_timeout(interval),
+                    Err(RecvTimeoutError::Disconnected)
+                );
+                if let Err(e) = background.flush() {
+                    tracing::warn!(error = %e, "cannot write the meter's counts; will try again");
+                }
+                if last {
+                    return;
+                }
+            })
+            .map_err(|e| MeterError::Backend(Box::new(e)))?;
+        Ok(Self {
+            meter,
+            writer,
+            guard: Arc::new(Guard {
+                stop: Mutex::new(Some(stop)),
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// The meter itself.
+    pub fn local(&self) -> &LocalMeter<C> {
+        &self.meter
+    }
+
+    /// Writes what changed now; answers how many key-and-plan states were written.
+    pub fn flush(&self) -> Result<usize, MeterError> {
+        self.writer.flush()
+    }
+
+    /// Stops the flushing thread and writes what is left: call it at a graceful shutdown, after
+    /// the server stopped taking requests. Counts made after it are written only by another
+    /// [`flush`](Self::flush).
+    pub fn shutdown(&self) -> Result<(), MeterError> {
+        self.guard.stop();
+        self.writer.flush().map(drop)
+    }
+}
+
+impl<C: Clock + Clone> Meter for PersistedMeter<C> {
+    fn admit(
+        &self,
+        req: Admission<'_>,
+    ) -> impl Future<Output = Result<Verdict, MeterError>> + Send {
+        self.meter.admit(req)
+    }
+
+    fn usage(
+        &self,
+        plan: &StagePlan,
+        key_id: &str,
+        start: Date,
+        end: Date,
+    ) -> impl Future<Output = Result<Vec<DayUsage>, MeterError>> + Send {
+        self.meter.usage(plan, key_id, start, end)
+    }
+
+    fn set_remaining(
+        &self,
+        plan: &StagePlan,
+        key_id: &str,
+        remaining: u64,
+    ) -> impl Future<Output = Result<(), MeterError>> + Send {
+        self.meter.set_remaining(plan, key_id, remaining)
+    }
+
+    #[inline]
+    fn admit_now(
+        &self,
+        req: Admission<'_>,
+        token: crate::sealed::Token,
+    ) -> Option<Result<Verdict, MeterError>> {
+        self.meter.admit_now(req, token)
+    }
+}
