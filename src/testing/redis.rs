@@ -1,6 +1,6 @@
 //! Real Redis servers for tests (features `testing` and `redis`): a [`RedisServer`] or a
-//! three-master [`RedisCluster`] started on free loopback ports, and stopped (killed, their
-//! directories removed) when dropped.
+//! [`RedisCluster`] of three masters (with a replica each, or none) started on free loopback
+//! ports, and stopped (killed, their directories removed) when dropped.
 //!
 //! They run the `redis-server` and `redis-cli` found on the `PATH` (Debian's `redis-server` and
 //! `redis-tools`). When `redis-server` is missing, [`RedisServer::start`] and
@@ -194,21 +194,39 @@ impl Drop for RedisServer {
     }
 }
 
-/// A Redis Cluster of three masters (no replicas) on free loopback ports, its slots assigned by
-/// `redis-cli --cluster create`. Stopped when dropped.
+/// A Redis Cluster of three masters on free loopback ports, its slots assigned by
+/// `redis-cli --cluster create`: without replicas ([`start`](Self::start)), or with one replica
+/// each ([`start_with_replicas`](Self::start_with_replicas)), whose masters a test can
+/// [stop](Self::stop_node) or hand over ([`failover`](Self::failover)). Stopped when dropped.
 #[derive(Debug)]
 pub struct RedisCluster {
-    nodes: Vec<RedisServer>,
+    /// `None` once stopped.
+    nodes: Vec<Option<RedisServer>>,
+    ports: Vec<u16>,
 }
 
 impl RedisCluster {
-    /// Starts the cluster and waits (bounded) until every node says `cluster_state:ok`; `None`
-    /// if `redis-server` is missing outside CI (see the [module docs](self)).
+    /// Starts three masters and waits (bounded) until every node says `cluster_state:ok`;
+    /// `None` if `redis-server` is missing outside CI (see the [module docs](self)).
     pub fn start() -> Option<Self> {
+        Self::start_nodes(0, 5000)
+    }
+
+    /// Starts three masters and three replicas (one each), and waits (bounded) until every node
+    /// says `cluster_state:ok` and every replica's link to its master is up, so that a replica
+    /// can take over. A node is deemed failed after 2 seconds without an answer
+    /// (`cluster-node-timeout`), so its replica takes over a few seconds after
+    /// [`stop_node`](Self::stop_node). `None` if `redis-server` is missing outside CI.
+    pub fn start_with_replicas() -> Option<Self> {
+        Self::start_nodes(1, 2000)
+    }
+
+    fn start_nodes(replicas: usize, node_timeout_ms: u32) -> Option<Self> {
         if !redis_available() {
             return None;
         }
-        let nodes: Vec<RedisServer> = (0..3)
+        let node_timeout = node_timeout_ms.to_string();
+        let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
             .map(|_| {
                 RedisServer::spawn(&[
                     "--cluster-enabled",
@@ -216,7 +234,7 @@ impl RedisCluster {
                     "--cluster-config-file",
                     "nodes.conf",
                     "--cluster-node-timeout",
-                    "5000",
+                    &node_timeout,
                 ])
             })
             .collect();
@@ -227,7 +245,7 @@ impl RedisCluster {
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("run redis-cli --cluster create (Debian: redis-tools)");
         assert!(
@@ -236,36 +254,171 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let cluster = Self { nodes };
-        let deadline = Instant::now() + START_TIMEOUT;
-        for n in &cluster.nodes {
-            loop {
-                let info = Command::new("redis-cli")
-                    .args([
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        &n.port.to_string(),
-                        "cluster",
-                        "info",
-                    ])
-                    .output()
-                    .expect("run redis-cli");
-                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
-                    break;
+        let cluster = Self {
+            ports: nodes.iter().map(|n| n.port).collect(),
+            nodes: nodes.into_iter().map(Some).collect(),
+        };
+        cluster.wait_until_ok();
+        if replicas > 0 {
+            let deadline = Instant::now() + START_TIMEOUT;
+            for i in 0..cluster.ports.len() {
+                loop {
+                    let info = cluster.cli(i, &["info", "replication"]);
+                    if info.contains("role:master") || info.contains("master_link_status:up") {
+                        break;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "a replica did not reach its master within {START_TIMEOUT:?}"
+                    );
+                    std::thread::yield_now();
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "the cluster did not reach cluster_state:ok within {START_TIMEOUT:?}"
-                );
-                std::thread::yield_now();
             }
         }
         Some(cluster)
     }
 
-    /// Every node's `redis://127.0.0.1:{port}`.
+    /// Runs `redis-cli` against node `i` and answers what it printed.
+    fn cli(&self, i: usize, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.ports[i].to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli (Debian: redis-tools)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits (bounded) until every running node says `cluster_state:ok` and sees every slot
+    /// served (`cluster_slots_ok:16384`).
+    pub fn wait_until_ok(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        for i in self.running() {
+            loop {
+                let info = self.cli(i, &["cluster", "info"]);
+                if info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster did not reach cluster_state:ok within {START_TIMEOUT:?}: node \
+                     {} says\n{info}",
+                    self.ports[i]
+                );
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// The indices of the nodes not stopped.
+    fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_some())
+            .collect()
+    }
+
+    /// `CLUSTER NODES` as a running node sees it: (port, id, master's id or `-`, flags, slots).
+    fn table(&self) -> Vec<(u16, String, String, String, String)> {
+        let i = self.running()[0];
+        self.cli(i, &["cluster", "nodes"])
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let port = f.get(1)?.split(['@', ':']).nth(1)?.parse().ok()?;
+                Some((
+                    port,
+                    f[0].to_owned(),
+                    f.get(3)?.to_string(),
+                    f.get(2)?.to_string(),
+                    f.get(8..).map(|s| s.join(" ")).unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The index of the node that serves `key` as master now.
+    pub fn master_of(&self, key: &str) -> usize {
+        let i = self.running()[0];
+        let slot: u16 = self
+            .cli(i, &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .expect("CLUSTER KEYSLOT answers a number");
+        let covers = |ranges: &str| {
+            ranges.split_whitespace().any(|r| {
+                let mut ends = r.split('-').map(|n| n.parse::<u16>().ok());
+                match (ends.next().flatten(), ends.next().flatten()) {
+                    (Some(a), Some(b)) => (a..=b).contains(&slot),
+                    (Some(a), None) => a == slot,
+                    _ => false,
+                }
+            })
+        };
+        let port = self
+            .table()
+            .into_iter()
+            .find(|(_, _, _, flags, slots)| flags.contains("master") && covers(slots))
+            .map(|(port, ..)| port)
+            .unwrap_or_else(|| panic!("no master serves slot {slot}"));
+        self.index(port)
+    }
+
+    /// The index of a replica of master `master`.
+    pub fn replica_of(&self, master: usize) -> usize {
+        let table = self.table();
+        let id = &table
+            .iter()
+            .find(|(port, ..)| *port == self.ports[master])
+            .expect("the master is in CLUSTER NODES")
+            .1;
+        let port = table
+            .iter()
+            .find(|(_, _, of, flags, _)| of == id && flags.contains("slave"))
+            .map(|(port, ..)| *port)
+            .unwrap_or_else(|| panic!("node {} has no replica", self.ports[master]));
+        self.index(port)
+    }
+
+    fn index(&self, port: u16) -> usize {
+        self.ports
+            .iter()
+            .position(|&p| p == port)
+            .expect("a node of this cluster")
+    }
+
+    /// Kills node `i` (its directory removed): its replica, if it has one, takes over once the
+    /// others deem it failed.
+    pub fn stop_node(&mut self, i: usize) {
+        self.nodes[i] = None;
+    }
+
+    /// Runs `CLUSTER FAILOVER` on replica `i`: it and its master swap roles, the master first
+    /// handing over every write it took. Does not wait: see [`wait_master`](Self::wait_master).
+    pub fn failover(&self, i: usize) {
+        let said = self.cli(i, &["cluster", "failover"]);
+        assert!(said.trim() == "OK", "CLUSTER FAILOVER said: {said}");
+    }
+
+    /// Waits (bounded) until node `i` is a master and the cluster (every running node) says
+    /// `cluster_state:ok` with every slot served.
+    pub fn wait_master(&self, i: usize) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let role = self.cli(i, &["role"]);
+            if role.lines().next() == Some("master") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not become a master within {START_TIMEOUT:?}",
+                self.ports[i]
+            );
+            std::thread::yield_now();
+        }
+        self.wait_until_ok();
+    }
+
+    /// Every running node's `redis://127.0.0.1:{port}`.
     pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(RedisServer::url).collect()
+        self.nodes.iter().flatten().map(RedisServer::url).collect()
     }
 }
