@@ -4,7 +4,10 @@
 //! the layer get the configured outcome during the failover (503 with FailMode::Closed, admitted
 //! unmetered with FailMode::Open), none waits past the response timeout, each refusal is counted
 //! under `outcome="unavailable"`, and admission resumes on the promoted replica without a new
-//! meter. A handed-over master loses nothing: the key's quota goes on where it was.
+//! meter. A handed-over master loses nothing: the key's quota goes on where it was. A key that
+//! another master serves is asked too while the master is down: it answers 200 or 503 (redis-rs's
+//! cluster client may fail it while it looks for the lost master's successor), and the test
+//! prints how many of each.
 //!
 //! Without redis-server these tests print SKIPPED and pass, unless `CI` is set: then they fail.
 #![cfg(all(feature = "testing", feature = "redis", feature = "metrics"))]
@@ -31,8 +34,9 @@ const VALUE: &str = "FailoverTestKeyValue0123456789";
 const QUOTA: u64 = 2000;
 
 /// A key on a plan with a quota of `QUOTA` a day and a throttle that never refuses (so every
-/// 429 is the quota's); answers the store and the key's id.
-fn store() -> (MemoryStore, String) {
+/// 429 is the quota's), and eight others; answers the store, the key's id, and the others' ids
+/// and values.
+fn store() -> (MemoryStore, String, Vec<(String, String)>) {
     let store = MemoryStore::new();
     let mut plan = UsagePlan::new("plan1", "Plan");
     plan.api_stages.push(ApiStage::new("api1", "prod"));
@@ -43,7 +47,17 @@ fn store() -> (MemoryStore, String) {
     new.value = Some(ApiKeyValue::new(VALUE).unwrap());
     let key = store.create_api_key(new).unwrap();
     store.create_usage_plan_key("plan1", &key.id).unwrap();
-    (store, key.id.to_string())
+    let others = (0..8)
+        .map(|i| {
+            let value = format!("FailoverOtherKeyValue{i:010}");
+            let mut new = NewApiKey::named(format!("other{i}"));
+            new.value = Some(ApiKeyValue::new(value.clone()).unwrap());
+            let other = store.create_api_key(new).unwrap();
+            store.create_usage_plan_key("plan1", &other.id).unwrap();
+            (other.id.to_string(), value)
+        })
+        .collect();
+    (store, key.id.to_string(), others)
 }
 
 fn app(store: MemoryStore, meter: RedisMeter, mode: FailMode) -> Router {
@@ -61,9 +75,14 @@ fn app(store: MemoryStore, meter: RedisMeter, mode: FailMode) -> Router {
 /// Sends `GET /items` with the key; answers the status, after checking that it took less than
 /// the timeout (and the slack).
 async fn send(app: &Router) -> StatusCode {
+    send_as(app, VALUE).await
+}
+
+/// Sends `GET /items` with the key of value `value`, as [`send`].
+async fn send_as(app: &Router, value: &str) -> StatusCode {
     let start = Instant::now();
     let req = Request::get("/items")
-        .header("x-api-key", VALUE)
+        .header("x-api-key", value)
         .body(axum::body::Body::empty())
         .unwrap();
     let res = app.clone().oneshot(req).await.unwrap();
@@ -78,13 +97,19 @@ struct During {
     admitted: u64,
     unavailable: u64,
     open_admitted: u64,
+    /// A key another master serves: admitted, and refused (503).
+    other_admitted: u64,
+    other_unavailable: u64,
 }
 
 /// Sends through both apps (or the closed one), one request each at a time, until `done` says the cluster is whole
-/// again (bounded: the cluster's own waits are). Fail closed answers 200 or 503, fail open 200.
+/// again (bounded: the cluster's own waits are). Fail closed answers 200 or 503, fail open 200;
+/// a key that another master serves (`other`'s value), 200 or 503 as well: redis-rs's cluster
+/// client may fail it too while it looks for the lost master's successor.
 async fn during(
     closed: &Router,
     open: Option<&Router>,
+    other: Option<&str>,
     done: &std::thread::JoinHandle<RedisCluster>,
 ) -> During {
     let mut d = During::default();
@@ -98,6 +123,13 @@ async fn during(
         if let Some(open) = open {
             assert_eq!(send(open).await, StatusCode::OK, "fail open admits");
             d.open_admitted += 1;
+        }
+        if let Some(value) = other {
+            match send_as(closed, value).await {
+                StatusCode::OK => d.other_admitted += 1,
+                StatusCode::SERVICE_UNAVAILABLE => d.other_unavailable += 1,
+                other => panic!("a key on another master got {other}"),
+            }
         }
         assert!(start.elapsed() < Duration::from_secs(60), "no end in sight");
         // Pacing, not timing: a few hundred requests a failover, not tens of thousands.
@@ -160,9 +192,14 @@ fn a_stopped_master_fails_as_configured_and_admission_resumes_on_its_replica() {
             .connect_cluster(cluster.urls())
             .await
             .unwrap();
-        let (store, key_id) = store();
+        let (store, key_id, others) = store();
         let master = cluster.master_of(&meter.state_key("plan1", &key_id));
         let replica = cluster.replica_of(master);
+        let other = &others
+            .iter()
+            .find(|(id, _)| cluster.master_of(&meter.state_key("plan1", id)) != master)
+            .expect("one of eight keys on another master")
+            .1;
         let closed = app(store.clone(), meter.clone(), FailMode::Closed);
         let open = app(store, meter, FailMode::Open);
         assert_eq!(send(&closed).await, StatusCode::OK);
@@ -177,7 +214,7 @@ fn a_stopped_master_fails_as_configured_and_admission_resumes_on_its_replica() {
             cluster.wait_master(replica);
             cluster
         });
-        seen = during(&closed, Some(&open), &done).await;
+        seen = during(&closed, Some(&open), Some(other), &done).await;
         let cluster = done.join().unwrap();
         until_admitted(&closed, "after the replica took over").await;
         eprintln!(
@@ -206,7 +243,7 @@ fn a_handed_over_master_loses_nothing_and_admission_goes_on() {
             .connect_cluster(cluster.urls())
             .await
             .unwrap();
-        let (store, key_id) = store();
+        let (store, key_id, _) = store();
         let state = meter.state_key("plan1", &key_id);
         let master = cluster.master_of(&state);
         let replica = cluster.replica_of(master);
@@ -221,7 +258,7 @@ fn a_handed_over_master_loses_nothing_and_admission_goes_on() {
             cluster.wait_master(replica);
             cluster
         });
-        seen = during(&closed, None, &done).await;
+        seen = during(&closed, None, None, &done).await;
         let cluster = done.join().unwrap();
         assert_eq!(cluster.master_of(&state), replica, "the replica took over");
         // The rest of the quota, on the promoted replica.
