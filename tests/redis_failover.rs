@@ -102,6 +102,38 @@ struct During {
     other_unavailable: u64,
 }
 
+/// The cluster, on a thread of its own that waits until `replica` is a master and the cluster
+/// is whole. Joined when dropped, also when the test panics, so that the cluster is dropped (its
+/// servers stopped) before the test binary ends.
+struct Waiting(Option<std::thread::JoinHandle<RedisCluster>>);
+
+impl Waiting {
+    fn until_master(cluster: RedisCluster, replica: usize) -> Self {
+        Self(Some(std::thread::spawn(move || {
+            cluster.wait_master(replica);
+            cluster
+        })))
+    }
+
+    fn is_finished(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(std::thread::JoinHandle::is_finished)
+    }
+
+    fn join(mut self) -> RedisCluster {
+        self.0.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// Sends through both apps (or the closed one), one request each at a time, until `done` says the cluster is whole
 /// again (bounded: the cluster's own waits are). Fail closed answers 200 or 503, fail open 200;
 /// a key that another master serves (`other`'s value), 200 or 503 as well: redis-rs's cluster
@@ -110,7 +142,7 @@ async fn during(
     closed: &Router,
     open: Option<&Router>,
     other: Option<&str>,
-    done: &std::thread::JoinHandle<RedisCluster>,
+    done: &Waiting,
 ) -> During {
     let mut d = During::default();
     let start = Instant::now();
@@ -210,12 +242,9 @@ fn a_stopped_master_fails_as_configured_and_admission_resumes_on_its_replica() {
         // its replica is promoted, its slots have no master.
         assert_eq!(send(&closed).await, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(send(&open).await, StatusCode::OK);
-        let done = std::thread::spawn(move || {
-            cluster.wait_master(replica);
-            cluster
-        });
+        let done = Waiting::until_master(cluster, replica);
         seen = during(&closed, Some(&open), Some(other), &done).await;
-        let cluster = done.join().unwrap();
+        let cluster = done.join();
         until_admitted(&closed, "after the replica took over").await;
         eprintln!(
             "while the master was down: {seen:?}; admitted again {:?} after it stopped",
@@ -254,12 +283,9 @@ fn a_handed_over_master_loses_nothing_and_admission_goes_on() {
         }
 
         cluster.failover(replica);
-        let done = std::thread::spawn(move || {
-            cluster.wait_master(replica);
-            cluster
-        });
+        let done = Waiting::until_master(cluster, replica);
         seen = during(&closed, None, None, &done).await;
-        let cluster = done.join().unwrap();
+        let cluster = done.join();
         assert_eq!(cluster.master_of(&state), replica, "the replica took over");
         // The rest of the quota, on the promoted replica.
         loop {
