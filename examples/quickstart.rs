@@ -245,10 +245,10 @@ async fn main() -> ExitCode {
             .local_addr()
             .map_or(args.listen.clone(), |a| a.to_string())
     );
-    println!("Serving API {} stage {} on {base}", args.api_id, args.stage);
     for note in &notes {
         println!("{note}");
     }
+    println!("Serving API {} stage {} on {base}", args.api_id, args.stage);
     if report.admits_no_key() {
         eprint!("\n{report}\n");
     } else {
