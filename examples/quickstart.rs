@@ -1,20 +1,29 @@
 //! The article on one machine: API `abc123def4`, stage `prod`, with its keys, plans and
-//! per-method throttles, served on 127.0.0.1:3000.
+//! per-method throttles, served on 127.0.0.1:3000; its keys, plans and usage in a SQLite file
+//! (`target/quickstart.db`) that survives a restart.
 //!
 //! ```text
 //! cargo run --example quickstart
 //! cargo run --example quickstart -- --config FILE --listen ADDR [--api-id ID --stage NAME]
+//! cargo run --example quickstart -- --data FILE      # another data file
+//! cargo run --example quickstart -- --memory         # nothing kept across a restart
 //! cargo run --example quickstart -- --help
 //! cargo run --example quickstart --features redis -- --redis redis://127.0.0.1:6379 --listen 127.0.0.1:3001
 //! ```
 //!
-//! The configuration is AWS's own JSON (see `tower_usage_plans::config`). At start it says
-//! which plans and how many keys serve the chosen stage, and warns when none do.
+//! The configuration is AWS's own JSON (see `tower_usage_plans::config`); it seeds the data file
+//! when the file is new (or empty), and is not loaded into a file that holds keys or plans. At
+//! start it says which plans and how many keys serve the chosen stage, and warns when none do.
+//! Ctrl-C (SIGINT) or SIGTERM stops it gracefully and writes the meter's last counts. The
+//! `/metrics` route (feature `metrics`), the admin API (feature `admin`) and `--redis` (feature
+//! `redis`) are built in when their features are on (`--all-features`).
 
 #[path = "quickstart/admin.rs"]
 mod admin;
 #[path = "quickstart/app.rs"]
 mod app;
+#[path = "quickstart/data.rs"]
+mod data;
 #[path = "quickstart/redis.rs"]
 mod redis;
 #[path = "support/stages.rs"]
@@ -25,6 +34,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tower_usage_plans::config::Config;
+use tower_usage_plans::meter::Meter;
+use tower_usage_plans::store::{KeyStore, Management};
 use tower_usage_plans::{LocalMeter, MemoryStore};
 
 /// The bundled demo configuration: the article's keys and plans.
@@ -35,9 +46,17 @@ const DEMO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickst
 #[derive(Debug, Parser)]
 #[command(name = "quickstart")]
 struct Args {
-    /// The keys, plans and links, as AWS's CLI prints them (apiKeys, usagePlans, usagePlanKeys).
+    /// The keys, plans and links, as AWS's CLI prints them (apiKeys, usagePlans, usagePlanKeys);
+    /// loaded into the data file only when the file is new or empty.
     #[arg(long, value_name = "FILE", default_value = DEMO_CONFIG)]
     config: PathBuf,
+    /// The SQLite file that keeps keys (as SHA-256 digests), plans, quota counts and daily usage
+    /// across restarts [default: target/quickstart.db, in the build's target directory].
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["memory", "redis"])]
+    data: Option<PathBuf>,
+    /// Keep everything in memory: a restart forgets usage and resets every quota.
+    #[arg(long, conflicts_with = "redis")]
+    memory: bool,
     /// Where to listen: HOST:PORT, HOST a name or an IP address (port 0 picks a free port).
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3000")]
     listen: String,
@@ -76,6 +95,48 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// The app on `store` and `meter`, and the admin API over them if asked for (the lines to print
+/// about it).
+async fn serve_on<S, M>(
+    store: S,
+    meter: M,
+    args: &Args,
+) -> Result<(axum::Router, Option<String>), String>
+where
+    S: KeyStore + Management + Clone,
+    M: Meter + Clone,
+{
+    let router = app::router(store.clone(), meter.clone(), &args.api_id, &args.stage)
+        .map_err(|e| format!("error: {}", chain(&e)))?;
+    let admin = admin::spawn(&args.admin, store, meter)
+        .await
+        .map_err(|e| format!("error: {e}"))?;
+    Ok((router, admin))
+}
+
+/// Ends when the process gets SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    eprintln!("warning: cannot watch for SIGTERM: {e}");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -86,12 +147,16 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Metrics: a Prometheus recorder, served on GET /metrics (no key needed).
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let prometheus = recorder.handle();
-    if let Err(e) = metrics::set_global_recorder(recorder) {
-        eprintln!("error: cannot install the metrics recorder: {e}");
-        return ExitCode::FAILURE;
-    }
+    #[cfg(feature = "metrics")]
+    let prometheus = {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        if let Err(e) = metrics::set_global_recorder(recorder) {
+            eprintln!("error: cannot install the metrics recorder: {e}");
+            return ExitCode::FAILURE;
+        }
+        handle
+    };
     let shown = args.config.display().to_string();
     let config = match Config::from_file(&args.config) {
         Ok(config) => config,
@@ -112,35 +177,58 @@ async fn main() -> ExitCode {
         })
     });
     let demo = is_demo(&args.config);
-    let store = match MemoryStore::from_config(config) {
-        Ok(store) => store,
-        Err(e) => {
-            eprintln!("error: cannot load --config {shown}: {}", chain(&e));
+    // Where the state lives: Redis, memory, or (by default) the SQLite data file.
+    let mut notes = Vec::new();
+    let mut persisted = None;
+    let served = if let Some(url) = &args.redis {
+        if args.admin.admin_no_auth || !args.admin.admin_credentials.is_empty() {
+            eprintln!("error: --redis and the admin API (--admin-credentials, --admin-no-auth) do not go together in the quickstart yet: the admin API serves the in-memory or SQLite store");
             return ExitCode::FAILURE;
         }
-    };
-    let meter = LocalMeter::new();
-    let admin_store = store.clone();
-    let router = match &args.redis {
-        None => app::router(store, meter.clone(), &args.api_id, &args.stage)
-            .map_err(|e| format!("error: {}", chain(&e))),
-        Some(url) => redis::router(url, store.to_config(), &args.api_id, &args.stage)
+        redis::router(url, config, &args.api_id, &args.stage)
             .await
             .map(|(router, note)| {
-                println!("{note}");
-                router
-            }),
+                notes.push(note);
+                (router, None)
+            })
+    } else if args.memory {
+        match MemoryStore::from_config(config) {
+            Ok(store) => {
+                notes.push(
+                    "Keys, plans and usage in memory (--memory): a restart forgets usage and \
+                     resets every quota"
+                        .to_owned(),
+                );
+                serve_on(store, LocalMeter::new(), &args).await
+            }
+            Err(e) => Err(format!(
+                "error: cannot load --config {shown}: {}",
+                chain(&e)
+            )),
+        }
+    } else {
+        let path = args.data.clone().unwrap_or_else(data::default_path);
+        match data::open(&path, config, &shown).await {
+            Ok((store, meter, note)) => {
+                notes.push(note);
+                persisted = Some(meter.clone());
+                serve_on(store, meter, &args).await
+            }
+            Err(e) => Err(e),
+        }
     };
-    let router = match router {
-        Ok(router) => router.route(
-            "/metrics",
-            axum::routing::get(move || std::future::ready(prometheus.render())),
-        ),
+    let (router, admin_lines) = match served {
+        Ok(served) => served,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
+    #[cfg(feature = "metrics")]
+    let router = router.route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(prometheus.render())),
+    );
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -157,15 +245,25 @@ async fn main() -> ExitCode {
             .local_addr()
             .map_or(args.listen.clone(), |a| a.to_string())
     );
+    for note in &notes {
+        println!("{note}");
+    }
     println!("Serving API {} stage {} on {base}", args.api_id, args.stage);
     if report.admits_no_key() {
         eprint!("\n{report}\n");
     } else {
         print!("{report}");
     }
-    println!(
-        "GET /items, GET /items/{{id}} and POST /orders need a key; GET /health and GET /metrics do not.\n"
-    );
+    if cfg!(feature = "metrics") {
+        println!(
+            "GET /items, GET /items/{{id}} and POST /orders need a key; GET /health and GET /metrics do not.\n"
+        );
+    } else {
+        println!(
+            "GET /items, GET /items/{{id}} and POST /orders need a key; GET /health does not.\n\
+             (GET /metrics is off: add --features metrics.)\n"
+        );
+    }
     if let Some((id, name, value)) = first {
         let key_line = if demo {
             // The bundled demo keys are public: shown so that the commands need only curl.
@@ -178,23 +276,23 @@ async fn main() -> ExitCode {
         };
         print!("{}", app::step_5(&base, &key_line, demo));
     }
-    // The admin API: the same store and meter, on a port of its own (the in-memory ones: with
-    // --redis, it is not served).
-    if args.redis.is_some()
-        && (args.admin.admin_no_auth || !args.admin.admin_credentials.is_empty())
-    {
-        eprintln!("error: --redis and the admin API (--admin-credentials, --admin-no-auth) do not go together in the quickstart yet: the admin API serves the in-memory store");
-        return ExitCode::FAILURE;
+    if let Some(lines) = admin_lines {
+        print!("{lines}");
     }
-    match admin::spawn(&args.admin, admin_store, meter).await {
-        Ok(Some(lines)) => print!("{lines}"),
-        Ok(None) => {}
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    // Stopped (a signal, or the server failed): write the meter's last counts.
+    if let Some(meter) = persisted {
+        match meter.shutdown() {
+            Ok(()) => println!("Stopped: usage written to the data file"),
+            Err(e) => {
+                eprintln!("error: cannot write the last usage: {}", chain(&e));
+                return ExitCode::FAILURE;
+            }
         }
     }
-    if let Err(e) = axum::serve(listener, router).await {
+    if let Err(e) = served {
         eprintln!("error: server failed: {e}");
         return ExitCode::FAILURE;
     }

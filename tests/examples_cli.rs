@@ -149,7 +149,15 @@ fn a_bad_flag_or_value_exits_2_saying_what_to_fix() {
 #[test]
 fn a_listen_address_that_does_not_resolve_exits_1_naming_the_flag() {
     for name in ["quickstart", "grpc", "bench_server"] {
-        let out = run(name, &["--listen", "no-such-host.invalid:1"]);
+        let memory: &[&str] = if name == "quickstart" {
+            &["--memory"]
+        } else {
+            &[]
+        };
+        let out = run(
+            name,
+            &[&["--listen", "no-such-host.invalid:1"], memory].concat(),
+        );
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
         assert!(
@@ -172,8 +180,18 @@ impl Server {
     }
 
     fn start_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        // The quickstart keeps its state in one default file (target/quickstart.db) that one
+        // process holds at a time: tests run side by side, so each names its own state.
+        let own_state = ["--memory", "--data", "--redis"];
+        let memory: &[&str] = if name == "quickstart" && !args.iter().any(|a| own_state.contains(a))
+        {
+            &["--memory"]
+        } else {
+            &[]
+        };
         let mut child = Command::new(example(name))
             .args(args)
+            .args(memory)
             .envs(env.iter().copied())
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdin(Stdio::null())
@@ -225,6 +243,24 @@ impl Server {
             .filter(|(e, _)| *e == err)
             .map(|(_, l)| l.as_str())
             .collect()
+    }
+}
+
+impl Server {
+    /// Sends the process `signal` (`INT`, `TERM`) with kill(1).
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// The address it serves, from its first line.
+    fn base(&mut self) -> String {
+        let line = self.wait_for(false, "Serving API ");
+        line.split(" on http://").nth(1).unwrap().to_owned()
     }
 }
 
@@ -471,4 +507,114 @@ fn the_quickstart_serves_metrics_and_logs_without_key_values() {
     let log = server.printed(true).join("\n");
     assert!(log.contains("key_id=\"key111aaa\""), "{log}");
     assert!(!log.contains(&value), "a key value in the log:\n{log}");
+}
+
+/// GET /items with `key` on `addr`, over a plain socket: the status and the day's quota left, as
+/// the `RateLimit` header says (`"day";r=N`).
+fn day_remaining(addr: &str, key: &str) -> (u16, u64) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /items HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {key}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    let header = raw
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("ratelimit:"))
+        .unwrap_or_else(|| panic!("no RateLimit header: {raw}"));
+    let day = header.split("\"day\";r=").nth(1).unwrap();
+    let left = day.split(';').next().unwrap().parse().unwrap();
+    (status, left)
+}
+
+/// The demo's ClientA-Free (public).
+const DEMO_FREE: &str = "aBcDeFgHiJkLmNoPqRsTuVwXyZ123456789";
+
+/// Starts the quickstart with `state`, sends three requests, stops it with `signal`; answers the
+/// day's quota left after each request.
+fn three_requests_then(state: &[&str], signal: &str) -> Vec<u64> {
+    let mut server = Server::start(
+        "quickstart",
+        &[&["--listen", "127.0.0.1:0"], state].concat(),
+    );
+    let addr = server.base();
+    server.wait_for(false, "# no key needed");
+    let left: Vec<u64> = (0..3)
+        .map(|_| {
+            let (status, left) = day_remaining(&addr, DEMO_FREE);
+            assert_eq!(status, 200);
+            left
+        })
+        .collect();
+    server.signal(signal);
+    if !state.contains(&"--memory") {
+        server.wait_for(false, "Stopped: usage written to the data file");
+    }
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}: {:#?}", server.seen);
+    left
+}
+
+/// On its data file, a restart (after Ctrl-C, or SIGTERM) goes on counting the day's quota where
+/// it was; the second start says the file was not seeded again.
+#[test]
+fn the_quickstart_keeps_the_day_s_usage_across_a_restart() {
+    let dir = std::env::temp_dir().join(format!("examples-cli-data-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("quickstart.db");
+    let data = data.to_str().unwrap();
+    let first = three_requests_then(&["--data", data], "INT");
+    assert_eq!(first[1], first[0] - 1, "{first:?}");
+    assert_eq!(first[2], first[0] - 2, "{first:?}");
+    let second = three_requests_then(&["--data", data], "TERM");
+    assert_eq!(
+        second[0],
+        first[2] - 1,
+        "reset by a restart: {first:?} {second:?}"
+    );
+    let third = three_requests_then(&["--data", data], "INT");
+    assert_eq!(
+        third[0],
+        second[2] - 1,
+        "reset by a restart: {second:?} {third:?}"
+    );
+
+    let mut server = Server::start("quickstart", &["--listen", "127.0.0.1:0", "--data", data]);
+    let note = server.wait_for(false, "(SQLite)");
+    assert!(
+        note.contains("holds 2 keys and 2 plans from before"),
+        "{note}"
+    );
+    assert!(note.contains("--config was not loaded"), "{note}");
+    drop(server);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// With `--memory`, a restart forgets the day's usage.
+#[test]
+fn with_memory_a_restart_resets_the_quota() {
+    let first = three_requests_then(&["--memory"], "INT");
+    let second = three_requests_then(&["--memory"], "INT");
+    assert_eq!(first, second, "kept across a restart with --memory");
+}
+
+/// A data file in a directory that does not exist: a clear error naming the flag, no panic.
+#[test]
+fn a_data_file_that_cannot_be_opened_is_a_clear_error() {
+    let out = run(
+        "quickstart",
+        &["--listen", "127.0.0.1:0", "--data", "/nonexistent-dir/q.db"],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot open --data /nonexistent-dir/q.db"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -1,22 +1,30 @@
 //! The quickstart's admin API (feature `admin`): its flags, and the task that serves API
 //! Gateway's management protocol on its own port, over the same store and meter as the data
 //! path, so that the aws CLI and boto3 manage keys, plans and usage with `--endpoint-url`.
+//! Without the feature the flags are still known, and say how to turn it on.
 
 use clap::Args;
-use tower_usage_plans::admin::{AccessKey, AdminApi};
-use tower_usage_plans::{LocalMeter, MemoryStore};
+use tower_usage_plans::meter::Meter;
+use tower_usage_plans::store::Management;
+
+/// An access key as the flag takes it.
+#[cfg(feature = "admin")]
+pub type Credential = tower_usage_plans::admin::AccessKey;
+/// An access key as the flag takes it (checked only with feature `admin`).
+#[cfg(not(feature = "admin"))]
+pub type Credential = String;
 
 /// The admin API's flags.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
     /// Where to serve the admin API (API Gateway's management protocol, for the aws CLI and
-    /// boto3). It is served only with --admin-credentials or --admin-no-auth.
+    /// boto3; feature `admin`). It is served only with --admin-credentials or --admin-no-auth.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3001")]
     pub admin_listen: String,
     /// An access key the admin API accepts, ACCESS_KEY_ID:SECRET (repeatable): requests must be
     /// signed with it (SigV4), as the aws CLI and boto3 sign them.
     #[arg(long, value_name = "ACCESS_KEY_ID:SECRET")]
-    pub admin_credentials: Vec<AccessKey>,
+    pub admin_credentials: Vec<Credential>,
     /// Serve the admin API without checking signatures: for local use only.
     #[arg(long, conflicts_with = "admin_credentials")]
     pub admin_no_auth: bool,
@@ -24,11 +32,14 @@ pub struct AdminArgs {
 
 /// Binds the admin port and serves the admin API in a task; returns the lines to print, or
 /// `None` when neither --admin-credentials nor --admin-no-auth was given.
-pub async fn spawn(
-    args: &AdminArgs,
-    store: MemoryStore,
-    meter: LocalMeter,
-) -> Result<Option<String>, String> {
+#[cfg(feature = "admin")]
+pub async fn spawn<S, M>(args: &AdminArgs, store: S, meter: M) -> Result<Option<String>, String>
+where
+    S: Management + Clone,
+    M: Meter + Clone,
+{
+    use tower_usage_plans::admin::AdminApi;
+
     if args.admin_credentials.is_empty() && !args.admin_no_auth {
         return Ok(None);
     }
@@ -59,8 +70,28 @@ pub async fn spawn(
     Ok(Some(admin_lines(&base, args)))
 }
 
+/// Without the `admin` feature: refuses the admin flags, saying how to build with it.
+#[cfg(not(feature = "admin"))]
+pub async fn spawn<S, M>(args: &AdminArgs, _store: S, _meter: M) -> Result<Option<String>, String>
+where
+    S: Management + Clone,
+    M: Meter + Clone,
+{
+    if args.admin_credentials.is_empty() && !args.admin_no_auth {
+        return Ok(None);
+    }
+    Err(
+        "the admin API needs the admin feature: cargo run --example quickstart --features admin \
+         -- --admin-no-auth"
+            .into(),
+    )
+}
+
 /// What the quickstart prints about the admin API served on `base`.
+#[cfg(feature = "admin")]
 pub fn admin_lines(base: &str, args: &AdminArgs) -> String {
+    use tower_usage_plans::admin::AccessKey;
+
     let (how, sign) = if args.admin_no_auth {
         (
             "no signature checked (--admin-no-auth)".to_owned(),

@@ -46,6 +46,8 @@ use crate::error::StoreError;
 use crate::model::StageRef;
 use crate::plan::StagePlan;
 
+#[cfg(feature = "cache")]
+pub mod caching;
 mod manage;
 mod memory;
 #[cfg(feature = "redis")]
@@ -53,6 +55,8 @@ mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+#[cfg(feature = "cache")]
+pub use caching::{CachingStore, CachingStoreBuilder};
 pub use manage::{
     ApiKeyInfo, ApiKeyQuery, ImportKey, ImportResult, ImportWarning, Management, Page, PageRequest,
     UsagePlanKey, UsagePlanQuery, DEFAULT_LIMIT, MAX_LIMIT,
