@@ -99,8 +99,8 @@ run_wrk() {
 echo "$(nproc) cores; wrk -t1 -c$CONNS -d$DURATION per instance; $KEYS keys; $ROUNDS round(s)"
 for ((round = 1; round <= ROUNDS; round++)); do
     # Two quickstarts, each with its own in-memory store and meter.
-    start_instance; a=$port
-    start_instance; b=$port
+    start_instance --memory; a=$port
+    start_instance --memory; b=$port
     run_wrk "$a" "$b" memory
     stop_all
 

@@ -30,7 +30,8 @@ struct KeyState {
     tat: u64,
     /// The policy's quota count, day and day's usage (see [`State`]).
     window_used: i64,
-    day_used: u64,
+    /// Saturating at `u32::MAX` (4,294,967,295 a day: 49,710 requests a second all day).
+    day_used: u32,
     window_start: u32,
     window_end: u32,
     day: u32,
@@ -40,9 +41,6 @@ struct KeyState {
     rest: Option<Box<Rest>>,
     /// The quota count or usage changed since [`LocalMeter::export_changed`] last copied it.
     changed: bool,
-    /// The latest day of the history that export has copied.
-    #[cfg(feature = "sqlite")]
-    history_saved: u32,
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +49,9 @@ struct Rest {
     buckets: Vec<(u32, u64)>,
     /// Earlier days with usage, oldest first, kept for the retention period.
     history: Vec<(u32, u64)>,
+    /// The latest day of the history that export has copied.
+    #[cfg(feature = "sqlite")]
+    history_saved: u32,
 }
 
 impl KeyState {
@@ -61,7 +62,7 @@ impl KeyState {
             window_end: self.window_end,
             window_used: self.window_used,
             day: self.day,
-            day_used: self.day_used,
+            day_used: u64::from(self.day_used),
         }
     }
 
@@ -72,10 +73,10 @@ impl KeyState {
             || s.window_end != self.window_end
             || s.window_used != self.window_used
             || s.day != self.day
-            || s.day_used != self.day_used;
+            || s.day_used != u64::from(self.day_used);
         if s.day != self.day && self.day_used > 0 {
             let history = &mut self.rest.get_or_insert_with(Box::default).history;
-            history.push((self.day, self.day_used));
+            history.push((self.day, u64::from(self.day_used)));
             let oldest = s.day.saturating_sub(retention_days);
             let stale = history.iter().take_while(|(d, _)| *d < oldest).count();
             history.drain(..stale);
@@ -93,7 +94,7 @@ impl KeyState {
         self.window_end = s.window_end;
         self.window_used = s.window_used;
         self.day = s.day;
-        self.day_used = s.day_used;
+        self.day_used = u32::try_from(s.day_used).unwrap_or(u32::MAX);
     }
 
     /// Where the bucket tagged `tag` is kept, making room for it if it is new: in the first place
@@ -564,18 +565,20 @@ impl<C: Clock + Clone> LocalMeter<C> {
                     window_end: st.window_end,
                     window_used: st.window_used,
                     day: st.day,
-                    day_used: st.day_used,
+                    day_used: u64::from(st.day_used),
                     history: st.rest.as_ref().map_or_else(Vec::new, |r| {
                         r.history
                             .iter()
-                            .filter(|(d, _)| *d > st.history_saved)
+                            .filter(|(d, _)| *d > r.history_saved)
                             .copied()
                             .collect()
                     }),
                 },
             ));
-            if let Some(&(last, _)) = st.rest.as_ref().and_then(|r| r.history.last()) {
-                st.history_saved = st.history_saved.max(last);
+            if let Some(rest) = st.rest.as_mut() {
+                if let Some(&(last, _)) = rest.history.last() {
+                    rest.history_saved = rest.history_saved.max(last);
+                }
             }
         }
         out
@@ -589,10 +592,11 @@ impl<C: Clock + Clone> LocalMeter<C> {
             st.window_end = saved.window_end;
             st.window_used = saved.window_used;
             st.day = saved.day;
-            st.day_used = saved.day_used;
-            st.history_saved = saved.history.last().map_or(0, |h| h.0);
-            if !saved.history.is_empty() {
-                st.rest.get_or_insert_with(Box::default).history = saved.history;
+            st.day_used = u32::try_from(saved.day_used).unwrap_or(u32::MAX);
+            if let Some(&(last, _)) = saved.history.last() {
+                let rest = st.rest.get_or_insert_with(Box::default);
+                rest.history = saved.history;
+                rest.history_saved = last;
             } else if let Some(rest) = st.rest.as_mut() {
                 rest.history.clear();
             }
