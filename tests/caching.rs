@@ -170,27 +170,7 @@ impl Management for Counting {
 
 /// Makes a change the suite asks for through the cache's own management.
 async fn apply<S: Management>(store: &S, change: Change) {
-    match change {
-        Change::Disable { key_id } => {
-            let off = PatchOperation::replace("/enabled", "false");
-            store.update_api_key(&key_id, &[off]).await.unwrap();
-        }
-        Change::Unlink { plan_id, key_id } => {
-            store
-                .delete_usage_plan_key(&plan_id, &key_id)
-                .await
-                .unwrap();
-        }
-        Change::SetRateLimit {
-            plan_id,
-            rate_limit,
-        } => {
-            let op = PatchOperation::replace("/throttle/rateLimit", rate_limit.to_string());
-            store.update_usage_plan(&plan_id, &[op]).await.unwrap();
-        }
-        Change::Delete { key_id } => store.delete_api_key(&key_id).await.unwrap(),
-        other => panic!("a change this test does not know: {other:?}"),
-    }
+    suite::apply_with_management(store, change).await;
 }
 
 fn fixture_store() -> MemoryStore {

@@ -18,7 +18,7 @@ use tower_usage_plans::plan::{Bucket, StagePlan};
 use tower_usage_plans::store::{
     ApiKeyQuery, ImportKey, KeyStore, Management, NewApiKey, OpenError, SqliteStore,
 };
-use tower_usage_plans::testing::store::{self as suite, Change};
+use tower_usage_plans::testing::store as suite;
 
 /// A fresh directory of this test process, removed on drop.
 struct TempDir(PathBuf);
@@ -86,29 +86,7 @@ async fn changes_apply_and_survive_a_reopen() {
     store.replace_all(suite::fixture()).unwrap();
     suite::key_store_changes(&store, |change| {
         let store = store.clone();
-        async move {
-            match change {
-                Change::Disable { key_id } => {
-                    let off = PatchOperation::replace("/enabled", "false");
-                    store.update_api_key(&key_id, &[off]).await.unwrap();
-                }
-                Change::Unlink { plan_id, key_id } => {
-                    store
-                        .delete_usage_plan_key(&plan_id, &key_id)
-                        .await
-                        .unwrap();
-                }
-                Change::SetRateLimit {
-                    plan_id,
-                    rate_limit,
-                } => {
-                    let op = PatchOperation::replace("/throttle/rateLimit", rate_limit.to_string());
-                    store.update_usage_plan(&plan_id, &[op]).await.unwrap();
-                }
-                Change::Delete { key_id } => store.delete_api_key(&key_id).await.unwrap(),
-                other => panic!("a change this test does not know: {other:?}"),
-            }
-        }
+        async move { suite::apply_with_management(&store, change).await }
     })
     .await;
     // What the changes left is what the file gives back.

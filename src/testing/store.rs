@@ -159,6 +159,46 @@ pub fn fixture() -> Config {
     }
 }
 
+/// Makes `change` through the store's own management operations: the `apply` to give
+/// [`key_store_changes`] for any store that implements [`Management`](crate::store::Management).
+/// Panics, naming the change, if the store refuses it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use tower_usage_plans::testing::store::{apply_with_management, fixture, key_store_changes};
+/// use tower_usage_plans::MemoryStore;
+///
+/// let store = MemoryStore::from_config(fixture()).unwrap();
+/// key_store_changes(&store, |change| {
+///     let store = store.clone();
+///     async move { apply_with_management(&store, change).await }
+/// })
+/// .await;
+/// # }
+/// ```
+pub async fn apply_with_management<S: crate::store::Management>(store: &S, change: Change) {
+    use crate::patch::PatchOperation;
+    let done = match &change {
+        Change::Disable { key_id } => {
+            let off = PatchOperation::replace("/enabled", "false");
+            store.update_api_key(key_id, &[off]).await.map(drop)
+        }
+        Change::Unlink { plan_id, key_id } => store.delete_usage_plan_key(plan_id, key_id).await,
+        Change::SetRateLimit {
+            plan_id,
+            rate_limit,
+        } => {
+            let op = PatchOperation::replace("/throttle/rateLimit", rate_limit.to_string());
+            store.update_usage_plan(plan_id, &[op]).await.map(drop)
+        }
+        Change::Delete { key_id } => store.delete_api_key(key_id).await,
+    };
+    if let Err(e) = done {
+        panic!("the store refused {change:?}: {e}");
+    }
+}
+
 /// A change [`key_store_changes`] asks the store to make, through its own management.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
