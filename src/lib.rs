@@ -56,6 +56,11 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `json` (default) | loading and saving the configuration as AWS-shaped JSON (serde) |
+//! | `sqlite` (default) | `SqliteStore` and `PersistedMeter`: keys, plans and usage that survive a restart |
+//! | `cache` | `CachingStore`: a bounded cache in front of any `KeyStore` |
+//! | `metrics` | request counters and duration histograms through the `metrics` facade |
+//! | `csv` | `usage::import_csv`: import-api-keys from CSV |
+//! | `redis` | `RedisMeter` and `RedisStore`: limits and keys shared by several instances |
 //! | `tokio` | [`LocalMeter::spawn_sweeper`], a background task that sweeps the meter |
 //! | `axum` | routes matched on axum's `OriginalUri` (the path the client sent, also inside `Router::nest`) |
 //! | `testing` | `tower_usage_plans::testing`: the conformance suites for stores and meters |
