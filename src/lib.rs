@@ -93,6 +93,8 @@ mod observe;
 pub mod patch;
 pub mod period;
 pub mod plan;
+#[cfg(feature = "redis")]
+mod redis_conn;
 pub mod response;
 mod route;
 mod service;

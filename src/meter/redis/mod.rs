@@ -73,14 +73,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::cluster_async::ClusterConnection;
-
 use crate::clock::{Clock, NANOS_PER_SEC};
 use crate::error::{BoxError, FieldError, MeterError};
 use crate::model::QuotaPeriod;
 use crate::period::Date;
 use crate::plan::{Bucket, StagePlan};
+use crate::redis_conn::Conn;
 
 use super::policy::{self, Limits, State};
 use super::{Admission, DayUsage, LimitState, Meter, Outcome, Verdict};
@@ -96,13 +94,6 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The default prefix of the meter's keys in Redis.
 pub const DEFAULT_PREFIX: &str = "tup:m:";
-
-/// A connection to one Redis, or to a cluster.
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
 
 struct Inner {
     conn: Conn,
@@ -126,12 +117,8 @@ pub struct RedisMeter {
 
 impl fmt::Debug for RedisMeter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let conn = match self.inner.conn {
-            Conn::Single(_) => "single",
-            Conn::Cluster(_) => "cluster",
-        };
         f.debug_struct("RedisMeter")
-            .field("conn", &conn)
+            .field("conn", &self.inner.conn.kind())
             .field("prefix", &self.inner.prefix)
             .field("retention_days", &self.inner.retention_days)
             .field("script", &self.inner.script.get_hash())
@@ -242,14 +229,7 @@ impl RedisMeter {
             .arg(args.offset)
             .arg(args.limit)
             .arg(args.left);
-        let conn = inner.conn.clone();
-        self.timed(async move {
-            match conn {
-                Conn::Single(mut c) => inv.invoke_async(&mut c).await,
-                Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
-            }
-        })
-        .await
+        self.timed(inner.conn.clone().invoke(&inv)).await
     }
 
     /// `reply`, or an error once the response timeout has passed.
@@ -267,14 +247,7 @@ impl RedisMeter {
     async fn read(&self, key: String) -> Result<Vec<(String, String)>, MeterError> {
         let mut cmd = ::redis::cmd("HGETALL");
         cmd.arg(key);
-        let conn = self.inner.conn.clone();
-        self.timed(async move {
-            match conn {
-                Conn::Single(mut c) => cmd.query_async(&mut c).await,
-                Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
-            }
-        })
-        .await
+        self.timed(self.inner.conn.clone().query(&cmd)).await
     }
 
     /// The policy's state of a key on a plan, with the arrival time of the bucket `tag`, as
@@ -470,19 +443,10 @@ impl RedisMeterBuilder {
     /// Connects to one Redis at `url` (`redis://host:port/db`) through redis-rs's connection
     /// manager, which reconnects by itself, and loads the script.
     pub async fn connect(self, url: &str) -> Result<RedisMeter, MeterError> {
-        let client = ::redis::Client::open(url).map_err(backend)?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(self.timeout))
-            .set_connection_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
-        let conn = tokio::time::timeout(
-            self.timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| timed_out(self.timeout))?
-        .map_err(backend)?;
-        self.build(Conn::Single(conn)).await
+        let conn = Conn::single(url, self.timeout)
+            .await
+            .map_err(MeterError::Backend)?;
+        self.build(conn).await
     }
 
     /// Connects to a Redis Cluster from some of its nodes (`redis://host:port` each), and loads
@@ -492,29 +456,17 @@ impl RedisMeterBuilder {
         I: IntoIterator<Item = T>,
         T: ::redis::IntoConnectionInfo,
     {
-        let client = ::redis::cluster::ClusterClientBuilder::new(nodes)
-            .response_timeout(self.timeout)
-            .connection_timeout(self.timeout)
-            .build()
-            .map_err(backend)?;
-        let conn = tokio::time::timeout(self.timeout, client.get_async_connection())
+        let conn = Conn::cluster(nodes, self.timeout)
             .await
-            .map_err(|_| timed_out(self.timeout))?
-            .map_err(backend)?;
-        self.build(Conn::Cluster(conn)).await
+            .map_err(MeterError::Backend)?;
+        self.build(conn).await
     }
 
     async fn build(self, mut conn: Conn) -> Result<RedisMeter, MeterError> {
         let script = ::redis::Script::new(SCRIPT);
         // Loaded now so that a script Redis refuses fails here, not on the first request; a
         // server that forgets it (a restart, SCRIPT FLUSH, a failover) gets it again on NOSCRIPT.
-        let load = async {
-            match &mut conn {
-                Conn::Single(c) => script.prepare_invoke().load_async(c).await,
-                Conn::Cluster(c) => script.prepare_invoke().load_async(c).await,
-            }
-        };
-        tokio::time::timeout(self.timeout, load)
+        tokio::time::timeout(self.timeout, conn.load(&script))
             .await
             .map_err(|_| timed_out(self.timeout))?
             .map_err(backend)?;

@@ -16,7 +16,7 @@ use crate::store::manage::{
 };
 use crate::store::{KeyStore, MemoryStore, NewApiKey};
 
-use super::{backend, digest, digest_str, Conn, Inner, RedisStore};
+use super::{backend, digest, digest_str, Inner, RedisStore};
 
 /// How many times a change is made again when the store moved under it.
 const ATTEMPTS: usize = 16;
@@ -125,12 +125,7 @@ impl Inner {
             };
         }
         let (done, now): (u8, u64) = self
-            .run(|conn| async move {
-                match conn {
-                    Conn::Single(mut c) => inv.invoke_async(&mut c).await,
-                    Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
-                }
-            })
+            .run(|conn| async move { conn.invoke(&inv).await })
             .await?;
         Ok((done == 1).then_some(now))
     }
@@ -146,12 +141,7 @@ impl Inner {
         let mut cmd = ::redis::cmd("HMGET");
         cmd.arg(&self.names.values).arg(ids);
         let sealed: Vec<Option<String>> = self
-            .run(|conn| async move {
-                match conn {
-                    Conn::Single(mut c) => cmd.query_async(&mut c).await,
-                    Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
-                }
-            })
+            .run(|conn| async move { conn.query(&cmd).await })
             .await?;
         ids.iter()
             .zip(sealed)

@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::cluster_async::ClusterConnection;
 use parking_lot::RwLock;
 use sha2::{Digest as _, Sha256};
 
@@ -18,6 +16,7 @@ use crate::config::Config;
 use crate::error::{BoxError, StoreError};
 use crate::model::{ApiKey, StageRef, UsagePlan};
 use crate::plan::StagePlan;
+use crate::redis_conn::Conn;
 
 use super::{KeyGrant, KeyStore, MemoryStore};
 
@@ -31,13 +30,6 @@ const DEFAULT_PREFIX: &str = "tup:s:";
 
 const READ: &str = include_str!("read.lua");
 const COMMIT: &str = include_str!("commit.lua");
-
-/// A connection to one Redis, or to a cluster.
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
 
 /// The Redis keys of one store.
 #[derive(Debug)]
@@ -170,13 +162,7 @@ impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let snap = self.inner.cache.read().clone();
         f.debug_struct("RedisStore")
-            .field(
-                "conn",
-                &match self.inner.conn {
-                    Conn::Single(_) => "single",
-                    Conn::Cluster(_) => "cluster",
-                },
-            )
+            .field("conn", &self.inner.conn.kind())
             .field("version", &snap.version)
             .field("copy", &snap.store)
             .field("keeps_values", &self.inner.sealer.is_some())
@@ -299,10 +285,7 @@ impl Inner {
             .run(|conn| async move {
                 let mut cmd = ::redis::cmd("GET");
                 cmd.arg(key);
-                match conn {
-                    Conn::Single(mut c) => cmd.query_async(&mut c).await,
-                    Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
-                }
+                conn.query(&cmd).await
             })
             .await?;
         Ok(v.unwrap_or(0))
@@ -315,12 +298,7 @@ impl Inner {
         let mut inv = self.read.prepare_invoke();
         inv.key(&n.version).key(&n.keys).key(&n.plans).key(&n.links);
         let (version, keys, plans, links): (u64, Flat, Flat, Flat) = self
-            .run(|conn| async move {
-                match conn {
-                    Conn::Single(mut c) => inv.invoke_async(&mut c).await,
-                    Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
-                }
-            })
+            .run(|conn| async move { conn.invoke(&inv).await })
             .await?;
         let config = decode(keys, plans, links)?;
         let store = MemoryStore::from_config(config).map_err(|e| {
@@ -452,19 +430,10 @@ impl RedisStoreBuilder {
     /// manager, which reconnects by itself; reads the store; and starts the task that checks for
     /// changes (on the current tokio runtime).
     pub async fn connect(self, url: &str) -> Result<RedisStore, StoreError> {
-        let client = ::redis::Client::open(url).map_err(backend)?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(self.timeout))
-            .set_connection_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
-        let conn = tokio::time::timeout(
-            self.timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| backend(format!("no connection to Redis within {:?}", self.timeout)))?
-        .map_err(backend)?;
-        self.build(Conn::Single(conn)).await
+        let conn = Conn::single(url, self.timeout)
+            .await
+            .map_err(StoreError::Backend)?;
+        self.build(conn).await
     }
 
     /// Connects to a Redis Cluster from some of its nodes (`redis://host:port` each), reads the
@@ -474,13 +443,10 @@ impl RedisStoreBuilder {
         I: IntoIterator<Item = T>,
         T: ::redis::IntoConnectionInfo,
     {
-        let client = ::redis::cluster::ClusterClientBuilder::new(nodes)
-            .response_timeout(self.timeout)
-            .connection_timeout(self.timeout)
-            .build()
-            .map_err(backend)?;
-        let conn = client.get_async_connection().await.map_err(backend)?;
-        self.build(Conn::Cluster(conn)).await
+        let conn = Conn::cluster(nodes, self.timeout)
+            .await
+            .map_err(StoreError::Backend)?;
+        self.build(conn).await
     }
 
     async fn build(self, conn: Conn) -> Result<RedisStore, StoreError> {
