@@ -220,13 +220,14 @@ fn plan_of(grant: Option<KeyGrant>) -> Result<(Arc<str>, Arc<StagePlan>), Refuse
 impl<St: KeyStore, M: Meter> Gate<St, M> {
     /// Decides at once if the store and meter can; else says what is left to await.
     #[inline]
-    pub(crate) fn start<B>(&self, req: &Request<B>) -> Start {
-        if self.pass_preflight && is_preflight(req) {
-            return Start::Pass;
-        }
+    pub(crate) fn start<B>(&self, req: &Request<B>, timer: &mut crate::observe::Timer) -> Start {
         let (method, path) = target(req);
         let route = self.routes.resolve(method, path);
         let label = crate::observe::route_label(&route);
+        timer.label(&self.stage, method, label);
+        if self.pass_preflight && is_preflight(req) {
+            return Start::Pass;
+        }
         let seen = crate::observe::Seen::new(&self.stage, label, method);
         if !route.key_required {
             crate::observe::bypassed(seen);

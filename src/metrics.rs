@@ -33,9 +33,8 @@
 
 use std::time::Instant;
 
-use http::{Request, StatusCode};
+use http::StatusCode;
 
-use crate::admission::Gate;
 use crate::observe::Seen;
 
 /// The request counter's name.
@@ -81,15 +80,27 @@ pub(crate) struct Timer(Option<Box<Labels>>);
 
 impl Timer {
     /// Starts timing `req`.
-    pub(crate) fn start<St, M, B>(gate: &Gate<St, M>, req: &Request<B>) -> Self {
-        let (method, path) = crate::admission::target(req);
-        let route = gate.routes.resolve(method, path);
+    pub(crate) fn start() -> Self {
         Self(Some(Box::new(Labels {
             start: Instant::now(),
             inner: None,
-            stage: gate.stage.to_string(),
-            method: format!("{method} {}", crate::observe::route_label(&route)),
+            stage: String::new(),
+            method: String::new(),
         })))
+    }
+
+    /// Names what is timed: the stage, and the method with the route label (from the decision,
+    /// which has resolved the route already).
+    pub(crate) fn label(
+        &mut self,
+        stage: &crate::model::StageRef,
+        method: &http::Method,
+        route: &str,
+    ) {
+        if let Some(l) = &mut self.0 {
+            l.stage = stage.to_string();
+            l.method = format!("{method} {route}");
+        }
     }
 
     /// The inner service is called now (by the response future).

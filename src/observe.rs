@@ -104,9 +104,11 @@ pub(crate) struct Timer;
 #[cfg(not(feature = "metrics"))]
 impl Timer {
     #[inline]
-    pub(crate) fn start<St, M, B>(_: &crate::admission::Gate<St, M>, _: &http::Request<B>) -> Self {
+    pub(crate) fn start() -> Self {
         Self
     }
+    #[inline]
+    pub(crate) fn label(&mut self, _: &StageRef, _: &Method, _: &str) {}
     #[inline]
     pub(crate) fn inner_started_now(&mut self) {}
     #[inline]

@@ -136,8 +136,8 @@ where
         // The layer never readied `self.inner` (it does not forward `poll_ready`): an admitted
         // request readies a clone of its own and calls that, so that no clone is called unready,
         // see https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
-        let timer = crate::observe::Timer::start(&self.gate, &req);
-        let pending = match self.gate.start(&req) {
+        let mut timer = crate::observe::Timer::start();
+        let pending = match self.gate.start(&req, &mut timer) {
             Start::Pass => {
                 return ResponseFuture::admitted(self.inner.clone(), req, None).timed(timer)
             }
