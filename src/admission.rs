@@ -104,8 +104,8 @@ enum Step {
     /// The store must be awaited for this key value (never shown in `Debug`).
     Store {
         value: Box<str>,
-        resource: Box<str>,
-        method: Method,
+        /// The path per-method throttles are matched against (the method is in `Pending::at`).
+        path: Box<str>,
     },
     /// The store answered; the meter must be awaited.
     Meter {
@@ -255,8 +255,7 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
                 return Start::Wait(Pending {
                     step: Step::Store {
                         value: value.into(),
-                        resource: route.resource.into(),
-                        method: method.clone(),
+                        path: path.into(),
                     },
                     cost,
                     at: crate::observe::At::new(label, method),
@@ -273,7 +272,7 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
                 ));
             }
         };
-        let bucket = plan.bucket_for(route.resource, method);
+        let bucket = plan.bucket_for(path, method);
         let admission = Admission::new(&key_id, &plan, bucket).with_cost(cost);
         match self.meter.admit_now(admission, crate::sealed::Token(())) {
             Some(verdict) => Start::Done(crate::observe::metered(
@@ -302,18 +301,14 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
                 plan,
                 bucket,
             } => (key_id, plan, bucket),
-            Step::Store {
-                value,
-                resource,
-                method,
-            } => {
+            Step::Store { value, path } => {
                 let grant = match self.store.lookup(&value, &self.stage).await {
                     Ok(grant) => grant,
                     Err(e) => return crate::observe::store_failed(seen, &e, self.store_failed()),
                 };
                 match plan_of(grant) {
                     Ok((key_id, plan)) => {
-                        let bucket = plan.bucket_for(&resource, &method);
+                        let bucket = plan.bucket_for(&path, &pending.at.method);
                         (key_id, plan, bucket)
                     }
                     Err((key_id, rejection)) => {

@@ -26,10 +26,6 @@ struct Resource {
 /// What the layer knows of a request's method.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RouteMatch<'a> {
-    /// What a plan's per-method throttles are matched against: the request's path (each plan
-    /// matches it against its own templates, so a plan's `/items/new/GET` applies to
-    /// `/items/new` even where the layer's route is `/items/{id}`).
-    pub(crate) resource: &'a str,
     /// The layer's route template that matched, if one did: what metrics and logs name the route
     /// by (never the raw path, which a client chooses).
     pub(crate) template: Option<&'a str>,
@@ -191,26 +187,15 @@ impl Routes {
             Some(i) => {
                 let r = &self.resources[i];
                 RouteMatch {
-                    resource: path,
                     template: Some(&r.template),
                     key_required: setting(&r.methods, method).unwrap_or(self.default_required),
                 }
             }
             None => RouteMatch {
-                resource: path,
                 template: None,
                 key_required: self.default_required,
             },
         }
-    }
-}
-
-#[cfg(test)]
-impl Routes {
-    /// The template a match resolved to, or its path when none.
-    fn template_of<'a>(&'a self, m: &RouteMatch<'a>) -> &'a str {
-        self.index(m.resource)
-            .map_or(m.resource, |i| &self.resources[i].template)
     }
 }
 
@@ -227,18 +212,24 @@ mod tests {
         r.set(Method::GET, "/health", false).unwrap();
         r.set(Method::GET, "/files/{path+}", true).unwrap();
         let m = r.resolve(&Method::GET, "/items/42");
-        assert_eq!((r.template_of(&m), m.key_required), ("/items/{id}", true));
+        assert_eq!(
+            (m.template.unwrap_or("(none)"), m.key_required),
+            ("/items/{id}", true)
+        );
         let m = r.resolve(&Method::DELETE, "/items/42");
-        assert_eq!((r.template_of(&m), m.key_required), ("/items/{id}", false));
+        assert_eq!(
+            (m.template.unwrap_or("(none)"), m.key_required),
+            ("/items/{id}", false)
+        );
         let m = r.resolve(&Method::GET, "/health");
         assert!(!m.key_required);
         let m = r.resolve(&Method::GET, "/files/a/b/c");
         assert_eq!(
-            (r.template_of(&m), m.key_required),
+            (m.template.unwrap_or("(none)"), m.key_required),
             ("/files/{path+}", true)
         );
         let m = r.resolve(&Method::GET, "/nowhere");
-        assert_eq!((r.template_of(&m), m.key_required), ("/nowhere", false));
+        assert_eq!((m.template, m.key_required), (None, false));
         assert!(r.resolve(&Method::POST, "/orders").key_required);
         assert!(!r.resolve(&Method::PUT, "/orders").key_required);
         // HEAD follows GET unless it has its own setting; ANY covers the rest.
@@ -261,14 +252,23 @@ mod tests {
             r.set(Method::GET, "/items/{id}", true).unwrap();
             r.set(Method::GET, "/items/new", false).unwrap();
             let m = r.resolve(&Method::GET, "/items/new");
-            assert_eq!((r.template_of(&m), m.key_required), ("/items/new", false));
+            assert_eq!(
+                (m.template.unwrap_or("(none)"), m.key_required),
+                ("/items/new", false)
+            );
             let m = r.resolve(&Method::GET, "/items/7");
-            assert_eq!((r.template_of(&m), m.key_required), ("/items/{id}", true));
+            assert_eq!(
+                (m.template.unwrap_or("(none)"), m.key_required),
+                ("/items/{id}", true)
+            );
             let m = r.resolve(&Method::GET, "/items/new/");
-            assert_eq!(m.resource, "/items/new/");
+            assert_eq!(m.template, None);
             if extra > 0 {
                 let m = r.resolve(&Method::GET, "/static19");
-                assert_eq!((r.template_of(&m), m.key_required), ("/static19", true));
+                assert_eq!(
+                    (m.template.unwrap_or("(none)"), m.key_required),
+                    ("/static19", true)
+                );
             }
         }
         assert!(r.set(Method::GET, "/items/{a}{b}", true).is_err());
