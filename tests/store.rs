@@ -266,16 +266,22 @@ async fn a_meter_may_change_the_store_while_it_admits() {
 async fn lookups_run_while_the_store_changes() {
     let store = article_store();
     let stop = Arc::new(AtomicBool::new(false));
+    // The writer starts once every reader has made its first lookup, so that each runs while
+    // the store changes.
+    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let readers: Vec<_> = (0..3)
         .map(|_| {
-            let (store, stop) = (store.clone(), stop.clone());
+            let (store, stop, started) = (store.clone(), stop.clone(), started.clone());
             tokio::spawn(async move {
                 let prod = StageRef::new(API, STAGE);
                 let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
+                while n == 0 || !stop.load(Ordering::Relaxed) {
                     let g = store.lookup(PREMIUM, &prod).await.unwrap().unwrap();
                     assert_eq!(&*g.key_id, "key222bbb");
                     n += 1;
+                    if n == 1 {
+                        started.fetch_add(1, Ordering::SeqCst);
+                    }
                     if n.is_multiple_of(64) {
                         tokio::task::yield_now().await;
                     }
@@ -285,8 +291,16 @@ async fn lookups_run_while_the_store_changes() {
         })
         .collect();
     let writer = {
-        let store = store.clone();
+        let (store, started) = (store.clone(), started.clone());
         tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while started.load(Ordering::SeqCst) < 3 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the readers never started"
+                );
+                std::thread::yield_now();
+            }
             for i in 0..200 {
                 let rate = format!("{}", 1 + i % 50);
                 let op = PatchOperation::replace("/throttle/rateLimit", rate);
