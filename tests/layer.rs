@@ -610,58 +610,6 @@ async fn a_wall_clock_stepped_back_never_locks_a_key_out() {
     );
 }
 
-/// A buffer the tracing subscriber writes to, shared with the test.
-#[derive(Clone, Default)]
-struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Issue 15: a stage that no plan lists starts normally and then refuses every valid key; the
-/// builder says so through tracing.
-#[test]
-fn building_for_a_stage_no_plan_lists_warns() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        let _layer = UsagePlanLayer::builder(article_store())
-            .stage("other", "prod")
-            .build()
-            .unwrap();
-    });
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(text.contains("WARN"), "{text}");
-    assert!(text.contains("no usage plan lists the stage"), "{text}");
-    assert!(text.contains("other"), "{text}");
-    assert!(!text.contains(FREE) && !text.contains(PREMIUM));
-
-    // The article's own stage: nothing to warn about.
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        let _layer = UsagePlanLayer::builder(article_store())
-            .stage(API, STAGE)
-            .build()
-            .unwrap();
-    });
-    assert!(logs.0.lock().unwrap().is_empty());
-}
-
 /// A `RequestCost` set by a layer outside the usage-plan layer takes that many tokens and counts
 /// that many against the quota.
 #[tokio::test]
