@@ -137,6 +137,8 @@ pub(crate) struct Gate<St, M> {
     /// Whether CORS preflights pass uncounted.
     pub(crate) pass_preflight: bool,
     pub(crate) responses: Responses,
+    /// The metrics' labels of each route (feature `metrics`).
+    pub(crate) labels: crate::observe::LabelTable,
 }
 
 /// Which gRPC protocol the request speaks, from its content type (`application/grpc`,
@@ -224,11 +226,12 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
         let (method, path) = target(req);
         let route = self.routes.resolve(method, path);
         let label = crate::observe::route_label(&route);
-        timer.label(&self.stage, method, label);
+        let labels = self.labels.get(&route, method);
+        timer.label(&labels);
         if self.pass_preflight && is_preflight(req) {
             return Start::Pass;
         }
-        let seen = crate::observe::Seen::new(&self.stage, label, method);
+        let seen = crate::observe::Seen::new(&self.stage, label, method, &labels);
         if !route.key_required {
             crate::observe::bypassed(seen);
             return Start::Pass;
@@ -258,7 +261,7 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
                         path: path.into(),
                     },
                     cost,
-                    at: crate::observe::At::new(label, method),
+                    at: crate::observe::At::new(label, method, &labels),
                 })
             }
         };
@@ -287,14 +290,15 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
                     bucket,
                 },
                 cost,
-                at: crate::observe::At::new(label, method),
+                at: crate::observe::At::new(label, method, &labels),
             }),
         }
     }
 
     /// Decides what [`start`](Self::start) left to await.
     pub(crate) async fn finish(&self, pending: Pending) -> Decision {
-        let seen = crate::observe::Seen::new(&self.stage, &pending.at.route, &pending.at.method);
+        let at = &pending.at;
+        let seen = crate::observe::Seen::new(&self.stage, &at.route, &at.method, &at.labels);
         let (key_id, plan, bucket) = match pending.step {
             Step::Meter {
                 key_id,

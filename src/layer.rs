@@ -318,6 +318,7 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
     fn finish(self, routes: Routes) -> UsagePlanLayer<St, M> {
         UsagePlanLayer {
             gate: Arc::new(Gate {
+                labels: crate::observe::LabelTable::new(&self.stage, &routes),
                 store: self.store,
                 meter: self.meter,
                 stage: self.stage,

@@ -31,10 +31,13 @@
 //! The README shows the PromQL for CloudWatch's `Count`, `4XXError`, `5XXError`, `Latency` and
 //! `IntegrationLatency`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use http::StatusCode;
+use http::{Method, StatusCode};
+use metrics::{Key, Label, Level, Metadata, SharedString};
 
+use crate::model::StageRef;
 use crate::observe::Seen;
 
 /// The request counter's name.
@@ -44,69 +47,173 @@ pub const REQUEST_DURATION: &str = "usage_plans_request_duration_seconds";
 /// The inner service's duration histogram (CloudWatch's `IntegrationLatency`).
 pub const INNER_DURATION: &str = "usage_plans_inner_duration_seconds";
 
-/// Counts one request.
-pub(crate) fn request(seen: Seen<'_>, outcome: &'static str) {
-    ::metrics::counter!(
-        REQUESTS_TOTAL,
-        "stage" => seen.stage.to_string(),
-        "plan" => seen.plan_id.unwrap_or("").to_owned(),
-        "method" => format!("{} {}", seen.method, seen.route),
-        "outcome" => outcome,
-    )
-    .increment(1);
-}
+/// What the `metrics` macros would pass the recorder for this crate's metrics.
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
-fn class(status: StatusCode) -> &'static str {
+/// The status classes, in the order of [`RouteLabels`]' histogram keys.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+fn class(status: StatusCode) -> usize {
     match status.as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }
 
+/// The labels of one route template and method on one stage, and its histograms' keys, built
+/// once per layer: a request's metrics then cost no formatting and no allocation but the
+/// counter's label list (its plan label is the plan's own shared id).
+#[derive(Debug)]
+pub(crate) struct RouteLabels {
+    stage: Label,
+    method: Label,
+    /// [`REQUEST_DURATION`] by status class ([`CLASSES`]).
+    request: [Key; 5],
+    /// [`INNER_DURATION`] by status class.
+    inner: [Key; 5],
+}
+
+impl RouteLabels {
+    fn new(stage: &SharedString, method: &Method, route: &str) -> Self {
+        let stage = Label::new("stage", stage.clone());
+        let method = Label::new("method", shared(format!("{method} {route}")));
+        let keys = |name: &'static str| {
+            CLASSES.map(|class| {
+                Key::from_parts(
+                    name,
+                    vec![
+                        stage.clone(),
+                        method.clone(),
+                        Label::from_static_parts("status", class),
+                    ],
+                )
+            })
+        };
+        Self {
+            request: keys(REQUEST_DURATION),
+            inner: keys(INNER_DURATION),
+            stage,
+            method,
+        }
+    }
+}
+
+/// A label value that clones by reference count (an owned one would copy itself each clone).
+fn shared(s: String) -> SharedString {
+    SharedString::from(Arc::<str>::from(s))
+}
+
+/// The methods a [`LabelTable`] builds labels for ahead of time; others are built per request.
+const METHODS: [Method; 9] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+    Method::HEAD,
+    Method::OPTIONS,
+    Method::CONNECT,
+    Method::TRACE,
+];
+
+/// A layer's [`RouteLabels`]: for each of its route templates and `*` (no route matched), and
+/// each standard method.
+#[derive(Debug)]
+pub(crate) struct LabelTable {
+    stage: SharedString,
+    /// `[*, template 0, template 1, …]`, each by [`METHODS`].
+    routes: Vec<[Arc<RouteLabels>; 9]>,
+    templates: Vec<Box<str>>,
+}
+
+impl LabelTable {
+    /// The labels of `stage` and `routes`.
+    pub(crate) fn new(stage: &StageRef, routes: &crate::route::Routes) -> Self {
+        let stage = shared(stage.to_string());
+        let templates: Vec<Box<str>> = routes.templates().map(Into::into).collect();
+        let routes = std::iter::once("*")
+            .chain(templates.iter().map(|t| &**t))
+            .map(|route| METHODS.map(|m| Arc::new(RouteLabels::new(&stage, &m, route))))
+            .collect();
+        Self {
+            stage,
+            routes,
+            templates,
+        }
+    }
+
+    /// The labels of a request to `method` that matched `route`.
+    #[inline]
+    pub(crate) fn get(&self, route: &crate::route::RouteMatch<'_>, method: &Method) -> Labels {
+        let at = route.index.map_or(0, |i| i + 1);
+        match METHODS.iter().position(|m| m == method) {
+            Some(m) => Labels(Arc::clone(&self.routes[at][m])),
+            // An extension method: its labels are built for this request.
+            None => {
+                let template = route.index.map_or("*", |i| &*self.templates[i]);
+                Labels(Arc::new(RouteLabels::new(&self.stage, method, template)))
+            }
+        }
+    }
+}
+
+/// One request's [`RouteLabels`], shared with the layer.
 #[derive(Clone, Debug)]
-struct Labels {
-    start: Instant,
-    inner: Option<Instant>,
-    stage: String,
-    method: String,
+pub(crate) struct Labels(Arc<RouteLabels>);
+
+/// Counts one request.
+pub(crate) fn request(seen: Seen<'_>, outcome: &'static str) {
+    let l = &seen.labels.0;
+    let plan = match seen.plan_id {
+        Some(id) => SharedString::from(Arc::clone(id)),
+        None => SharedString::const_str(""),
+    };
+    let key = Key::from_parts(
+        REQUESTS_TOTAL,
+        vec![
+            l.stage.clone(),
+            Label::new("plan", plan),
+            l.method.clone(),
+            Label::from_static_parts("outcome", outcome),
+        ],
+    );
+    ::metrics::with_recorder(|r| r.register_counter(&key, &METADATA)).increment(1);
 }
 
 /// Times one request, from the layer's `call` to its answer.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Timer(Option<Box<Labels>>);
+pub(crate) struct Timer {
+    start: Option<Instant>,
+    inner: Option<Instant>,
+    labels: Option<Labels>,
+}
 
 impl Timer {
-    /// Starts timing `req`.
+    /// Starts timing a request.
     pub(crate) fn start() -> Self {
-        Self(Some(Box::new(Labels {
-            start: Instant::now(),
+        Self {
+            start: Some(Instant::now()),
             inner: None,
-            stage: String::new(),
-            method: String::new(),
-        })))
+            labels: None,
+        }
     }
 
     /// Names what is timed: the stage, and the method with the route label (from the decision,
     /// which has resolved the route already).
-    pub(crate) fn label(
-        &mut self,
-        stage: &crate::model::StageRef,
-        method: &http::Method,
-        route: &str,
-    ) {
-        if let Some(l) = &mut self.0 {
-            l.stage = stage.to_string();
-            l.method = format!("{method} {route}");
+    pub(crate) fn label(&mut self, labels: &Labels) {
+        if self.start.is_some() {
+            self.labels = Some(labels.clone());
         }
     }
 
     /// The inner service is called now (by the response future).
     pub(crate) fn inner_started_now(&mut self) {
-        if let Some(l) = &mut self.0 {
-            l.inner = Some(Instant::now());
+        if self.start.is_some() {
+            self.inner = Some(Instant::now());
         }
     }
 
@@ -117,35 +224,25 @@ impl Timer {
 
     /// The inner service, called at `since`, answered `status`.
     pub(crate) fn inner_done(&self, since: Option<Instant>, status: StatusCode) {
-        if let (Some(l), Some(since)) = (&self.0, since) {
-            ::metrics::histogram!(
-                INNER_DURATION,
-                "stage" => l.stage.clone(),
-                "method" => l.method.clone(),
-                "status" => class(status),
-            )
-            .record(since.elapsed().as_secs_f64());
+        if let (Some(l), Some(since)) = (&self.labels, since) {
+            record(&l.0.inner[class(status)], since);
         }
     }
 
     /// The layer answered `status`: records the durations, once.
     pub(crate) fn finish(&mut self, status: StatusCode) {
-        let Some(l) = self.0.take() else { return };
-        if let Some(inner) = l.inner {
-            ::metrics::histogram!(
-                INNER_DURATION,
-                "stage" => l.stage.clone(),
-                "method" => l.method.clone(),
-                "status" => class(status),
-            )
-            .record(inner.elapsed().as_secs_f64());
+        let (Some(start), Some(l)) = (self.start.take(), self.labels.take()) else {
+            return;
+        };
+        let class = class(status);
+        if let Some(inner) = self.inner.take() {
+            record(&l.0.inner[class], inner);
         }
-        ::metrics::histogram!(
-            REQUEST_DURATION,
-            "stage" => l.stage,
-            "method" => l.method,
-            "status" => class(status),
-        )
-        .record(l.start.elapsed().as_secs_f64());
+        record(&l.0.request[class], start);
     }
+}
+
+fn record(key: &Key, since: Instant) {
+    let secs = since.elapsed().as_secs_f64();
+    ::metrics::with_recorder(|r| r.register_histogram(key, &METADATA)).record(secs);
 }

@@ -21,7 +21,10 @@ pub(crate) struct Seen<'a> {
     pub(crate) route: &'a str,
     pub(crate) method: &'a Method,
     pub(crate) key_id: Option<&'a str>,
-    pub(crate) plan_id: Option<&'a str>,
+    pub(crate) plan_id: Option<&'a std::sync::Arc<str>>,
+    /// The metrics' labels of the route and method.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) labels: &'a Labels,
 }
 
 /// The outcome label of a decision.
@@ -70,7 +73,7 @@ pub(crate) fn decided(seen: Seen<'_>, decision: &Decision) {
             stage = %seen.stage,
             route = %format_args!("{} {}", seen.method, seen.route),
             key_id = seen.key_id.unwrap_or("-"),
-            plan_id = seen.plan_id.unwrap_or("-"),
+            plan_id = seen.plan_id.map_or("-", |p| &**p),
             reason = reason(r),
             retry_after = r.retry_after(),
             status = r.status().as_u16(),
@@ -87,14 +90,35 @@ pub(crate) fn failed(seen: Seen<'_>, what: &'static str, error: &(dyn StdError +
         stage = %seen.stage,
         route = %format_args!("{} {}", seen.method, seen.route),
         key_id = seen.key_id.unwrap_or("-"),
-        plan_id = seen.plan_id.unwrap_or("-"),
+        plan_id = seen.plan_id.map_or("-", |p| &**p),
         error = error,
         "{what} failed"
     );
 }
 
 #[cfg(feature = "metrics")]
-pub(crate) use crate::metrics::Timer;
+pub(crate) use crate::metrics::{LabelTable, Labels, Timer};
+
+/// Without the `metrics` feature, no labels.
+#[cfg(not(feature = "metrics"))]
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Labels;
+
+/// Without the `metrics` feature, no labels.
+#[cfg(not(feature = "metrics"))]
+#[derive(Debug)]
+pub(crate) struct LabelTable;
+
+#[cfg(not(feature = "metrics"))]
+impl LabelTable {
+    pub(crate) fn new(_: &StageRef, _: &crate::route::Routes) -> Self {
+        Self
+    }
+    #[inline]
+    pub(crate) fn get(&self, _: &crate::route::RouteMatch<'_>, _: &Method) -> Labels {
+        Labels
+    }
+}
 
 /// Without the `metrics` feature, a timer that times nothing.
 #[cfg(not(feature = "metrics"))]
@@ -108,7 +132,7 @@ impl Timer {
         Self
     }
     #[inline]
-    pub(crate) fn label(&mut self, _: &StageRef, _: &Method, _: &str) {}
+    pub(crate) fn label(&mut self, _: &Labels) {}
     #[inline]
     pub(crate) fn inner_started_now(&mut self) {}
     #[inline]
@@ -131,19 +155,25 @@ pub(crate) fn route_label<'a>(route: &crate::route::RouteMatch<'a>) -> &'a str {
 impl<'a> Seen<'a> {
     /// A request on `stage` to `method route`, before its key is known.
     #[inline]
-    pub(crate) fn new(stage: &'a StageRef, route: &'a str, method: &'a Method) -> Self {
+    pub(crate) fn new(
+        stage: &'a StageRef,
+        route: &'a str,
+        method: &'a Method,
+        labels: &'a Labels,
+    ) -> Self {
         Self {
             stage,
             route,
             method,
             key_id: None,
             plan_id: None,
+            labels,
         }
     }
 
     /// The same, with the key and plan known.
     #[inline]
-    pub(crate) fn with(self, key_id: &'a str, plan_id: Option<&'a str>) -> Self {
+    pub(crate) fn with(self, key_id: &'a str, plan_id: Option<&'a std::sync::Arc<str>>) -> Self {
         Self {
             key_id: Some(key_id),
             plan_id,
@@ -157,13 +187,15 @@ impl<'a> Seen<'a> {
 pub(crate) struct At {
     pub(crate) route: Box<str>,
     pub(crate) method: Method,
+    pub(crate) labels: Labels,
 }
 
 impl At {
-    pub(crate) fn new(route: &str, method: &Method) -> Self {
+    pub(crate) fn new(route: &str, method: &Method, labels: &Labels) -> Self {
         Self {
             route: route.into(),
             method: method.clone(),
+            labels: labels.clone(),
         }
     }
 }

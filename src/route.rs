@@ -29,6 +29,9 @@ pub(crate) struct RouteMatch<'a> {
     /// The layer's route template that matched, if one did: what metrics and logs name the route
     /// by (never the raw path, which a client chooses).
     pub(crate) template: Option<&'a str>,
+    /// The matched route's place among [`Routes::templates`], if one matched.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) index: Option<usize>,
     /// Whether the method requires an API key.
     pub(crate) key_required: bool,
 }
@@ -162,6 +165,12 @@ impl Routes {
         }
     }
 
+    /// The route templates, in the order of [`RouteMatch::index`].
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn templates(&self) -> impl Iterator<Item = &str> {
+        self.resources.iter().map(|r| &*r.template)
+    }
+
     /// The resource a path (or a template) matches.
     #[inline]
     fn index(&self, path: &str) -> Option<usize> {
@@ -188,11 +197,13 @@ impl Routes {
                 let r = &self.resources[i];
                 RouteMatch {
                     template: Some(&r.template),
+                    index: Some(i),
                     key_required: setting(&r.methods, method).unwrap_or(self.default_required),
                 }
             }
             None => RouteMatch {
                 template: None,
+                index: None,
                 key_required: self.default_required,
             },
         }
