@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tower_usage_plans::clock::ManualClock;
-use tower_usage_plans::meter::{Admission, LocalMeter, Meter, PersistedMeter};
+use tower_usage_plans::meter::{Admission, LocalMeter, Meter, Outcome, PersistedMeter};
 use tower_usage_plans::model::{ApiKeyValue, ApiStage, Quota, QuotaPeriod, StageRef, UsagePlan};
 use tower_usage_plans::patch::PatchOperation;
 use tower_usage_plans::period::Date;
@@ -271,6 +271,61 @@ async fn usage_and_quota_survive_a_reopen() {
     let tomorrow = Date::from_days(today.days() + 1);
     let usage = meter.usage(&plan, &key, today, tomorrow).await.unwrap();
     assert_eq!((usage[0].used, usage[1].used), (4, 1));
+}
+
+/// A flush writes the states that changed since the last one, and only those; a state the sweep
+/// forgot after it changed is still written.
+#[tokio::test]
+async fn a_flush_writes_what_changed_even_if_swept_since() {
+    let dir = TempDir::new();
+    let plan = quota_plan(10);
+    let (k1, k2): (Arc<str>, Arc<str>) = ("key-1".into(), "key-2".into());
+    let clock = ManualClock::at_unix_secs(1_700_000_000);
+    let today = Date::from_unix_secs(1_700_000_000);
+    let store = SqliteStore::open(dir.file()).unwrap();
+    let local = LocalMeter::builder()
+        .clock(clock.clone())
+        .retention_days(1)
+        .build();
+    let meter =
+        PersistedMeter::with_flush_interval(&store, local, Duration::from_secs(3600)).unwrap();
+    let admit = |key: &Arc<str>| {
+        let (meter, key, plan) = (&meter, key.clone(), &plan);
+        async move {
+            let v = meter
+                .admit(Admission::new(&key, plan, Bucket::None))
+                .await
+                .unwrap();
+            assert_eq!(v.outcome, Outcome::Admitted);
+        }
+    };
+    admit(&k1).await;
+    admit(&k2).await;
+    assert_eq!(meter.flush().unwrap(), 2);
+    assert_eq!(meter.flush().unwrap(), 0, "nothing changed");
+    admit(&k1).await;
+    assert_eq!(meter.flush().unwrap(), 1, "only key-1 changed");
+
+    // key-2 is used once more, then forgotten by a sweep days later, before any flush.
+    admit(&k2).await;
+    clock.advance(Duration::from_secs(3 * 86_400));
+    assert_eq!(meter.local().sweep(), 2);
+    assert_eq!(
+        meter.flush().unwrap(),
+        1,
+        "key-2's last use is still written"
+    );
+    meter.shutdown().unwrap();
+    drop((meter, store));
+
+    let store = SqliteStore::open(dir.file()).unwrap();
+    let meter = PersistedMeter::new(&store, LocalMeter::with_clock(clock.clone())).unwrap();
+    let used = |key: Arc<str>| {
+        let (meter, plan) = (&meter, &plan);
+        async move { meter.usage(plan, &key, today, today).await.unwrap()[0].used }
+    };
+    assert_eq!(used(k2.clone()).await, 2);
+    assert_eq!(used(k1.clone()).await, 2);
 }
 
 /// The child of [`sigkill_mid_traffic_loses_at_most_one_flush`]: admits without end, flushing

@@ -240,6 +240,46 @@ struct Inner<C> {
     /// Hashes the ids once per request; the map then hashes that number.
     ids_hasher: foldhash::fast::RandomState,
     map: Map,
+    /// The records whose quota count or usage changed since the last export, once each, for a
+    /// [`PersistedMeter`](crate::meter::PersistedMeter): an export then reads those, not the
+    /// whole map.
+    #[cfg(feature = "sqlite")]
+    changes: Changes,
+}
+
+/// Shards of [`Changes`]: a record goes in its hash's, so that requests of different keys seldom
+/// meet on one lock.
+#[cfg(feature = "sqlite")]
+const CHANGE_SHARDS: usize = 64;
+
+/// The records changed since the last export, kept only once an export asked for them.
+#[cfg(feature = "sqlite")]
+#[derive(Debug)]
+struct Changes {
+    tracked: std::sync::atomic::AtomicBool,
+    shards: Box<[Mutex<Vec<Arc<Record>>>]>,
+}
+
+#[cfg(feature = "sqlite")]
+impl Default for Changes {
+    fn default() -> Self {
+        Self {
+            tracked: std::sync::atomic::AtomicBool::new(false),
+            shards: (0..CHANGE_SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl Changes {
+    /// Notes that `rec` (locked by the caller) changed after its last export.
+    fn note(&self, rec: &Arc<Record>) {
+        if self.tracked.load(std::sync::atomic::Ordering::Relaxed) {
+            self.shards[rec.hash as usize % CHANGE_SHARDS]
+                .lock()
+                .push(rec.clone());
+        }
+    }
 }
 
 impl<C> Inner<C> {
@@ -339,6 +379,8 @@ impl<C: Clock + Clone> LocalMeterBuilder<C> {
                     foldhash::fast::RandomState::default(),
                     SHARDS,
                 ),
+                #[cfg(feature = "sqlite")]
+                changes: Changes::default(),
             }),
         }
     }
@@ -437,7 +479,7 @@ impl<C: Clock + Clone> LocalMeter<C> {
         let map = &self.inner.map;
         let probe = self.inner.probe(plan, key_id);
         if let Some(found) = map.get(&probe as &dyn Ids) {
-            return f(&mut found.key().0.state.lock());
+            return self.run(&found.key().0, f);
         }
         let rec = Rec(Arc::new(Record {
             hash: probe.hash,
@@ -446,8 +488,22 @@ impl<C: Clock + Clone> LocalMeter<C> {
             state: Mutex::new(KeyState::default()),
         }));
         let entry = map.entry(rec).or_insert(());
-        let mut st = entry.key().0.state.lock();
-        f(&mut st)
+        self.run(&entry.key().0, f)
+    }
+
+    /// Runs `f` on `rec`'s state under its lock, noting the record if `f` changed what an export
+    /// copies.
+    #[inline]
+    fn run<R>(&self, rec: &Arc<Record>, f: impl FnOnce(&mut KeyState) -> R) -> R {
+        let mut st = rec.state.lock();
+        #[cfg(feature = "sqlite")]
+        let was = st.changed;
+        let r = f(&mut st);
+        #[cfg(feature = "sqlite")]
+        if st.changed && !was {
+            self.inner.changes.note(rec);
+        }
+        r
     }
 
     fn decide(&self, req: Admission<'_>) -> Verdict {
@@ -551,39 +607,30 @@ impl<C: Clock + Clone> LocalMeter<C> {
 
     /// Copies out each state whose quota count or usage changed since the last call, with its
     /// plan number and key id, and marks it unchanged; of its history, only the days filed since
-    /// the last copy. Walks the map under each shard's read lock
-    /// in turn, and locks each record briefly, as [`sweep`](Self::sweep) does.
+    /// the last copy.
+    ///
+    /// The first call walks the whole map (each shard under its read lock in turn, each record
+    /// locked briefly, as [`sweep`](Self::sweep) does) and from then on the meter notes each
+    /// record as it changes: later calls read only those, so an export of a few changed keys
+    /// among millions costs what those few cost. A record swept from the map after it changed is
+    /// still exported.
     pub(crate) fn export_changed(&self) -> Vec<(u32, Arc<str>, Saved)> {
+        let changes = &self.inner.changes;
         let mut out = Vec::new();
-        for entry in self.inner.map.iter() {
-            let rec = &entry.key().0;
-            let mut st = rec.state.lock();
-            if !st.changed {
-                continue;
+        if !changes
+            .tracked
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            // Changes made before now were not noted: find them. (A record changed while this
+            // walks may be noted too; the second time it is found unchanged.)
+            for entry in self.inner.map.iter() {
+                export(&entry.key().0, &mut out);
             }
-            st.changed = false;
-            out.push((
-                rec.plan,
-                rec.key.clone(),
-                Saved {
-                    window_start: st.window_start,
-                    window_end: st.window_end,
-                    window_used: st.window_used,
-                    day: st.day,
-                    day_used: u64::from(st.day_used),
-                    history: st.rest.as_ref().map_or_else(Vec::new, |r| {
-                        r.history
-                            .iter()
-                            .filter(|(d, _)| *d > r.history_saved)
-                            .copied()
-                            .collect()
-                    }),
-                },
-            ));
-            if let Some(rest) = st.rest.as_mut() {
-                if let Some(&(last, _)) = rest.history.last() {
-                    rest.history_saved = rest.history_saved.max(last);
-                }
+        }
+        for shard in changes.shards.iter() {
+            let noted = std::mem::take(&mut *shard.lock());
+            for rec in &noted {
+                export(rec, &mut out);
             }
         }
         out
@@ -607,6 +654,39 @@ impl<C: Clock + Clone> LocalMeter<C> {
             }
             st.changed = false;
         });
+    }
+}
+
+/// Copies `rec`'s state into `out` and marks it unchanged, if it changed since its last copy.
+#[cfg(feature = "sqlite")]
+fn export(rec: &Record, out: &mut Vec<(u32, Arc<str>, Saved)>) {
+    let mut st = rec.state.lock();
+    if !st.changed {
+        return;
+    }
+    st.changed = false;
+    out.push((
+        rec.plan,
+        rec.key.clone(),
+        Saved {
+            window_start: st.window_start,
+            window_end: st.window_end,
+            window_used: st.window_used,
+            day: st.day,
+            day_used: u64::from(st.day_used),
+            history: st.rest.as_ref().map_or_else(Vec::new, |r| {
+                r.history
+                    .iter()
+                    .filter(|(d, _)| *d > r.history_saved)
+                    .copied()
+                    .collect()
+            }),
+        },
+    ));
+    if let Some(rest) = st.rest.as_mut() {
+        if let Some(&(last, _)) = rest.history.last() {
+            rest.history_saved = rest.history_saved.max(last);
+        }
     }
 }
 
@@ -687,6 +767,8 @@ mod tests {
             retention_days: 1,
             ids_hasher: Default::default(),
             map: DashMap::with_hasher_and_shard_amount(Default::default(), 4),
+            #[cfg(feature = "sqlite")]
+            changes: Changes::default(),
         };
         let probe = inner.probe(1, "k");
         let rec = Rec(Arc::new(Record {
