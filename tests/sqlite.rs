@@ -273,10 +273,9 @@ async fn usage_and_quota_survive_a_reopen() {
     assert_eq!((usage[0].used, usage[1].used), (4, 1));
 }
 
-/// A flush writes the states that changed since the last one, and only those; a state the sweep
-/// forgot after it changed is still written.
+/// A flush writes the states that changed since the last one, and only those.
 #[tokio::test]
-async fn a_flush_writes_what_changed_even_if_swept_since() {
+async fn a_flush_writes_what_changed_since_the_last() {
     let dir = TempDir::new();
     let plan = quota_plan(10);
     let (k1, k2): (Arc<str>, Arc<str>) = ("key-1".into(), "key-2".into());
@@ -306,26 +305,95 @@ async fn a_flush_writes_what_changed_even_if_swept_since() {
     admit(&k1).await;
     assert_eq!(meter.flush().unwrap(), 1, "only key-1 changed");
 
-    // key-2 is used once more, then forgotten by a sweep days later, before any flush.
     admit(&k2).await;
-    clock.advance(Duration::from_secs(3 * 86_400));
-    assert_eq!(meter.local().sweep(), 2);
-    assert_eq!(
-        meter.flush().unwrap(),
-        1,
-        "key-2's last use is still written"
-    );
+    admit(&k2).await;
+    assert_eq!(meter.flush().unwrap(), 1, "only key-2 changed");
     meter.shutdown().unwrap();
     drop((meter, store));
 
-    let store = SqliteStore::open(dir.file()).unwrap();
-    let meter = PersistedMeter::new(&store, LocalMeter::with_clock(clock.clone())).unwrap();
-    let used = |key: Arc<str>| {
-        let (meter, plan) = (&meter, &plan);
-        async move { meter.usage(plan, &key, today, today).await.unwrap()[0].used }
+    let conn = rusqlite::Connection::open(dir.file()).unwrap();
+    let used = |key: &str| -> (u32, i64) {
+        conn.query_row(
+            "SELECT day, day_used FROM meter_state WHERE key_id = ?1",
+            [key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
     };
-    assert_eq!(used(k2.clone()).await, 2);
-    assert_eq!(used(k1.clone()).await, 2);
+    assert_eq!(used("key-1"), (today.days(), 2));
+    assert_eq!(used("key-2"), (today.days(), 3));
+}
+
+/// Rows in the meter tables of the file at `path` (closed: the store locks it while open).
+fn meter_rows(path: &Path) -> (i64, i64) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let count = |table: &str| {
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    (count("meter_state"), count("meter_usage"))
+}
+
+/// The file forgets what the sweep forgets: a key idle past the retention whose quota window
+/// ended, and usage older than the retention; at start, and once a day while running.
+#[tokio::test]
+async fn the_file_forgets_keys_idle_past_the_retention() {
+    let dir = TempDir::new();
+    let plan = quota_plan(10);
+    let (old, busy): (Arc<str>, Arc<str>) = ("key-old".into(), "key-busy".into());
+    let clock = ManualClock::at_unix_secs(1_700_000_000);
+    let open = || {
+        let store = SqliteStore::open(dir.file()).unwrap();
+        let local = LocalMeter::builder()
+            .clock(clock.clone())
+            .retention_days(2)
+            .build();
+        let meter =
+            PersistedMeter::with_flush_interval(&store, local, Duration::from_secs(3600)).unwrap();
+        (store, meter)
+    };
+    let (store, meter) = open();
+    for key in [&old, &busy] {
+        meter
+            .admit(Admission::new(key, &plan, Bucket::None))
+            .await
+            .unwrap();
+    }
+    // The next day both are used once more: a day of history each.
+    clock.advance(Duration::from_secs(86_400));
+    for key in [&old, &busy] {
+        meter
+            .admit(Admission::new(key, &plan, Bucket::None))
+            .await
+            .unwrap();
+    }
+    meter.shutdown().unwrap();
+    drop((meter, store));
+    assert_eq!(meter_rows(&dir.file()), (2, 2));
+
+    // Three days on, while running, only key-busy is used: the flush prunes key-old.
+    let (store, meter) = open();
+    clock.advance(Duration::from_secs(3 * 86_400));
+    meter
+        .admit(Admission::new(&busy, &plan, Bucket::None))
+        .await
+        .unwrap();
+    meter.flush().unwrap();
+    meter.shutdown().unwrap();
+    drop((meter, store));
+    assert_eq!(
+        meter_rows(&dir.file()),
+        (1, 0),
+        "key-old's state and the usage of days before the two-day retention are gone; key-busy's state stays"
+    );
+
+    // Days later, at start: key-busy is idle past the retention too, and is not loaded.
+    clock.advance(Duration::from_secs(5 * 86_400));
+    let (store, meter) = open();
+    assert_eq!(meter.local().sweep(), 0, "nothing stale was loaded");
+    meter.shutdown().unwrap();
+    drop((meter, store));
+    assert_eq!(meter_rows(&dir.file()), (0, 0));
 }
 
 /// The child of [`sigkill_mid_traffic_loses_at_most_one_flush`]: admits without end, flushing

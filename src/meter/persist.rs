@@ -7,6 +7,14 @@
 //! [`shutdown`](PersistedMeter::shutdown), writes what is left. Buckets are not kept: after a
 //! restart every bucket starts full.
 //!
+//! # What the file keeps
+//!
+//! What [`LocalMeter::sweep`] would forget goes from the file too, at start and then once a day
+//! (by the meter's clock) after a flush: usage of days before the meter's
+//! [retention](crate::meter::LocalMeterBuilder::retention_days), and the state of each key idle
+//! since before then whose quota window has ended. So the file holds the keys used within the
+//! retention, not every key ever seen.
+//!
 //! # What a crash can lose
 //!
 //! A graceful shutdown loses nothing. A crash (SIGKILL, a panic that aborts, a power loss with
@@ -90,6 +98,8 @@ struct Writer<C: Clock + Clone> {
     db: Arc<Db>,
     /// States copied out but not yet written (a write failed): written with the next flush.
     pending: Mutex<HashMap<(u32, Arc<str>), Saved>>,
+    /// The day (since the epoch) the file was last pruned of what the meter no longer keeps.
+    pruned: std::sync::atomic::AtomicU32,
 }
 
 impl<C: Clock + Clone> Writer<C> {
@@ -110,6 +120,7 @@ impl<C: Clock + Clone> Writer<C> {
             }
         }
         if pending.is_empty() {
+            self.prune_daily()?;
             return Ok(0);
         }
         let names = plan_ids_by_number();
@@ -151,17 +162,49 @@ impl<C: Clock + Clone> Writer<C> {
             }
         }
         tx.commit().map_err(backend)?;
+        drop(conn);
         let written = pending.len();
         pending.clear();
+        self.prune_daily()?;
         Ok(written)
+    }
+
+    /// [`prune`](Self::prune)s once a day (by the meter's clock).
+    fn prune_daily(&self) -> Result<(), MeterError> {
+        use std::sync::atomic::Ordering;
+        let today = self.meter.today();
+        if self.pruned.load(Ordering::Relaxed) != today {
+            self.prune(&self.db.conn.lock())?;
+            self.pruned.store(today, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Deletes from the file what [`LocalMeter::sweep`] forgets: the usage of days before the
+    /// meter's retention, and each key's state that has been idle since before it and whose
+    /// quota window has ended (restoring either would give the key nothing it has not got
+    /// without it). Answers how many rows went.
+    fn prune(&self, conn: &rusqlite::Connection) -> Result<usize, MeterError> {
+        let today = self.meter.today();
+        let horizon = today.saturating_sub(self.meter.retention());
+        let usage = conn
+            .execute("DELETE FROM meter_usage WHERE day < ?1", [horizon])
+            .map_err(backend)?;
+        let states = conn
+            .execute(
+                "DELETE FROM meter_state WHERE day < ?1 AND window_end <= ?2",
+                [horizon, today],
+            )
+            .map_err(backend)?;
+        Ok(usage + states)
     }
 
     /// Loads every saved state into the meter; answers how many.
     fn load(&self) -> Result<usize, MeterError> {
         let conn = self.db.conn.lock();
-        let horizon = self.meter.today().saturating_sub(self.meter.retention());
-        conn.execute("DELETE FROM meter_usage WHERE day < ?1", [horizon])
-            .map_err(backend)?;
+        self.prune(&conn)?;
+        self.pruned
+            .store(self.meter.today(), std::sync::atomic::Ordering::Relaxed);
         let mut history: HashMap<(String, String), Vec<(u32, u64)>> = HashMap::new();
         let mut stmt = conn
             .prepare("SELECT plan_id, key_id, day, used FROM meter_usage ORDER BY day")
@@ -275,6 +318,7 @@ impl<C: Clock + Clone> PersistedMeter<C> {
             meter: meter.clone(),
             db: store.db().clone(),
             pending: Mutex::default(),
+            pruned: std::sync::atomic::AtomicU32::new(0),
         });
         writer.load()?;
         let (stop, stopped) = mpsc::channel::<()>();
