@@ -181,15 +181,11 @@ async fn main() -> ExitCode {
     let mut notes = Vec::new();
     let mut persisted = None;
     let served = if let Some(url) = &args.redis {
-        if args.admin.admin_no_auth || !args.admin.admin_credentials.is_empty() {
-            eprintln!("error: --redis and the admin API (--admin-credentials, --admin-no-auth) do not go together in the quickstart yet: the admin API serves the in-memory or SQLite store");
-            return ExitCode::FAILURE;
-        }
-        redis::router(url, config, &args.api_id, &args.stage)
+        redis::serve(url, config, &args)
             .await
-            .map(|(router, note)| {
+            .map(|(served, note)| {
                 notes.push(note);
-                (router, None)
+                served
             })
     } else if args.memory {
         match MemoryStore::from_config(config) {

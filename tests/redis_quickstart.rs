@@ -51,8 +51,13 @@ struct Quickstart {
 
 impl Quickstart {
     fn start(redis: &str) -> Self {
+        Self::start_with(redis, &[])
+    }
+
+    fn start_with(redis: &str, more: &[&str]) -> Self {
         let mut child = Command::new(quickstart())
             .args(["--listen", "127.0.0.1:0", "--redis", redis])
+            .args(more)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -109,19 +114,28 @@ impl Drop for Quickstart {
     }
 }
 
-/// `POST /orders` with ClientA-Free's key; the status.
-fn post_order(addr: &str) -> u16 {
+/// Sends one HTTP/1.1 request; the status and the body.
+fn send(addr: &str, method: &str, path: &str, key: Option<&str>, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let key = key.map_or(String::new(), |k| format!("x-api-key: {k}\r\n"));
     write!(
         s,
-        "POST /orders HTTP/1.1\r\nHost: {addr}\r\nx-api-key: {FREE}\r\nContent-Length: 0\r\n\
-         Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{key}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
-    out.split(' ').nth(1).unwrap().parse().unwrap()
+    let status = out.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (status, body)
+}
+
+/// `POST /orders` with ClientA-Free's key; the status.
+fn post_order(addr: &str) -> u16 {
+    send(addr, "POST", "/orders", Some(FREE), "").0
 }
 
 #[test]
@@ -149,4 +163,60 @@ fn two_quickstarts_on_one_redis_share_keys_and_limits() {
         "admitted {admitted} of 12 across both (refill allowance {refilled}): {statuses:?}"
     );
     assert!(statuses.contains(&429));
+}
+
+/// The admin API over Redis: a key made and linked through one quickstart's admin API (as
+/// `aws apigateway create-api-key` and `create-usage-plan-key` send them) works on the other
+/// quickstart at once.
+#[test]
+fn a_key_made_through_one_quickstarts_admin_api_works_on_the_other() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut a = Quickstart::start_with(
+        &server.url(),
+        &["--admin-listen", "127.0.0.1:0", "--admin-no-auth"],
+    );
+    let a_addr = a.addr();
+    // "Admin API (…) on http://127.0.0.1:PORT: no signature checked (--admin-no-auth)"
+    let line = a.wait_for("Admin API");
+    let admin = line
+        .split_once("http://")
+        .and_then(|(_, rest)| rest.split_once(": "))
+        .map(|(addr, _)| addr.to_owned())
+        .unwrap_or_else(|| panic!("no admin address in {line:?}"));
+    let mut b = Quickstart::start(&server.url());
+    let b_addr = b.addr();
+
+    let value = "made-through-the-admin-api-0123456789";
+    assert_eq!(send(&b_addr, "GET", "/items", Some(value), "").0, 403);
+    let (status, body) = send(
+        &admin,
+        "POST",
+        "/apikeys",
+        None,
+        &format!(r#"{{"name":"ClientC","value":"{value}","enabled":true}}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+    let key: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = key["id"].as_str().unwrap();
+    let (status, body) = send(
+        &admin,
+        "POST",
+        "/usageplans/plan111/keys",
+        None,
+        &format!(r#"{{"keyId":"{id}","keyType":"API_KEY"}}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+    // The instance whose admin API made it knows it at once; the other within its refresh
+    // interval (1 s: RedisStore's documented staleness), which this waits out.
+    assert_eq!(send(&a_addr, "GET", "/items", Some(value), "").0, 200);
+    let start = Instant::now();
+    while send(&b_addr, "GET", "/items", Some(value), "").0 != 200 {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the other quickstart never saw the key"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

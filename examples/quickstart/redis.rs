@@ -3,10 +3,16 @@
 //!
 //! `URL` is `redis://HOST:PORT` for one Redis, or a cluster's seed nodes separated by commas
 //! (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`). The first quickstart to find the store
-//! empty loads `--config` into it; the others serve what it holds.
+//! empty loads `--config` into it; the others serve what it holds. With the admin API's flags,
+//! each serves the admin API over the same Redis: a key made through one quickstart's admin API
+//! works on every quickstart at once.
 
 use axum::Router;
 use tower_usage_plans::config::Config;
+
+/// The API's router, the admin API's lines to print (if it is served), and what to print about
+/// Redis.
+pub type Served = ((Router, Option<String>), String);
 
 /// Seed nodes: several URLs mean a cluster.
 fn nodes(url: &str) -> Vec<&str> {
@@ -16,15 +22,10 @@ fn nodes(url: &str) -> Vec<&str> {
         .collect()
 }
 
-/// The router on Redis's store and meter, having loaded `config` if the store was empty; and
-/// what to print about it.
+/// The router (and the admin API, if asked for) on Redis's store and meter, having loaded
+/// `config` if the store was empty; and what to print about it.
 #[cfg(feature = "redis")]
-pub async fn router(
-    url: &str,
-    config: Config,
-    api_id: &str,
-    stage: &str,
-) -> Result<(Router, String), String> {
+pub async fn serve(url: &str, config: Config, args: &super::Args) -> Result<Served, String> {
     use tower_usage_plans::meter::RedisMeter;
     use tower_usage_plans::store::RedisStore;
 
@@ -64,19 +65,12 @@ pub async fn router(
             held.usage_plans.len()
         )
     };
-    let router = super::app::router(store, meter, api_id, stage)
-        .map_err(|e| format!("error: {}", super::chain(&e)))?;
-    Ok((router, note))
+    Ok((super::serve_on(store, meter, args).await?, note))
 }
 
 /// Without the `redis` feature: says how to build with it.
 #[cfg(not(feature = "redis"))]
-pub async fn router(
-    url: &str,
-    _config: Config,
-    _api_id: &str,
-    _stage: &str,
-) -> Result<(Router, String), String> {
+pub async fn serve(url: &str, _config: Config, _args: &super::Args) -> Result<Served, String> {
     let _ = nodes(url);
     Err("error: --redis needs the redis feature: cargo run --example quickstart --features redis -- \
          --redis redis://127.0.0.1:6379"
