@@ -31,7 +31,7 @@
 //! The README shows the PromQL for CloudWatch's `Count`, `4XXError`, `5XXError`, `Latency` and
 //! `IntegrationLatency`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use http::{Method, StatusCode};
@@ -121,27 +121,25 @@ const METHODS: [Method; 9] = [
 ];
 
 /// A layer's [`RouteLabels`]: for each of its route templates and `*` (no route matched), and
-/// each standard method.
+/// each standard method, built the first time a request needs them (most routes see only a
+/// method or two).
 #[derive(Debug)]
 pub(crate) struct LabelTable {
     stage: SharedString,
     /// `[*, template 0, template 1, …]`, each by [`METHODS`].
-    routes: Vec<[Arc<RouteLabels>; 9]>,
+    routes: Vec<[OnceLock<Labels>; 9]>,
     templates: Vec<Box<str>>,
 }
 
 impl LabelTable {
     /// The labels of `stage` and `routes`.
     pub(crate) fn new(stage: &StageRef, routes: &crate::route::Routes) -> Self {
-        let stage = shared(stage.to_string());
         let templates: Vec<Box<str>> = routes.templates().map(Into::into).collect();
-        let routes = std::iter::once("*")
-            .chain(templates.iter().map(|t| &**t))
-            .map(|route| METHODS.map(|m| Arc::new(RouteLabels::new(&stage, &m, route))))
-            .collect();
         Self {
-            stage,
-            routes,
+            stage: shared(stage.to_string()),
+            routes: (0..=templates.len())
+                .map(|_| std::array::from_fn(|_| OnceLock::new()))
+                .collect(),
             templates,
         }
     }
@@ -149,14 +147,15 @@ impl LabelTable {
     /// The labels of a request to `method` that matched `route`.
     #[inline]
     pub(crate) fn get(&self, route: &crate::route::RouteMatch<'_>, method: &Method) -> Labels {
+        let build = || {
+            let template = route.index.map_or("*", |i| &*self.templates[i]);
+            Labels(Arc::new(RouteLabels::new(&self.stage, method, template)))
+        };
         let at = route.index.map_or(0, |i| i + 1);
         match METHODS.iter().position(|m| m == method) {
-            Some(m) => Labels(Arc::clone(&self.routes[at][m])),
+            Some(m) => self.routes[at][m].get_or_init(build).clone(),
             // An extension method: its labels are built for this request.
-            None => {
-                let template = route.index.map_or("*", |i| &*self.templates[i]);
-                Labels(Arc::new(RouteLabels::new(&self.stage, method, template)))
-            }
+            None => build(),
         }
     }
 }
