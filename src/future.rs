@@ -61,7 +61,7 @@ where
                 req: Some(req),
                 rate,
             },
-            timer: crate::observe::Timer::default(),
+            timer: crate::observe::Timer::none(),
         }
     }
 
@@ -70,14 +70,14 @@ where
             kind: Kind::Ready {
                 response: Some(response),
             },
-            timer: crate::observe::Timer::default(),
+            timer: crate::observe::Timer::none(),
         }
     }
 
     pub(crate) fn boxed(fut: BoxResponseFuture<ResBody, S::Error>) -> Self {
         Self {
             kind: Kind::Boxed { fut },
-            timer: crate::observe::Timer::default(),
+            timer: crate::observe::Timer::none(),
         }
     }
 

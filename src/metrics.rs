@@ -201,6 +201,11 @@ impl Timer {
         }
     }
 
+    /// A timer that times nothing (a future the layer answers itself, until it is timed).
+    pub(crate) fn none() -> Self {
+        Self::default()
+    }
+
     /// Names what is timed: the stage, and the method with the route label (from the decision,
     /// which has resolved the route already).
     pub(crate) fn label(&mut self, labels: &Labels) {

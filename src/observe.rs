@@ -132,6 +132,10 @@ impl Timer {
         Self
     }
     #[inline]
+    pub(crate) fn none() -> Self {
+        Self
+    }
+    #[inline]
     pub(crate) fn label(&mut self, _: &Labels) {}
     #[inline]
     pub(crate) fn inner_started_now(&mut self) {}
