@@ -2,8 +2,12 @@
 //! running the same script (`EVALSHA` of the meter's own SHA, the same key shape and arguments)
 //! at the same concurrency, both on a redis-server this bench starts on loopback.
 //!
+//! Then hot-key leases: the same admissions over `TUP_HOT_KEYS` busy keys, without and with
+//! `RedisMeterBuilder::lease(20, 200 ms)`, counting the script calls Redis ran.
+//!
 //! `cargo bench --features testing,redis --bench redis_meter` (a release build). Environment:
-//! `TUP_CONCURRENCY` (default 50), `TUP_REQUESTS` (default 200000), `TUP_KEYS` (default 10000).
+//! `TUP_CONCURRENCY` (default 50), `TUP_REQUESTS` (default 200000), `TUP_KEYS` (default 10000),
+//! `TUP_HOT_KEYS` (default 100).
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,34 +55,7 @@ fn main() {
         .unwrap();
 
     // RedisMeter: `concurrency` tasks sharing the meter, `requests` admissions in all.
-    let ids: Arc<Vec<Arc<str>>> = Arc::new((0..keys).map(|i| format!("key{i}").into()).collect());
-    let next = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    rt.block_on(async {
-        let handles: Vec<_> = (0..concurrency)
-            .map(|_| {
-                let (meter, p, ids, next) = (meter.clone(), p.clone(), ids.clone(), next.clone());
-                tokio::spawn(async move {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= requests {
-                            return;
-                        }
-                        let key = &ids[(i % keys) as usize];
-                        let v = meter
-                            .admit(Admission::new(key, &p, Bucket::Plan))
-                            .await
-                            .expect("the meter answers");
-                        assert_eq!(v.outcome, Outcome::Admitted);
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.await.unwrap();
-        }
-    });
-    let ours = requests as f64 / start.elapsed().as_secs_f64();
+    let ours = run(&rt, &meter, &p, concurrency, requests, keys);
 
     // redis-benchmark: the same script by SHA, a key of the same shape (__rand_int__ picks one of
     // `keys`), the arguments RedisMeter sends for this plan on Redis's clock.
@@ -144,4 +121,84 @@ fn main() {
          (concurrency {concurrency}, {requests} requests over {keys} keys, loopback)",
         100.0 * ours / theirs
     );
+
+    // Hot keys, without and with leases: the rate, and the script's calls per 1,000 admissions.
+    let hot = env("TUP_HOT_KEYS", 100);
+    let calls = || -> u64 {
+        rt.block_on(async {
+            let client = redis::Client::open(server.url()).unwrap();
+            let mut c = client.get_multiplexed_async_connection().await.unwrap();
+            let info: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            info.lines()
+                .filter(|l| l.starts_with("cmdstat_evalsha:"))
+                .filter_map(|l| l.split("calls=").nth(1))
+                .filter_map(|v| v.split(',').next()?.parse().ok())
+                .next()
+                .unwrap_or(0)
+        })
+    };
+    let leasing = rt
+        .block_on(
+            RedisMeter::builder()
+                .prefix("tup:hot:")
+                .lease(20, std::time::Duration::from_millis(200))
+                .connect(&server.url()),
+        )
+        .unwrap();
+    for (name, m) in [
+        ("without leases", &meter),
+        ("leases of 20, 200 ms", &leasing),
+    ] {
+        let before = calls();
+        let rate = run(&rt, m, &p, concurrency, requests, hot);
+        let per_1000 = (calls() - before) as f64 * 1000.0 / requests as f64;
+        println!(
+            "RedisMeter::admit, {hot} hot keys, {name}: {rate:.0}/s, {per_1000:.0} script calls \
+             per 1,000 admissions (concurrency {concurrency}, {requests} requests)"
+        );
+    }
+}
+
+/// Admissions per second: `concurrency` tasks sharing `meter`, `requests` admissions in all,
+/// over `keys` keys in turn.
+fn run(
+    rt: &tokio::runtime::Runtime,
+    meter: &RedisMeter,
+    p: &Arc<tower_usage_plans::plan::StagePlan>,
+    concurrency: u64,
+    requests: u64,
+    keys: u64,
+) -> f64 {
+    let ids: Arc<Vec<Arc<str>>> = Arc::new((0..keys).map(|i| format!("key{i}").into()).collect());
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    rt.block_on(async {
+        let handles: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (meter, p, ids, next) = (meter.clone(), p.clone(), ids.clone(), next.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= requests {
+                            return;
+                        }
+                        let key = &ids[(i % keys) as usize];
+                        let v = meter
+                            .admit(Admission::new(key, &p, Bucket::Plan))
+                            .await
+                            .expect("the meter answers");
+                        assert_eq!(v.outcome, Outcome::Admitted);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+    });
+    requests as f64 / start.elapsed().as_secs_f64()
 }

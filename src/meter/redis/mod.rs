@@ -1,7 +1,8 @@
 //! [`RedisMeter`]: the meter's state shared by several instances in Redis or Redis Cluster
 //! (feature `redis`).
 //!
-//! Each decided request is one round trip: one Lua script (`policy.lua`, loaded once and called
+//! Each decided request is one round trip (unless [hot-key leases](#hot-key-leases) are on): one
+//! Lua script (`policy.lua`, loaded once and called
 //! by its SHA, loaded again if the server answers `NOSCRIPT`) runs the crate's limit policy (GCRA
 //! with a cost, the quota window counter, the day's usage) on the key's state and keeps the new
 //! state, atomically. N instances against one Redis admit exactly what one instance would.
@@ -43,6 +44,31 @@
 //! without a restart. State held only by a Redis that was lost (no persistence, no replica) is
 //! lost with it: quotas and buckets start again from full.
 //!
+//! # Hot-key leases
+//!
+//! Off by default, [`RedisMeterBuilder::lease`]`(tokens, ttl)` trades exact accounting of busy
+//! keys for fewer round trips. A key seen twice within `ttl` on an instance is *hot* there: its
+//! next round trip takes `tokens` tokens at once (at most its bucket's burst) through the same
+//! script, and the instance spends them on the key's next requests with no round trip (the layer
+//! answers them without awaiting) until they are spent or `ttl` has passed. If Redis has fewer
+//! left than a lease, the request asks for its own tokens only: near its limits a key is
+//! metered exactly.
+//!
+//! What it trades, and what it does not:
+//! - The bucket and the quota are never exceeded, across any number of instances: a lease's
+//!   tokens are taken from them in Redis before they are spent.
+//! - Tokens count when leased. When a hot key goes quiet, what its lease holds unspent (at most
+//!   `tokens - 1` per instance) stays counted: against its quota, in its usage report
+//!   (`get-usage`), and out of its bucket until that refills. A key seen less than twice per
+//!   `ttl` never takes a lease, so it is never charged for tokens it did not use.
+//! - A lease taken before `update-usage` (`set_remaining`) on another instance is spent on that
+//!   instance until it ends; the instance that sets the quota drops its own leases of the key.
+//! - A lease taken just before a quota window or a UTC day ends counts in that window and day.
+//! - The rate-limit headers of a leased request count the lease's unspent tokens as left.
+//!
+//! With `tokens` = 20, a key busy on every instance costs one round trip per 20 requests.
+//! Keys not seen for a few `ttl`s are forgotten by a background task, never by a request.
+//!
 //! # Examples
 //!
 //! ```no_run
@@ -83,8 +109,11 @@ use crate::redis_conn::Conn;
 use super::policy::{self, Limits, State};
 use super::{Admission, DayUsage, LimitState, Meter, Outcome, Verdict};
 
+mod lease;
 #[cfg(all(test, feature = "testing"))]
 mod tests;
+
+use lease::{Ask, LeaseConfig, Leases};
 
 /// The policy, in Lua; see the file's head for its fields and arguments.
 const SCRIPT: &str = include_str!("policy.lua");
@@ -104,6 +133,8 @@ struct Inner {
     timeout: Duration,
     /// A test's clock, whose readings are sent to the script instead of its reading `TIME`.
     clock: Option<Arc<dyn Clock>>,
+    /// Hot-key leases, if the builder turned them on.
+    leases: Option<Arc<Leases>>,
 }
 
 /// The [`Meter`] whose state lives in Redis or Redis Cluster, shared by every instance that uses
@@ -122,6 +153,7 @@ impl fmt::Debug for RedisMeter {
             .field("prefix", &self.inner.prefix)
             .field("retention_days", &self.inner.retention_days)
             .field("script", &self.inner.script.get_hash())
+            .field("leases", &self.inner.leases)
             .finish_non_exhaustive()
     }
 }
@@ -134,6 +166,7 @@ pub struct RedisMeterBuilder {
     retention_days: u32,
     timeout: Duration,
     clock: Option<Arc<dyn Clock>>,
+    lease: Option<LeaseConfig>,
 }
 
 fn backend(e: impl Into<BoxError>) -> MeterError {
@@ -155,6 +188,7 @@ impl RedisMeter {
             retention_days: 90,
             timeout: DEFAULT_TIMEOUT,
             clock: None,
+            lease: None,
         }
     }
 
@@ -193,6 +227,7 @@ impl RedisMeter {
                 retention_days: self.inner.retention_days,
                 timeout: self.inner.timeout,
                 clock: Some(Arc::new(clock)),
+                leases: None,
             }),
         }
     }
@@ -431,6 +466,28 @@ impl RedisMeterBuilder {
         self
     }
 
+    /// Turns on hot-key leases (off by default): a key seen twice within `ttl` on this instance
+    /// takes `tokens` tokens from Redis in one round trip (at most its bucket's burst), and the
+    /// instance spends them on the key's next requests without a round trip, for up to `ttl`.
+    /// See [the module docs](self#hot-key-leases) for what this trades. `tokens` below 2 leave
+    /// leases off; `ttl` is at least 1 ms.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_usage_plans::meter::RedisMeter;
+    ///
+    /// // A busy key costs one round trip per 20 requests, per instance.
+    /// let builder = RedisMeter::builder().lease(20, Duration::from_millis(200));
+    /// assert!(format!("{builder:?}").contains("tokens: 20"));
+    /// ```
+    pub fn lease(mut self, tokens: u32, ttl: Duration) -> Self {
+        self.lease = (tokens >= 2).then(|| LeaseConfig {
+            tokens,
+            ttl: ttl.max(Duration::from_millis(1)),
+        });
+        self
+    }
+
     /// A clock whose readings the meter sends to the script instead of letting it read Redis's
     /// `TIME` (feature `testing`): for deterministic tests only. Every instance would bring its
     /// own clock: never in production.
@@ -470,6 +527,18 @@ impl RedisMeterBuilder {
             .await
             .map_err(|_| timed_out(self.timeout))?
             .map_err(backend)?;
+        let leases = self.lease.map(|config| {
+            let clock = self
+                .clock
+                .clone()
+                .unwrap_or_else(|| Arc::new(crate::clock::SystemClock));
+            let leases = Arc::new(Leases::new(config, clock));
+            lease::spawn_trimmer(
+                Arc::downgrade(&leases),
+                (config.ttl * 4).max(Duration::from_secs(1)),
+            );
+            leases
+        });
         Ok(RedisMeter {
             inner: Arc::new(Inner {
                 conn,
@@ -478,6 +547,7 @@ impl RedisMeterBuilder {
                 retention_days: self.retention_days,
                 timeout: self.timeout,
                 clock: self.clock,
+                leases,
             }),
         })
     }
@@ -489,21 +559,21 @@ impl fmt::Debug for Inner {
     }
 }
 
-/// The admit call's arguments for a request.
-fn admit_args(req: &Admission<'_>, limits: &Limits) -> Args {
+/// The admit call's arguments for a request, asking for `cost` tokens.
+fn admit_args(req: &Admission<'_>, limits: &Limits, cost: u32) -> Args {
     let mut args = Args {
         op: "a",
-        cost: req.cost,
+        cost,
         ..Args::default()
     };
     if let Some(b) = limits.bucket {
         args.bucket = format!("b:{}", req.plan.bucket_tag(req.bucket));
         // As policy::gcra.
         let t = b.period_nanos.max(1);
-        args.blocked = u8::from(b.burst == 0 || b.period_nanos == u64::MAX || req.cost > b.burst);
+        args.blocked = u8::from(b.burst == 0 || b.period_nanos == u64::MAX || cost > b.burst);
         args.t = t;
         args.tau = t.saturating_mul(u64::from(b.burst));
-        args.tc = t.saturating_mul(u64::from(req.cost));
+        args.tc = t.saturating_mul(u64::from(cost));
     }
     args.quota(limits);
     args
@@ -515,12 +585,56 @@ impl Meter for RedisMeter {
         req: Admission<'_>,
     ) -> impl Future<Output = Result<Verdict, MeterError>> + Send {
         let limits = req.plan.limits(req.bucket);
-        let args = admit_args(&req, &limits);
+        let tag = req.plan.bucket_tag(req.bucket);
+        let (plan, cost) = (req.plan.number(), req.cost);
+        // With leases: spent from this instance's lease, or what to ask Redis for.
+        let (taken, lease) = match &self.inner.leases {
+            Some(leases) => match leases.take(plan, req.key_id, tag, cost) {
+                Some(v) => (Some(v), None),
+                None => {
+                    let burst = limits.bucket.map(|b| b.burst);
+                    match leases.ask(plan, req.key_id, tag, cost, burst) {
+                        Ask::Lease(tokens) => (
+                            None,
+                            Some((leases.clone(), tokens, admit_args(&req, &limits, tokens))),
+                        ),
+                        Ask::Own => (None, None),
+                    }
+                }
+            },
+            None => (None, None),
+        };
+        let args = admit_args(&req, &limits, cost);
         let key = self.state_key(req.plan.id(), req.key_id);
+        let key_id = req.key_id.clone();
         async move {
+            if let Some(v) = taken {
+                return Ok(v);
+            }
+            if let Some((leases, tokens, lease_args)) = lease {
+                let v = verdict(&self.call(key.clone(), lease_args).await?, &limits)?;
+                if v.outcome == Outcome::Admitted {
+                    return Ok(leases.granted(plan, &key_id, tag, tokens, cost, v));
+                }
+                // Not that many left: the request alone, as without leases.
+            }
             let reply = self.call(key, args).await?;
             verdict(&reply, &limits)
         }
+    }
+
+    /// A request its instance's lease covers is answered here, without a round trip.
+    #[inline]
+    fn admit_now(
+        &self,
+        req: Admission<'_>,
+        _: crate::sealed::Token,
+    ) -> Option<Result<Verdict, MeterError>> {
+        let leases = self.inner.leases.as_ref()?;
+        let tag = req.plan.bucket_tag(req.bucket);
+        leases
+            .take(req.plan.number(), req.key_id, tag, req.cost)
+            .map(Ok)
     }
 
     fn usage(
@@ -564,6 +678,7 @@ impl Meter for RedisMeter {
         let limits = plan.limits(Bucket::None);
         let key = self.state_key(plan.id(), key_id);
         let plan_id = plan.id().clone();
+        let (number, key_id) = (plan.number(), key_id.to_owned());
         async move {
             if limits.quota.is_none() {
                 return Err(FieldError::new(
@@ -578,7 +693,11 @@ impl Meter for RedisMeter {
                 ..Args::default()
             };
             args.quota(&limits);
-            self.call(key, args).await.map(|_| ())
+            self.call(key, args).await?;
+            if let Some(leases) = &self.inner.leases {
+                leases.forget(number, &key_id);
+            }
+            Ok(())
         }
     }
 }

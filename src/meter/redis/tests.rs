@@ -277,3 +277,134 @@ async fn ids_that_would_break_the_hash_tag_are_escaped() {
     );
     assert_ne!(meter.state_key("a:b", "c"), meter.state_key("a", "b:c"));
 }
+
+/// A plan of `burst` tokens (refilling one a thousand seconds: none during a test) and, if
+/// given, a quota a day.
+fn lease_plan(burst: u32, quota: Option<u64>) -> StagePlan {
+    let mut p = UsagePlan::new("p", "p");
+    p.api_stages.push(ApiStage::new("api", "prod"));
+    p.throttle = Some(Throttle::new(0.001, burst).unwrap());
+    p.quota = quota.map(|q| Quota::new(q, QuotaPeriod::Day, 0).unwrap());
+    StagePlan::new(&p, &StageRef::any()).unwrap()
+}
+
+async fn leasing(server: &RedisServer, clock: &ManualClock, tokens: u32) -> RedisMeter {
+    RedisMeter::builder()
+        .clock(clock.clone())
+        .lease(tokens, Duration::from_secs(1))
+        .connect(&server.url())
+        .await
+        .unwrap()
+}
+
+/// What Redis has counted of the key's day.
+async fn counted(meter: &RedisMeter, plan: &StagePlan) -> u64 {
+    let tag = plan.bucket_tag(Bucket::Plan);
+    meter.state("p", "k", tag).await.unwrap().0.day_used
+}
+
+#[tokio::test]
+async fn a_hot_key_is_served_from_its_lease_between_round_trips() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let clock = ManualClock::at_unix_secs(1_700_000_000);
+    let meter = leasing(&server, &clock, 10).await;
+    let plan = lease_plan(100, Some(1000));
+    let key: Arc<str> = "k".into();
+    let req = Admission::new(&key, &plan, Bucket::Plan);
+    let quota_left = |v: Verdict| v.quota.unwrap().remaining;
+
+    // Seen once: its own token.
+    assert_eq!(quota_left(meter.admit(req).await.unwrap()), 999);
+    assert_eq!(counted(&meter, &plan).await, 1);
+    // Seen again within the time to live: a lease of 10, one spent.
+    let v = meter.admit(req).await.unwrap();
+    assert_eq!(counted(&meter, &plan).await, 11);
+    assert_eq!(
+        quota_left(v),
+        998,
+        "the lease's unspent tokens count as left"
+    );
+    // The next 9 are the lease's: Redis sees none of them, and the layer gets them at once.
+    for i in 0..9 {
+        let v = meter
+            .admit_now(req, crate::sealed::Token(()))
+            .expect("answered from the lease")
+            .unwrap();
+        assert_eq!(v.outcome, Outcome::Admitted);
+        assert_eq!(quota_left(v), 997 - i);
+    }
+    assert_eq!(counted(&meter, &plan).await, 11);
+    assert!(meter.admit_now(req, crate::sealed::Token(())).is_none());
+    // Spent: the next takes another lease.
+    meter.admit(req).await.unwrap();
+    assert_eq!(counted(&meter, &plan).await, 21);
+
+    // Quiet for longer than the time to live: the lease ends and the key is cold again.
+    clock.advance(Duration::from_secs(2));
+    meter.admit(req).await.unwrap();
+    assert_eq!(counted(&meter, &plan).await, 22);
+    assert_eq!(meter.inner.leases.as_ref().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_key_used_now_and_then_never_takes_a_lease() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let clock = ManualClock::at_unix_secs(1_700_000_000);
+    let meter = leasing(&server, &clock, 10).await;
+    let plan = lease_plan(100, Some(1000));
+    let key: Arc<str> = "k".into();
+    for n in 1..=5 {
+        meter
+            .admit(Admission::new(&key, &plan, Bucket::Plan))
+            .await
+            .unwrap();
+        assert_eq!(counted(&meter, &plan).await, n, "counted as used, no more");
+        clock.advance(Duration::from_millis(1500));
+    }
+}
+
+#[tokio::test]
+async fn leases_never_let_instances_exceed_the_bucket() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let clock = ManualClock::at_unix_secs(1_700_000_000);
+    let a = leasing(&server, &clock, 10).await;
+    let b = leasing(&server, &clock, 10).await;
+    let plan = lease_plan(25, None);
+    let key: Arc<str> = "k".into();
+    let req = Admission::new(&key, &plan, Bucket::Plan);
+    let mut admitted = 0;
+    for i in 0..60 {
+        let meter = if i % 2 == 0 { &a } else { &b };
+        if meter.admit(req).await.unwrap().outcome == Outcome::Admitted {
+            admitted += 1;
+        }
+    }
+    // Each took a lease of 10 while the bucket held them; near empty, one token at a time.
+    assert_eq!(admitted, 25, "exactly the bucket, across both instances");
+}
+
+#[tokio::test]
+async fn setting_the_remaining_quota_drops_the_instances_lease() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let clock = ManualClock::at_unix_secs(1_700_000_000);
+    let meter = leasing(&server, &clock, 10).await;
+    let plan = lease_plan(100, Some(100));
+    let key: Arc<str> = "k".into();
+    let req = Admission::new(&key, &plan, Bucket::Plan);
+    meter.admit(req).await.unwrap();
+    meter.admit(req).await.unwrap(); // a lease: 9 left on this instance
+    meter.set_remaining(&plan, "k", 0).await.unwrap();
+    assert!(meter.admit_now(req, crate::sealed::Token(())).is_none());
+    assert!(matches!(
+        meter.admit(req).await.unwrap().outcome,
+        Outcome::QuotaExceeded { .. }
+    ));
+}
