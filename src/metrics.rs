@@ -7,11 +7,12 @@
 //! | [`REQUEST_DURATION`] `usage_plans_request_duration_seconds` | histogram | `stage`, `method`, `status` |
 //! | [`INNER_DURATION`] `usage_plans_inner_duration_seconds` | histogram | `stage`, `method`, `status` |
 //!
-//! - `outcome`: `admitted`, `throttled`, `quota_exceeded`, `forbidden`, `unavailable`, `bypassed`
-//!   (a method that needs no key).
-//! - `method`: the route template and the HTTP method, `GET /items/{id}`, never the raw path (a
-//!   layer without routes has one template per distinct path: give it routes,
-//!   `UsagePlanLayerBuilder::route`, if paths carry ids).
+//! - `outcome`: `admitted`, `throttled`, `quota_exceeded`, `forbidden`, `bypassed` (a method that
+//!   needs no key, or a CORS preflight), `unavailable` (the store or the meter failed: answered
+//!   503, or admitted unmetered with [`FailMode::Open`](crate::FailMode)).
+//! - `method`: the HTTP method and the layer's route template that matched, `GET /items/{id}`, or
+//!   `*` for a path no route names; never the raw path. A method outside the standard nine
+//!   (`GET`, `POST`, … `TRACE`) is `_OTHER`, so that clients cannot make series at will.
 //! - `status`: the status class of the answer, `2xx`, `4xx`, `5xx`.
 //! - `plan`: the plan's id, empty where the request got no plan (bypassed, unknown key).
 //!
@@ -78,7 +79,7 @@ pub(crate) struct RouteLabels {
 }
 
 impl RouteLabels {
-    fn new(stage: &SharedString, method: &Method, route: &str) -> Self {
+    fn new(stage: &SharedString, method: &str, route: &str) -> Self {
         let stage = Label::new("stage", stage.clone());
         let method = Label::new("method", shared(format!("{method} {route}")));
         let keys = |name: &'static str| {
@@ -107,7 +108,7 @@ fn shared(s: String) -> SharedString {
     SharedString::from(Arc::<str>::from(s))
 }
 
-/// The methods a [`LabelTable`] builds labels for ahead of time; others are built per request.
+/// The methods a [`LabelTable`] labels by name; any other is `_OTHER`.
 const METHODS: [Method; 9] = [
     Method::GET,
     Method::POST,
@@ -126,8 +127,8 @@ const METHODS: [Method; 9] = [
 #[derive(Debug)]
 pub(crate) struct LabelTable {
     stage: SharedString,
-    /// `[*, template 0, template 1, …]`, each by [`METHODS`].
-    routes: Vec<[OnceLock<Labels>; 9]>,
+    /// `[*, template 0, template 1, …]`, each by [`METHODS`] and then `_OTHER`.
+    routes: Vec<[OnceLock<Labels>; 10]>,
     templates: Vec<Box<str>>,
 }
 
@@ -147,16 +148,15 @@ impl LabelTable {
     /// The labels of a request to `method` that matched `route`.
     #[inline]
     pub(crate) fn get(&self, route: &crate::route::RouteMatch<'_>, method: &Method) -> Labels {
-        let build = || {
-            let template = route.index.map_or("*", |i| &*self.templates[i]);
-            Labels(Arc::new(RouteLabels::new(&self.stage, method, template)))
-        };
         let at = route.index.map_or(0, |i| i + 1);
-        match METHODS.iter().position(|m| m == method) {
-            Some(m) => self.routes[at][m].get_or_init(build).clone(),
-            // An extension method: its labels are built for this request.
-            None => build(),
-        }
+        let m = METHODS.iter().position(|m| m == method);
+        self.routes[at][m.unwrap_or(METHODS.len())]
+            .get_or_init(|| {
+                let template = route.index.map_or("*", |i| &*self.templates[i]);
+                let method = m.map_or("_OTHER", |_| method.as_str());
+                Labels(Arc::new(RouteLabels::new(&self.stage, method, template)))
+            })
+            .clone()
     }
 }
 

@@ -67,6 +67,12 @@ pub(crate) fn bypassed(seen: Seen<'_>) {
 pub(crate) fn decided(seen: Seen<'_>, decision: &Decision) {
     #[cfg(feature = "metrics")]
     crate::metrics::request(seen, outcome(decision));
+    refused(seen, decision);
+}
+
+/// A refusal is a tracing event.
+#[inline]
+fn refused(seen: Seen<'_>, decision: &Decision) {
     if let Decision::Reject(r, _) = decision {
         tracing::info!(
             target: "tower_usage_plans",
@@ -211,7 +217,8 @@ pub(crate) fn done(seen: Seen<'_>, decision: Decision) -> Decision {
     decision
 }
 
-/// The store failed: a tracing event, then [`done`] with the layer's answer.
+/// The store failed: a tracing event, and counted as `unavailable` whether the layer refuses
+/// (503) or admits unmetered ([`FailMode::Open`](crate::FailMode)); hands `decision` on.
 #[cold]
 pub(crate) fn store_failed(
     seen: Seen<'_>,
@@ -219,7 +226,16 @@ pub(crate) fn store_failed(
     decision: Decision,
 ) -> Decision {
     failed(seen, "key store", error);
-    done(seen, decision)
+    unavailable(seen, decision)
+}
+
+/// [`done`] for a decision made because the store or meter failed.
+#[cold]
+fn unavailable(seen: Seen<'_>, decision: Decision) -> Decision {
+    #[cfg(feature = "metrics")]
+    crate::metrics::request(seen, "unavailable");
+    refused(seen, &decision);
+    decision
 }
 
 /// The meter answered `verdict`: a failure is a tracing event; `decide` makes the decision, which
@@ -232,6 +248,7 @@ pub(crate) fn metered<V>(
 ) -> Decision {
     if let Err(e) = &verdict {
         failed(seen, "meter", e);
+        return unavailable(seen, decide(verdict));
     }
     done(seen, decide(verdict))
 }

@@ -275,9 +275,20 @@ fn metrics_count_each_outcome_by_route_template_without_key_labels() {
             for _ in 0..5 {
                 send(&app.router, Method::POST, "/orders", Some(FREE)).await;
             }
-            // A method outside the standard nine still gets its route template.
-            let purge = Method::from_bytes(b"PURGE").unwrap();
-            send(&app.router, purge, "/items/42", Some(FREE)).await;
+            // Methods outside the standard nine share one label: a client cannot make series.
+            for m in [&b"PURGE"[..], b"BREW", b"X-ANYTHING"] {
+                let m = Method::from_bytes(m).unwrap();
+                send(&app.router, m, "/items/42", Some(FREE)).await;
+            }
+            // A CORS preflight passes uncounted against any key, counted as bypassed.
+            let preflight = http::Request::builder()
+                .method(Method::OPTIONS)
+                .uri("/orders")
+                .header("origin", "https://example.com")
+                .header("access-control-request-method", "POST")
+                .body(axum::body::Body::empty())
+                .unwrap();
+            send_req(&app.router, preflight).await;
             assert_eq!(
                 send(&app.router, Method::POST, "/orders", Some(FREE))
                     .await
@@ -351,10 +362,19 @@ fn metrics_count_each_outcome_by_route_template_without_key_labels() {
     assert_eq!(series(inner, "POST /orders", "2xx").as_deref(), Some("5"));
     assert_eq!(series(request, "POST /orders", "4xx").as_deref(), Some("1"));
     assert_eq!(series(inner, "POST /orders", "4xx"), None, "{text}");
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("usage_plans_requests_total{")
-                && l.contains("method=\"PURGE /items/{id}\"")),
+    let other: u64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("usage_plans_requests_total{")
+                && l.contains("method=\"_OTHER /items/{id}\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(other, 3, "{text}");
+    assert!(!text.contains("PURGE") && !text.contains("BREW"), "{text}");
+    assert_eq!(
+        count("bypassed", "OPTIONS /orders").as_deref(),
+        Some("1"),
         "{text}"
     );
     assert!(

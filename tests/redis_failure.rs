@@ -138,9 +138,10 @@ fn the_meter_fails_as_configured_within_the_timeout_counts_it_and_resumes() {
         })
         .unwrap_or_else(|| panic!("no unavailable count in:\n{text}"));
     let n: u64 = unavailable.rsplit(' ').next().unwrap().parse().unwrap();
+    // Four refused (503) and four admitted unmetered (fail open), besides the waits for Redis.
     assert!(
-        n >= 4,
-        "every refusal for a failed meter is counted: {unavailable}"
+        n >= 8,
+        "every request that met a failed meter is counted, refused or admitted: {unavailable}"
     );
 }
 

@@ -353,6 +353,53 @@ async fn a_failing_store_can_fail_open() {
     );
 }
 
+/// A failed store is counted as `unavailable` whichever way the layer answers: refused (503) or
+/// admitted unmetered.
+#[cfg(feature = "metrics")]
+#[test]
+fn a_failed_store_is_counted_unavailable_whether_refused_or_admitted() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for (mode, want) in [
+                (FailMode::Closed, StatusCode::SERVICE_UNAVAILABLE),
+                (FailMode::Open, StatusCode::OK),
+            ] {
+                let remote = RemoteStore {
+                    inner: article_store(),
+                    down: Arc::new(AtomicBool::new(true)),
+                };
+                let layer = tower_usage_plans::UsagePlanLayer::builder(remote)
+                    .on_store_error(mode)
+                    .build()
+                    .unwrap();
+                let router = axum::Router::new()
+                    .route("/items", axum::routing::get(|| async { "items" }))
+                    .layer(layer);
+                let a = send(&router, Method::GET, "/items", Some(FREE)).await;
+                assert_eq!(a.status, want, "{mode:?}");
+            }
+        });
+    });
+    let text = handle.render();
+    let count = |outcome: &str| -> u64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("usage_plans_requests_total{")
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(count("unavailable"), 2, "{text}");
+    assert_eq!(count("admitted"), 0, "{text}");
+}
+
 #[tokio::test]
 async fn a_meter_that_must_be_awaited_and_one_that_fails() {
     let clock = ManualClock::at_unix_secs(noon());
