@@ -10,8 +10,16 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
+use std::future::Future;
+
 use common::*;
 use http::Method;
+use tower_usage_plans::error::{MeterError, StoreError};
+use tower_usage_plans::meter::{Admission, DayUsage, Meter, Verdict};
+use tower_usage_plans::model::StageRef;
+use tower_usage_plans::period::Date;
+use tower_usage_plans::plan::StagePlan;
+use tower_usage_plans::store::{KeyGrant, KeyStore};
 use tower_usage_plans::UsagePlanLayer;
 
 /// Held by every test in this binary: one at a time.
@@ -127,4 +135,105 @@ fn building_for_a_stage_no_plan_lists_warns() {
             .unwrap();
     });
     assert!(logs.0.lock().unwrap().is_empty());
+}
+
+/// A store whose every lookup fails.
+#[derive(Clone)]
+struct DownStore;
+
+impl KeyStore for DownStore {
+    fn lookup(
+        &self,
+        _: &str,
+        _: &StageRef,
+    ) -> impl Future<Output = Result<Option<KeyGrant>, StoreError>> + Send {
+        std::future::ready(Err(StoreError::Backend("connection refused".into())))
+    }
+}
+
+/// A meter whose every admission fails.
+#[derive(Clone)]
+struct DownMeter;
+
+impl Meter for DownMeter {
+    fn admit(&self, _: Admission<'_>) -> impl Future<Output = Result<Verdict, MeterError>> + Send {
+        std::future::ready(Err(MeterError::Backend("timed out".into())))
+    }
+    fn usage(
+        &self,
+        _: &StagePlan,
+        _: &str,
+        _: Date,
+        _: Date,
+    ) -> impl Future<Output = Result<Vec<DayUsage>, MeterError>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
+    fn set_remaining(
+        &self,
+        _: &StagePlan,
+        _: &str,
+        _: u64,
+    ) -> impl Future<Output = Result<(), MeterError>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+/// A failed store or meter is an ERROR event naming what failed, the route and (for the meter)
+/// the key's id and plan, never the key's value.
+#[test]
+fn store_and_meter_failures_are_errors_with_ids_and_never_a_value() {
+    let _serial = serial();
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let down_store = axum::Router::new()
+                .route("/items", axum::routing::get(|| async { "items" }))
+                .layer(
+                    UsagePlanLayer::builder(DownStore)
+                        .require_key(Method::GET, "/items")
+                        .build()
+                        .unwrap(),
+                );
+            let a = send(&down_store, Method::GET, "/items", Some(FREE)).await;
+            assert_eq!(a.status, 503);
+            let down_meter = axum::Router::new()
+                .route("/items", axum::routing::get(|| async { "items" }))
+                .layer(
+                    UsagePlanLayer::builder(article_store())
+                        .require_key(Method::GET, "/items")
+                        .meter(DownMeter)
+                        .build()
+                        .unwrap(),
+                );
+            let a = send(&down_meter, Method::GET, "/items", Some(FREE)).await;
+            assert_eq!(a.status, 503);
+        });
+    });
+    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        !out.contains(FREE),
+        "a key's value must never be logged:\n{out}"
+    );
+    let line = |what: &str| {
+        out.lines()
+            .find(|l| l.contains("ERROR") && l.contains(what))
+            .unwrap_or_else(|| panic!("no ERROR event for {what}:\n{out}"))
+            .to_owned()
+    };
+    let store = line("key store failed");
+    assert!(store.contains("connection refused"), "{store}");
+    assert!(store.contains("route=GET /items"), "{store}");
+    let meter = line("meter failed");
+    for part in ["timed out", "key_id=\"key111aaa\"", "plan_id=\"plan111\""] {
+        assert!(meter.contains(part), "{part} missing: {meter}");
+    }
 }

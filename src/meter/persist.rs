@@ -20,8 +20,10 @@
 //! A graceful shutdown loses nothing. A crash (SIGKILL, a panic that aborts, a power loss with
 //! the WAL's `synchronous = NORMAL`) loses what was counted since the last flush that completed:
 //! at most one flush interval of requests. So after a crash a key can exceed its quota by at most
-//! what it could send in one interval: its throttle's burst plus its rate times the interval
-//! (for a plan of 10 rps burst 20 and the default 1 s, 30 requests).
+//! what it could send in one interval: for each bucket it draws from (the plan's, and each
+//! per-method override's), the burst plus the rate times the interval (for a plan of 10 rps
+//! burst 20 without overrides and the default 1 s, 30 requests). A plan with a quota and no
+//! throttle bounds it only by what the key sent in that interval.
 //!
 //! # Examples
 //!
