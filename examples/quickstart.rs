@@ -33,9 +33,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
+use std::collections::{BTreeMap, HashSet};
 use tower_usage_plans::config::Config;
 use tower_usage_plans::meter::Meter;
-use tower_usage_plans::store::{KeyStore, Management};
+
+use tower_usage_plans::error::StoreError;
+use tower_usage_plans::model::StageRef;
+use tower_usage_plans::store::{
+    ApiKeyQuery, KeyStore, Management, Page, PageRequest, UsagePlanQuery,
+};
 use tower_usage_plans::{LocalMeter, MemoryStore};
 
 /// The bundled demo configuration: the article's keys and plans.
@@ -95,23 +101,123 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The app on `store` and `meter`, and the admin API over them if asked for (the lines to print
-/// about it).
+/// A key of `--config`, enabled there: (id, name, value). Step 5 shows the first that the store
+/// serves, with a plan on the stage.
+type Candidate = (String, String, String);
+
+/// What `serve_on` built, and what to print about it.
+struct Served {
+    router: axum::Router,
+    /// The admin API's lines, if it is served.
+    admin: Option<String>,
+    /// The plans and keys the store serves on the stage.
+    report: stages::StageReport,
+    /// The key Step 5 uses.
+    first: Option<Candidate>,
+}
+
+/// The app on `store` and `meter`, the admin API over them if asked for, and what the store
+/// serves on the stage (which is not `--config` when a data file or Redis already held keys).
 async fn serve_on<S, M>(
     store: S,
     meter: M,
     args: &Args,
-) -> Result<(axum::Router, Option<String>), String>
+    candidates: &[Candidate],
+) -> Result<Served, String>
 where
     S: KeyStore + Management + Clone,
     M: Meter + Clone,
 {
+    let (report, first) = served(&store, candidates, &args.api_id, &args.stage)
+        .await
+        .map_err(|e| format!("error: cannot read the store: {}", chain(&e)))?;
     let router = app::router(store.clone(), meter.clone(), &args.api_id, &args.stage)
         .map_err(|e| format!("error: {}", chain(&e)))?;
     let admin = admin::spawn(&args.admin, store, meter)
         .await
         .map_err(|e| format!("error: {e}"))?;
-    Ok((router, admin))
+    Ok(Served {
+        router,
+        admin,
+        report,
+        first,
+    })
+}
+
+/// Every item of a paged listing.
+async fn all<T, F, Fut>(mut page: F) -> Result<Vec<T>, StoreError>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, StoreError>>,
+{
+    let mut items = Vec::new();
+    let mut request = PageRequest::first(500);
+    loop {
+        let got = page(request.clone()).await?;
+        items.extend(got.items);
+        match got.position {
+            Some(position) => request.position = Some(position),
+            None => return Ok(items),
+        }
+    }
+}
+
+/// The stage's plans and keys as `store` serves them (through its management API), and the first
+/// of `candidates` that the store admits on the stage (checked by a lookup, so a value changed
+/// since `--config` is never shown).
+async fn served<S: KeyStore + Management>(
+    store: &S,
+    candidates: &[Candidate],
+    api_id: &str,
+    stage: &str,
+) -> Result<(stages::StageReport, Option<Candidate>), StoreError> {
+    let plans = all(|page| async move {
+        let query = UsagePlanQuery {
+            page,
+            ..UsagePlanQuery::default()
+        };
+        store.get_usage_plans(&query).await
+    })
+    .await?;
+    let enabled: HashSet<String> = all(|page| async move {
+        let query = ApiKeyQuery {
+            page,
+            ..ApiKeyQuery::default()
+        };
+        store.get_api_keys(&query).await
+    })
+    .await?
+    .into_iter()
+    .filter(|k| k.enabled)
+    .map(|k| k.id)
+    .collect();
+    let mut links = BTreeMap::new();
+    for plan in &plans {
+        let keys = all(|page| {
+            let id = plan.id.clone();
+            async move { store.get_usage_plan_keys(&id, &page).await }
+        })
+        .await?;
+        links.insert(plan.id.clone(), keys.into_iter().map(|k| k.id).collect());
+    }
+    let report =
+        stages::StageReport::from_parts(&plans, &links, |id| enabled.contains(id), api_id, stage);
+    let on_stage = StageRef::new(api_id, stage);
+    let mut first = None;
+    'plans: for p in &report.plans {
+        for id in links.get(&p.id).into_iter().flatten() {
+            let Some(c) = candidates.iter().find(|c| &c.0 == id) else {
+                continue;
+            };
+            if let Ok(Some(grant)) = store.lookup(&c.2, &on_stage).await {
+                if &*grant.key_id == id && grant.enabled && grant.plan.is_some() {
+                    first = Some(c.clone());
+                    break 'plans;
+                }
+            }
+        }
+    }
+    Ok((report, first))
 }
 
 /// Ends when the process gets SIGINT (Ctrl-C) or SIGTERM.
@@ -165,23 +271,19 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let report = stages::StageReport::new(&config, &args.api_id, &args.stage);
-    // The first enabled key with a plan on the stage: the one Step 5 uses.
-    let first = report.plans.iter().find_map(|p| {
-        config.usage_plan_keys.get(&p.id)?.iter().find_map(|id| {
-            config
-                .api_keys
-                .iter()
-                .find(|k| &k.id == id && k.enabled)
-                .map(|k| (k.id.clone(), k.name.clone(), k.value.expose().to_owned()))
-        })
-    });
+    // The keys Step 5 may show: --config's enabled ones (the store is checked for each).
+    let candidates: Vec<Candidate> = config
+        .api_keys
+        .iter()
+        .filter(|k| k.enabled)
+        .map(|k| (k.id.clone(), k.name.clone(), k.value.expose().to_owned()))
+        .collect();
     let demo = is_demo(&args.config);
     // Where the state lives: Redis, memory, or (by default) the SQLite data file.
     let mut notes = Vec::new();
     let mut persisted = None;
     let served = if let Some(url) = &args.redis {
-        redis::serve(url, config, &args)
+        redis::serve(url, config, &args, &candidates)
             .await
             .map(|(served, note)| {
                 notes.push(note);
@@ -195,7 +297,7 @@ async fn main() -> ExitCode {
                      resets every quota"
                         .to_owned(),
                 );
-                serve_on(store, LocalMeter::new(), &args).await
+                serve_on(store, LocalMeter::new(), &args, &candidates).await
             }
             Err(e) => Err(format!(
                 "error: cannot load --config {shown}: {}",
@@ -208,12 +310,17 @@ async fn main() -> ExitCode {
             Ok((store, meter, note)) => {
                 notes.push(note);
                 persisted = Some(meter.clone());
-                serve_on(store, meter, &args).await
+                serve_on(store, meter, &args, &candidates).await
             }
             Err(e) => Err(e),
         }
     };
-    let (router, admin_lines) = match served {
+    let Served {
+        router,
+        admin: admin_lines,
+        report,
+        first,
+    } = match served {
         Ok(served) => served,
         Err(e) => {
             eprintln!("{e}");
@@ -271,6 +378,11 @@ async fn main() -> ExitCode {
             app::jq_key_line(&id, &name, &path)
         };
         print!("{}", app::step_5(&base, &key_line, demo));
+    } else if !report.admits_no_key() {
+        println!(
+            "(The article's Step 5 is not shown: no enabled key of --config {shown} is served on \
+             this stage with the same value. Use a key value you hold.)\n"
+        );
     }
     if let Some(lines) = admin_lines {
         print!("{lines}");

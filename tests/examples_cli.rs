@@ -595,6 +595,70 @@ fn the_quickstart_keeps_the_day_s_usage_across_a_restart() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// On a data file that already holds keys, the start-up report describes what the file serves,
+/// not `--config` (which is not loaded into it), and Step 5 shows no key the file does not serve.
+#[test]
+fn on_a_data_file_that_holds_keys_the_report_is_of_the_file() {
+    let dir = std::env::temp_dir().join(format!("examples-cli-served-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("quickstart.db");
+    let data = data.to_str().unwrap();
+    // Seeded from the demo configuration.
+    three_requests_then(&["--data", data], "INT");
+    // Another configuration: its plans list another API, its key another value.
+    let mut other: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/quickstart.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    for plan in other["usagePlans"].as_array_mut().unwrap() {
+        for stage in plan["apiStages"].as_array_mut().unwrap() {
+            stage["apiId"] = "elsewhere".into();
+        }
+    }
+    for (i, key) in other["apiKeys"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        key["value"] = format!("a-value-the-data-file-never-held-{i:04}").into();
+    }
+    let config = dir.join("other.json");
+    std::fs::write(&config, other.to_string()).unwrap();
+    let mut server = Server::start(
+        "quickstart",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    server.wait_for(false, "--config was not loaded");
+    server.wait_for(
+        false,
+        "Plan plan111 (FreePlan) serves abc123def4:prod with 1 key",
+    );
+    server.wait_for(false, "The article's Step 5 is not shown");
+    assert!(
+        !server
+            .seen
+            .iter()
+            .any(|(_, l)| l.contains("a-value-the-data-file-never-held")),
+        "{:#?}",
+        server.seen
+    );
+    drop(server);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// With `--memory`, a restart forgets the day's usage.
 #[test]
 fn with_memory_a_restart_resets_the_quota() {

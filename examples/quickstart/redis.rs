@@ -7,12 +7,10 @@
 //! each serves the admin API over the same Redis: a key made through one quickstart's admin API
 //! works on every quickstart at once.
 
-use axum::Router;
 use tower_usage_plans::config::Config;
 
-/// The API's router, the admin API's lines to print (if it is served), and what to print about
-/// Redis.
-pub type Served = ((Router, Option<String>), String);
+/// What the quickstart serves, and what to print about Redis.
+pub type Served = (super::Served, String);
 
 /// Seed nodes: several URLs mean a cluster.
 fn nodes(url: &str) -> Vec<&str> {
@@ -25,7 +23,12 @@ fn nodes(url: &str) -> Vec<&str> {
 /// The router (and the admin API, if asked for) on Redis's store and meter, having loaded
 /// `config` if the store was empty; and what to print about it.
 #[cfg(feature = "redis")]
-pub async fn serve(url: &str, config: Config, args: &super::Args) -> Result<Served, String> {
+pub async fn serve(
+    url: &str,
+    config: Config,
+    args: &super::Args,
+    candidates: &[super::Candidate],
+) -> Result<Served, String> {
     use tower_usage_plans::meter::RedisMeter;
     use tower_usage_plans::store::RedisStore;
 
@@ -65,12 +68,17 @@ pub async fn serve(url: &str, config: Config, args: &super::Args) -> Result<Serv
             held.usage_plans.len()
         )
     };
-    Ok((super::serve_on(store, meter, args).await?, note))
+    Ok((super::serve_on(store, meter, args, candidates).await?, note))
 }
 
 /// Without the `redis` feature: says how to build with it.
 #[cfg(not(feature = "redis"))]
-pub async fn serve(url: &str, _config: Config, _args: &super::Args) -> Result<Served, String> {
+pub async fn serve(
+    url: &str,
+    _config: Config,
+    _args: &super::Args,
+    _candidates: &[super::Candidate],
+) -> Result<Served, String> {
     let _ = nodes(url);
     Err("error: --redis needs the redis feature: cargo run --example quickstart --features redis -- \
          --redis redis://127.0.0.1:6379"

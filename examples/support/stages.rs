@@ -1,12 +1,15 @@
 //! What the examples say at start: which plans, and how many keys, serve the chosen stage.
-//! Computed from the loaded `Config` alone (the plans' `apiStages` and the `usagePlanKeys`
-//! links), so a stage that no plan lists is caught before the first request answers 403.
+//! Computed from the plans' `apiStages` and the `usagePlanKeys` links (of a loaded `Config`, or
+//! of what a store serves), so a stage that no plan lists is caught before the first request
+//! answers 403.
 //! Shared by the examples and their tests (`#[path]`).
 #![allow(dead_code, unreachable_pub)]
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use tower_usage_plans::config::Config;
+use tower_usage_plans::model::UsagePlan;
 
 /// A plan that lists the stage, and its keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,16 +40,32 @@ pub struct StageReport {
 impl StageReport {
     /// Reads `config` for `api_id`:`stage`.
     pub fn new(config: &Config, api_id: &str, stage: &str) -> Self {
-        let mut listed: Vec<String> = config
-            .usage_plans
+        Self::from_parts(
+            &config.usage_plans,
+            &config.usage_plan_keys,
+            |id| config.api_keys.iter().any(|k| k.id == id && k.enabled),
+            api_id,
+            stage,
+        )
+    }
+
+    /// Reads `plans`, their links (plan id -> key ids) and which keys are enabled for
+    /// `api_id`:`stage`: what a store serves, listed through its management API.
+    pub fn from_parts(
+        usage_plans: &[UsagePlan],
+        links: &BTreeMap<String, Vec<String>>,
+        enabled: impl Fn(&str) -> bool,
+        api_id: &str,
+        stage: &str,
+    ) -> Self {
+        let mut listed: Vec<String> = usage_plans
             .iter()
             .flat_map(|p| p.api_stages.iter())
             .map(|s| format!("{}:{}", s.api_id, s.stage))
             .collect();
         listed.sort();
         listed.dedup();
-        let plans = config
-            .usage_plans
+        let plans = usage_plans
             .iter()
             .filter(|p| {
                 p.api_stages
@@ -54,14 +73,8 @@ impl StageReport {
                     .any(|s| s.api_id == api_id && s.stage == stage)
             })
             .map(|p| {
-                let ids = config
-                    .usage_plan_keys
-                    .get(&p.id)
-                    .map_or(&[][..], Vec::as_slice);
-                let enabled_keys = ids
-                    .iter()
-                    .filter(|id| config.api_keys.iter().any(|k| &k.id == *id && k.enabled))
-                    .count();
+                let ids = links.get(&p.id).map_or(&[][..], Vec::as_slice);
+                let enabled_keys = ids.iter().filter(|id| enabled(id)).count();
                 PlanOnStage {
                     id: p.id.clone(),
                     name: p.name.clone(),
