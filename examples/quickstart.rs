@@ -131,9 +131,9 @@ where
     let (report, first) = served(&store, candidates, &args.api_id, &args.stage)
         .await
         .map_err(|e| format!("error: cannot read the store: {}", chain(&e)))?;
-    let router = app::router(store.clone(), meter.clone(), &args.api_id, &args.stage)
+    let (router, layer) = app::app(store.clone(), meter.clone(), &args.api_id, &args.stage)
         .map_err(|e| format!("error: {}", chain(&e)))?;
-    let admin = admin::spawn(&args.admin, store, meter)
+    let admin = admin::spawn(&args.admin, store, meter, &layer)
         .await
         .map_err(|e| format!("error: {e}"))?;
     Ok(Served {

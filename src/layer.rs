@@ -104,6 +104,57 @@ impl<St: KeyStore> UsagePlanLayer<St, LocalMeter> {
     }
 }
 
+impl<St, M> UsagePlanLayer<St, M> {
+    /// Checks `plan` as [`UsagePlanLayerBuilder::build`] checks the store's plans: each
+    /// per-method throttle on this layer's stage must have a resource path that can match a
+    /// request, on a method this layer requires a key for (else the layer never meters it, and
+    /// the throttle never applies). A plan that lists no stage of this layer passes.
+    ///
+    /// For a writer of plans at run time, so that a change the layer could never apply is
+    /// refused when it is made, not at the next start:
+    /// [`AdminApi::check_plans_with`](crate::admin::AdminApi::check_plans_with) calls it, as AWS
+    /// refuses a method throttle for a method its API does not have.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::UnreachableOverride`] or [`ConfigError::Route`], naming the plan and the
+    /// throttle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use http::Method;
+    /// use tower_usage_plans::model::{ApiStage, Throttle, UsagePlan};
+    /// use tower_usage_plans::{MemoryStore, UsagePlanLayer};
+    ///
+    /// let layer = UsagePlanLayer::builder(MemoryStore::new())
+    ///     .stage("abc123def4", "prod")
+    ///     .require_key(Method::GET, "/items")
+    ///     .no_key(Method::GET, "/health")
+    ///     .build()
+    ///     .unwrap();
+    /// let mut plan = UsagePlan::new("plan111", "FreePlan");
+    /// let mut stage = ApiStage::new("abc123def4", "prod");
+    /// stage.throttle.insert("/items/GET".into(), Throttle::new(10.0, 20).unwrap());
+    /// plan.api_stages.push(stage.clone());
+    /// assert!(layer.check_plan(&plan).is_ok());
+    ///
+    /// // GET /health needs no key here: a throttle on it would never apply.
+    /// plan.api_stages[0].throttle.insert("/health/GET".into(), Throttle::new(1.0, 1).unwrap());
+    /// let err = layer.check_plan(&plan).unwrap_err();
+    /// assert!(err.to_string().contains("/health/GET"));
+    /// ```
+    pub fn check_plan(&self, plan: &crate::model::UsagePlan) -> Result<(), ConfigError> {
+        let gate = &*self.gate;
+        for compiled in crate::plan::StagePlan::all(plan) {
+            if gate.stage.matches(compiled.api_id(), compiled.stage()) {
+                check_plan(&compiled, &gate.routes)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl<S, St, M> Layer<S> for UsagePlanLayer<St, M> {
     type Service = UsagePlanService<S, St, M>;
 
@@ -281,36 +332,7 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
             );
         }
         for plan in plans.unwrap_or_default() {
-            if let Some((key, reason)) = plan.unroutable().first() {
-                return Err(ConfigError::Route {
-                    method: key.method().to_string(),
-                    template: key.resource().to_owned(),
-                    reason: format!(
-                        "usage plan {:?} sets a throttle for \"{key}\" on stage {}:{}, whose \
-                         resource path can never match a request ({reason}); fix or remove the \
-                         throttle",
-                        plan.id(),
-                        plan.api_id(),
-                        plan.stage(),
-                    ),
-                });
-            }
-            for m in plan.methods() {
-                let (method, resource) = (m.method.method(), m.method.resource());
-                let reachable = if method.as_str() == "ANY" {
-                    routes.any_method_requires_key(resource)
-                } else {
-                    routes.resolve(method, resource).key_required
-                };
-                if !reachable {
-                    return Err(ConfigError::UnreachableOverride {
-                        plan: plan.id().to_string(),
-                        method_path: m.method.to_string(),
-                        method: method.to_string(),
-                        resource: resource.to_owned(),
-                    });
-                }
-            }
+            check_plan(&plan, routes)?;
         }
         Ok(())
     }
@@ -332,4 +354,40 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
             }),
         }
     }
+}
+
+/// Checks that every per-method throttle of `plan` can apply on `routes`: its resource path can
+/// match a request, and a request to it needs a key (else the layer never meters it).
+fn check_plan(plan: &crate::plan::StagePlan, routes: &Routes) -> Result<(), ConfigError> {
+    if let Some((key, reason)) = plan.unroutable().first() {
+        return Err(ConfigError::Route {
+            method: key.method().to_string(),
+            template: key.resource().to_owned(),
+            reason: format!(
+                "usage plan {:?} sets a throttle for \"{key}\" on stage {}:{}, whose \
+                     resource path can never match a request ({reason}); fix or remove the \
+                     throttle",
+                plan.id(),
+                plan.api_id(),
+                plan.stage(),
+            ),
+        });
+    }
+    for m in plan.methods() {
+        let (method, resource) = (m.method.method(), m.method.resource());
+        let reachable = if method.as_str() == "ANY" {
+            routes.any_method_requires_key(resource)
+        } else {
+            routes.resolve(method, resource).key_required
+        };
+        if !reachable {
+            return Err(ConfigError::UnreachableOverride {
+                plan: plan.id().to_string(),
+                method_path: m.method.to_string(),
+                method: method.to_string(),
+                resource: resource.to_owned(),
+            });
+        }
+    }
+    Ok(())
 }

@@ -618,3 +618,98 @@ async fn a_change_applies_to_the_data_path_at_the_next_request() {
         "disabled at the next request"
     );
 }
+
+/// With `check_plans_with(&layer)`, a plan change the layer could never apply (a throttle on a
+/// method that needs no key there, or on a path no request can have) is refused when made, with
+/// a `BadRequestException` naming it, and nothing is stored; the layer's next build still
+/// succeeds. Without it, such a change is stored and the next build refuses the plans.
+#[tokio::test]
+async fn a_plan_change_the_layer_could_never_apply_is_refused_when_made() {
+    let (store, meter) = (MemoryStore::new(), LocalMeter::new());
+    let build = |store: &MemoryStore| {
+        UsagePlanLayer::builder(store.clone())
+            .stage("abc123def4", "prod")
+            .require_key(Method::GET, "/items")
+            .no_key(Method::GET, "/health")
+            .build()
+    };
+    let layer = build(&store).unwrap();
+    let checked = serve(
+        AdminApi::new(store.clone(), meter.clone())
+            .no_auth()
+            .check_plans_with(&layer)
+            .router()
+            .unwrap(),
+    )
+    .await;
+    let plan = send(
+        &checked,
+        "POST",
+        "/usageplans",
+        &[],
+        br#"{"name":"Free","throttle":{"burstLimit":10,"rateLimit":5},"apiStages":[{"apiId":"abc123def4","stage":"prod"}]}"#,
+    )
+    .await;
+    assert_eq!(plan.status, 201, "{}", plan.body);
+    let id = plan.json()["id"].as_str().unwrap().to_owned();
+    let before = snapshot(&checked).await;
+
+    let patch = |path: &str| {
+        json!({"patchOperations": [
+            {"op": "replace", "path": format!("/apiStages/abc123def4:prod/throttle/{path}/rateLimit"), "value": "1"},
+            {"op": "replace", "path": format!("/apiStages/abc123def4:prod/throttle/{path}/burstLimit"), "value": "1"},
+        ]})
+        .to_string()
+    };
+    for (path, says) in [
+        ("health/GET", "/health/GET"),
+        ("items~1{a}{b}/GET", "never match"),
+    ] {
+        let a = send(
+            &checked,
+            "PATCH",
+            &format!("/usageplans/{id}"),
+            &[],
+            patch(path).as_bytes(),
+        )
+        .await;
+        let message = a.error(400, "BadRequestException");
+        assert!(message.contains(says), "{path}: {message}");
+    }
+    let create = send(
+        &checked,
+        "POST",
+        "/usageplans",
+        &[],
+        br#"{"name":"Bad","throttle":{"burstLimit":10,"rateLimit":5},"apiStages":[{"apiId":"abc123def4","stage":"prod","throttle":{"/health/GET":{"burstLimit":1,"rateLimit":1}}}]}"#,
+    )
+    .await;
+    assert!(create
+        .error(400, "BadRequestException")
+        .contains("/health/GET"));
+    assert_eq!(snapshot(&checked).await, before, "nothing was stored");
+    // A change the layer can apply passes.
+    let a = send(
+        &checked,
+        "PATCH",
+        &format!("/usageplans/{id}"),
+        &[],
+        patch("items/GET").as_bytes(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(build(&store).is_ok());
+
+    // Without the check, the change is stored, and the next build refuses the plans.
+    let unchecked = serve(open_api(&store, &meter)).await;
+    let a = send(
+        &unchecked,
+        "PATCH",
+        &format!("/usageplans/{id}"),
+        &[],
+        patch("health/GET").as_bytes(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(build(&store).is_err());
+}

@@ -6,6 +6,7 @@
 use clap::Args;
 use tower_usage_plans::meter::Meter;
 use tower_usage_plans::store::Management;
+use tower_usage_plans::UsagePlanLayer;
 
 /// An access key as the flag takes it.
 #[cfg(feature = "admin")]
@@ -33,7 +34,12 @@ pub struct AdminArgs {
 /// Binds the admin port and serves the admin API in a task; returns the lines to print, or
 /// `None` when neither --admin-credentials nor --admin-no-auth was given.
 #[cfg(feature = "admin")]
-pub async fn spawn<S, M>(args: &AdminArgs, store: S, meter: M) -> Result<Option<String>, String>
+pub async fn spawn<S, M>(
+    args: &AdminArgs,
+    store: S,
+    meter: M,
+    layer: &UsagePlanLayer<S, M>,
+) -> Result<Option<String>, String>
 where
     S: Management + Clone,
     M: Meter + Clone,
@@ -43,7 +49,10 @@ where
     if args.admin_credentials.is_empty() && !args.admin_no_auth {
         return Ok(None);
     }
-    let mut api = AdminApi::new(store, meter).access_keys(args.admin_credentials.iter().cloned());
+    // A plan change this layer could never apply is refused when made, not at the next start.
+    let mut api = AdminApi::new(store, meter)
+        .access_keys(args.admin_credentials.iter().cloned())
+        .check_plans_with(layer);
     if args.admin_no_auth {
         api = api.no_auth();
     }
@@ -72,7 +81,12 @@ where
 
 /// Without the `admin` feature: refuses the admin flags, saying how to build with it.
 #[cfg(not(feature = "admin"))]
-pub async fn spawn<S, M>(args: &AdminArgs, _store: S, _meter: M) -> Result<Option<String>, String>
+pub async fn spawn<S, M>(
+    args: &AdminArgs,
+    _store: S,
+    _meter: M,
+    _layer: &UsagePlanLayer<S, M>,
+) -> Result<Option<String>, String>
 where
     S: Management + Clone,
     M: Meter + Clone,

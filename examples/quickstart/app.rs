@@ -11,14 +11,26 @@ use tower_usage_plans::meter::Meter;
 use tower_usage_plans::store::KeyStore;
 use tower_usage_plans::UsagePlanLayer;
 
-/// GET /items, GET /items/{id} and POST /orders require a key; GET /health does not. Any store
-/// and meter: MemoryStore and LocalMeter, or Redis's with `--redis`.
+/// GET /items, GET /items/{id} and POST /orders require a key; GET /health does not (used by
+/// tests/quickstart.rs; the quickstart uses [`app`]). Any store and meter: MemoryStore and
+/// LocalMeter, or Redis's with `--redis`.
+#[allow(dead_code)]
 pub fn router<St: KeyStore, M: Meter>(
     store: St,
     meter: M,
     api_id: &str,
     stage: &str,
 ) -> Result<Router, ConfigError> {
+    Ok(app(store, meter, api_id, stage)?.0)
+}
+
+/// [`router`], and its layer (for the admin API to check plan changes against).
+pub fn app<St: KeyStore, M: Meter>(
+    store: St,
+    meter: M,
+    api_id: &str,
+    stage: &str,
+) -> Result<(Router, UsagePlanLayer<St, M>), ConfigError> {
     let layer = UsagePlanLayer::builder(store)
         .stage(api_id, stage)
         .meter(meter)
@@ -27,7 +39,7 @@ pub fn router<St: KeyStore, M: Meter>(
         .require_key(Method::POST, "/orders")
         .no_key(Method::GET, "/health")
         .build()?;
-    Ok(Router::new()
+    let router = Router::new()
         .route(
             "/items",
             get(|| async { Json(serde_json::json!({ "items": [1, 2, 3] })) }),
@@ -41,7 +53,8 @@ pub fn router<St: KeyStore, M: Meter>(
             post(|| async { Json(serde_json::json!({ "order": "accepted" })) }),
         )
         .route("/health", get(|| async { "ok" }))
-        .layer(layer))
+        .layer(layer.clone());
+    Ok((router, layer))
 }
 
 /// `s` quoted for a POSIX shell.

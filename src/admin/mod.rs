@@ -109,6 +109,7 @@ pub struct AdminApi<S, M> {
     max_skew: Duration,
     clock: Arc<dyn Clock>,
     body_limit: usize,
+    checks: Vec<router::PlanCheck>,
 }
 
 impl<S, M> fmt::Debug for AdminApi<S, M> {
@@ -118,6 +119,7 @@ impl<S, M> fmt::Debug for AdminApi<S, M> {
             .field("no_auth", &self.no_auth)
             .field("max_skew", &self.max_skew)
             .field("body_limit", &self.body_limit)
+            .field("plan_checks", &self.checks.len())
             .finish_non_exhaustive()
     }
 }
@@ -134,6 +136,7 @@ impl<S: Management, M: Meter> AdminApi<S, M> {
             max_skew: DEFAULT_MAX_SKEW,
             clock: Arc::new(SystemClock),
             body_limit: DEFAULT_BODY_LIMIT,
+            checks: Vec::new(),
         }
     }
 
@@ -177,6 +180,25 @@ impl<S: Management, M: Meter> AdminApi<S, M> {
         self
     }
 
+    /// Refuses a plan created or changed (`create-usage-plan`, `update-usage-plan`) that `layer`
+    /// could never apply, with `400 BadRequestException` naming the throttle and why
+    /// ([`UsagePlanLayer::check_plan`](crate::UsagePlanLayer::check_plan)), as AWS refuses a
+    /// method throttle for a method its API does not have. Without it such a change is stored,
+    /// never applies, and makes [`build`](crate::UsagePlanLayerBuilder::build) refuse the
+    /// plans at the next start. Call it once per layer the store serves.
+    pub fn check_plans_with<St, Me>(mut self, layer: &crate::UsagePlanLayer<St, Me>) -> Self
+    where
+        St: Send + Sync + 'static,
+        Me: Send + Sync + 'static,
+    {
+        let layer = layer.clone();
+        self.checks
+            .push(Arc::new(move |plan: &crate::model::UsagePlan| {
+                layer.check_plan(plan)
+            }));
+        self
+    }
+
     /// The router. Serve it on a port of its own (it answers every path).
     pub fn router(self) -> Result<axum::Router, AdminConfigError> {
         let verifier = match (self.keys.is_empty(), self.no_auth) {
@@ -202,6 +224,7 @@ impl<S: Management, M: Meter> AdminApi<S, M> {
             verifier,
             clock: self.clock,
             body_limit: self.body_limit,
+            checks: self.checks,
         });
         Ok(axum::Router::new()
             .fallback(router::dispatch::<S, M>)

@@ -28,6 +28,23 @@ pub(crate) struct Shared<S, M> {
     pub(crate) verifier: Option<Verifier>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) body_limit: usize,
+    /// What a plan must pass before it is stored (`AdminApi::check_plans_with`).
+    pub(crate) checks: Vec<PlanCheck>,
+}
+
+/// A check of a plan about to be stored: the layer's
+/// [`check_plan`](crate::UsagePlanLayer::check_plan).
+pub(crate) type PlanCheck =
+    Arc<dyn Fn(&crate::model::UsagePlan) -> Result<(), crate::error::ConfigError> + Send + Sync>;
+
+impl<S, M> Shared<S, M> {
+    /// Runs every plan check on `plan`: a refusal is a `BadRequestException` saying why.
+    fn check(&self, plan: &crate::model::UsagePlan) -> Result<(), AdminError> {
+        for check in &self.checks {
+            check(plan).map_err(|e| AdminError::bad_request(e.to_string()))?;
+        }
+        Ok(())
+    }
 }
 
 /// A JSON answer with a status.
@@ -182,7 +199,9 @@ async fn route<S: Management, M: Meter>(
         }
         (Method::POST, ["usageplans"]) => {
             let new: wire::CreateUsagePlan = wire::body(body)?;
-            created(&store.create_usage_plan(new.model()?).await?)
+            let plan = new.model()?;
+            api.check(&plan)?;
+            created(&store.create_usage_plan(plan).await?)
         }
         (Method::GET, ["usageplans"]) => {
             let query = UsagePlanQuery {
@@ -198,7 +217,16 @@ async fn route<S: Management, M: Meter>(
         (Method::GET, ["usageplans", id]) => ok(&store.get_usage_plan(id).await?),
         (Method::PATCH, ["usageplans", id]) => {
             let patch: wire::Patch = wire::body(body)?;
-            ok(&store.update_usage_plan(id, &patch.ops()).await?)
+            let ops = patch.ops();
+            if !api.checks.is_empty() {
+                // The plan as the patch would leave it (a patch the store would refuse is left
+                // for the store to refuse, in its words).
+                let now = store.get_usage_plan(id).await?;
+                if let Ok(next) = crate::patch::apply_to_plan(&now, &ops) {
+                    api.check(&next)?;
+                }
+            }
+            ok(&store.update_usage_plan(id, &ops).await?)
         }
         (Method::DELETE, ["usageplans", id]) => {
             store.delete_usage_plan(id).await?;
