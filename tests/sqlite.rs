@@ -243,6 +243,11 @@ async fn usage_and_quota_survive_a_reopen() {
                 .unwrap();
         }
         meter.set_remaining(&plan, &key, 4).await.unwrap();
+        assert_eq!(
+            meter.flush().unwrap(),
+            0,
+            "update-usage was written before it returned"
+        );
         meter.shutdown().unwrap();
     }
     let store = SqliteStore::open(dir.file()).unwrap();

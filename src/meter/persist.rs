@@ -25,6 +25,9 @@
 //! burst 20 without overrides and the default 1 s, 30 requests). A plan with a quota and no
 //! throttle bounds it only by what the key sent in that interval.
 //!
+//! A quota set by hand ([`Meter::set_remaining`], AWS's `update-usage`) is written before the
+//! call returns, with whatever else changed: it is never lost once confirmed.
+//!
 //! # Examples
 //!
 //! ```
@@ -393,7 +396,13 @@ impl<C: Clock + Clone> Meter for PersistedMeter<C> {
         key_id: &str,
         remaining: u64,
     ) -> impl Future<Output = Result<(), MeterError>> + Send {
-        self.meter.set_remaining(plan, key_id, remaining)
+        let set = self.meter.set_remaining(plan, key_id, remaining);
+        async move {
+            set.await?;
+            // update-usage is a management change: in the file before it returns, as the
+            // store's changes are (not at the next flush, which a crash could lose).
+            self.writer.flush().map(drop)
+        }
     }
 
     #[inline]
