@@ -342,6 +342,19 @@ async fn bad_input_is_a_bad_request_that_names_the_fix_and_changes_nothing() {
             b"{\"name\": ".to_vec(),
             "not valid JSON",
         ),
+        // serde would read a struct from an array: refused, as AWS refuses it.
+        (
+            "POST",
+            "/apikeys".into(),
+            b"[]".to_vec(),
+            "not a JSON object",
+        ),
+        (
+            "POST",
+            "/usageplans".into(),
+            br#"["P", null]"#.to_vec(),
+            "not a JSON object",
+        ),
         (
             "POST",
             "/apikeys".into(),

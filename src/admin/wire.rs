@@ -20,6 +20,12 @@ pub(crate) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
     } else {
         bytes
     };
+    // serde reads a struct from an array too (its fields in order): AWS's bodies are objects.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(AdminError::bad_request(
+            "the body is not a JSON object; send a JSON object (`{...}`)",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
