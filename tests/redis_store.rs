@@ -158,6 +158,40 @@ async fn a_change_through_one_instance_applies_on_the_other_within_the_refresh_i
     .await;
 }
 
+/// Many writers on each of two instances at once (as an admin API on each gets them): every
+/// change lands, none gives up with a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_writers_on_two_instances_all_land() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let url = server.url();
+    let connect = || RedisStore::builder().connect(&url);
+    let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let s = if t % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                s.create_api_key(NewApiKey::named(format!("w{t:02}-{i:02}")))
+                    .await
+                    .unwrap_or_else(|e| panic!("writer {t}, change {i}: {e}"));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all = a
+        .get_api_keys(&ApiKeyQuery {
+            page: PageRequest::first(500),
+            ..ApiKeyQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 160);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_changes_through_two_instances_all_land() {
     let Some(server) = RedisServer::start() else {

@@ -19,7 +19,21 @@ use crate::store::{KeyStore, MemoryStore, NewApiKey};
 use super::{backend, digest, digest_str, Inner, RedisStore};
 
 /// How many times a change is made again when the store moved under it.
-const ATTEMPTS: usize = 16;
+const ATTEMPTS: usize = 24;
+
+/// How long to wait before attempt `attempt` (1 and up) of a change: a random time up to 2 ms
+/// doubled per attempt, at most 100 ms ("full jitter"). The 24 attempts then span under two
+/// seconds.
+fn backoff(attempt: usize) -> std::time::Duration {
+    use std::hash::BuildHasher;
+    let cap_micros = (2_000u64 << attempt.min(6)).min(100_000);
+    // A random number: the standard library's randomly keyed hasher, of the attempt and time.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let random = std::collections::hash_map::RandomState::new().hash_one((attempt, nanos));
+    std::time::Duration::from_micros(random % (cap_micros + 1))
+}
 
 /// Index in the commit script's KEYS of each table.
 const KEYS: u8 = 2;
@@ -153,6 +167,9 @@ impl Inner {
 impl RedisStore {
     /// Makes a change: `op` on a copy of the store as read now, then one write of what changed,
     /// made again on a fresh read if the store moved meanwhile.
+    /// Runs `op` on a copy of the store and commits what it changed if the store did not move
+    /// meanwhile; else reads again and retries, after a random backoff ([`backoff`]), up to
+    /// [`ATTEMPTS`] times.
     async fn change<T, F, Fut>(&self, mut op: F) -> Result<T, StoreError>
     where
         F: FnMut(MemoryStore) -> Fut,
@@ -160,7 +177,12 @@ impl RedisStore {
     {
         let inner = &*self.inner;
         let _held = inner.sync.lock().await;
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                // Another instance committed first: wait a random while, longer each time, so
+                // that writers on several instances stop colliding.
+                tokio::time::sleep(backoff(attempt)).await;
+            }
             let snap = inner.refresh_held().await?;
             let (old, scratch) = copy(&snap.store)?;
             let (out, values) = op(scratch.clone()).await?;

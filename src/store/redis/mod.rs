@@ -118,7 +118,9 @@ struct Inner {
 /// Management operations are optimistic: an instance makes the change on a copy of the store as
 /// it read it, checks it as [`MemoryStore`] does (the same rules, the same errors), and writes
 /// what changed in one script that refuses the write if the version moved meanwhile; it then
-/// reads again and retries (up to 16 times). A change costs time in proportion to the size of the
+/// reads again and retries after a random backoff that doubles each time (up to 24 times,
+/// under two seconds in all; then `StoreError::Conflict`, the admin API's 409
+/// `ConflictException`, as AWS answers a concurrent modification). A change costs time in proportion to the size of the
 /// store on the instance making it (the copy is rebuilt), which suits stores of up to some
 /// hundred thousand keys; lookups do not pay it.
 ///
