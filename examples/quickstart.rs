@@ -79,6 +79,10 @@ struct Args {
     /// first to find Redis empty loads --config into it.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
+    /// After SIGINT or SIGTERM, how long open requests may take to finish before the quickstart
+    /// stops without them (a client that never finishes its request would hold it forever).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    grace: u64,
 }
 
 /// Whether `path` is the bundled demo configuration, whose key values may be shown.
@@ -387,9 +391,26 @@ async fn main() -> ExitCode {
     if let Some(lines) = admin_lines {
         print!("{lines}");
     }
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    // Graceful: on a signal, stop accepting and let open requests finish, for --grace at most.
+    let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
+    let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = signalled.send(true);
+    });
+    let grace = std::time::Duration::from_secs(args.grace);
+    let served = tokio::select! {
+        served = std::future::IntoFuture::into_future(serve) => served,
+        _ = async {
+            let _ = on_signal.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            eprintln!(
+                "warning: requests still open {}s after the signal (--grace): stopping without them",
+                args.grace
+            );
+            Ok(())
+        }
+    };
     // Stopped (a signal, or the server failed): write the meter's last counts.
     if let Some(meter) = persisted {
         match meter.shutdown() {

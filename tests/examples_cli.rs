@@ -6,7 +6,7 @@
 //! run that selects only this file (`cargo test --test examples_cli`) builds them first.
 #![cfg(feature = "json")]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -657,6 +657,37 @@ fn on_a_data_file_that_holds_keys_the_report_is_of_the_file() {
     );
     drop(server);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A client that never finishes its request does not hold the quickstart after SIGTERM: it stops
+/// once `--grace` has passed, saying so.
+#[test]
+fn a_stalled_client_does_not_hold_the_quickstart_after_sigterm() {
+    let mut server = Server::start("quickstart", &["--listen", "127.0.0.1:0", "--grace", "1"]);
+    let addr = server.base();
+    server.wait_for(false, "# no key needed");
+    // The server's open files, from /proc: one more once it has accepted the connection.
+    let fds =
+        || std::fs::read_dir(format!("/proc/{}/fd", server.child.id())).map_or(0, Iterator::count);
+    let before = fds();
+    let mut stalled = std::net::TcpStream::connect(addr.trim_start_matches("http://")).unwrap();
+    // Half a request's head, never finished.
+    stalled
+        .write_all(b"GET /items HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let start = std::time::Instant::now();
+    while fds() <= before {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the connection was never accepted"
+        );
+        std::thread::yield_now();
+    }
+    server.signal("TERM");
+    server.wait_for(true, "requests still open 1s after the signal");
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}: {:#?}", server.seen);
+    drop(stalled);
 }
 
 /// With `--memory`, a restart forgets the day's usage.
