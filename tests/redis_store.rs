@@ -360,3 +360,26 @@ async fn any_instance_answers_usage_and_update_usage_for_all() {
     let report = get_usage(&store_a, &meter_a, &query).await.unwrap();
     assert_eq!(report.items[&key.id].last().unwrap().1, Some(500));
 }
+
+/// A change that changes nothing (an empty patch) writes nothing: the version every instance
+/// watches stays, so none reads the whole store again for it.
+#[tokio::test]
+async fn a_change_that_changes_nothing_keeps_the_version() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::builder().connect(&server.url()).await.unwrap();
+    let plan = store.create_usage_plan(prod_plan()).await.unwrap();
+    let before = store.version().await.unwrap();
+    let same = store.update_usage_plan(&plan.id, &[]).await.unwrap();
+    assert_eq!(same, plan);
+    assert_eq!(store.version().await.unwrap(), before);
+    store
+        .update_usage_plan(
+            &plan.id,
+            &[PatchOperation::replace("/description", "changed")],
+        )
+        .await
+        .unwrap();
+    assert!(store.version().await.unwrap() > before);
+}

@@ -197,6 +197,11 @@ impl RedisStore {
                     });
                 }
             }
+            if writes.is_empty() {
+                // Nothing changed (an empty patch, an import that refused every row): no write,
+                // and no new version for every instance to read the whole store again for.
+                return Ok(out);
+            }
             if let Some(version) = inner.commit(snap.version, writes).await? {
                 // The copy as every other instance will read it.
                 let store = MemoryStore::from_config(new).map_err(backend)?;
