@@ -70,7 +70,7 @@ fn main() {
             "1",
             "tup:m:{bench:key__rand_int__}",
         ])
-        .args(["a", "", "0", "0", "0", "90", "1", "b:1", "0"])
+        .args(["a", "", "0", "0", "0", "90", "1", "b:plan", "0"])
         .args([t.to_string(), (t * 1_000_000).to_string(), t.to_string()])
         .args(["M", "0", &u32::MAX.to_string(), "0"])
         .output()

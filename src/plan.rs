@@ -202,16 +202,26 @@ pub(crate) fn fill_secs(period: u64, burst: u32) -> u64 {
         .max(1)
 }
 
-/// FNV-1a: a fixed hash, so a method's bucket keeps its tag when its plan is rebuilt.
-fn tag(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for b in part.bytes().chain(std::iter::once(0xff)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+/// The numbers [`bucket_number`] gave, by method path.
+static BUCKETS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<Box<str>, u64>>> =
+    std::sync::OnceLock::new();
+
+/// A number for each per-method throttle's method path (`/items/GET`) this process has compiled,
+/// the same for the same path, from 2 up (0 names no bucket, 1 the plan's own): what the local
+/// meter tells a key's buckets apart by. Exact (paths are compared as text, once per compiled
+/// plan, never per request), so two overrides never share a bucket by a hash's luck.
+fn bucket_number(method_path: &str) -> u64 {
+    use std::sync::{Mutex, PoisonError};
+    let mut numbers = BUCKETS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(n) = numbers.get(method_path) {
+        return *n;
     }
-    h | 2
+    let n = numbers.len() as u64 + 2;
+    numbers.insert(method_path.into(), n);
+    n
 }
 
 impl StagePlan {
@@ -234,7 +244,7 @@ impl StagePlan {
             .collect::<Box<[MethodThrottle]>>();
         let tags = methods
             .iter()
-            .map(|m| tag(&[&m.method.to_string()]))
+            .map(|m| bucket_number(&m.method.to_string()))
             .collect();
         let periods: Box<[u64]> = std::iter::once(plan.throttle.as_ref().map_or(0, period_nanos))
             .chain(methods.iter().map(|m| period_nanos(&m.throttle)))
@@ -358,14 +368,30 @@ impl StagePlan {
         &self.resources.unrouted
     }
 
-    /// A number that names a bucket of this plan and stays the same when the plan is rebuilt
-    /// (1 for the plan's own bucket, 0 for none), so that a meter keeps a method's bucket across
-    /// changes of the plan.
+    /// A number that names a bucket of this plan in this process and stays the same when the
+    /// plan is rebuilt (1 for the plan's own bucket, 0 for none, [`bucket_number`] for a
+    /// method's), so that a meter keeps a method's bucket across changes of the plan.
     pub(crate) fn bucket_tag(&self, bucket: Bucket) -> u64 {
         match bucket {
             Bucket::Method(i) => self.tags.get(i).copied().unwrap_or(0),
             Bucket::Plan => 1,
             Bucket::None => 0,
+        }
+    }
+
+    /// The name of a bucket of this plan that every process gives it: `plan` for the plan's own,
+    /// the method path (`/items/GET`) for a method's, empty for none. What a shared meter (Redis)
+    /// names the bucket's state by.
+    pub(crate) fn bucket_name(&self, bucket: Bucket) -> std::borrow::Cow<'_, str> {
+        match bucket {
+            Bucket::Method(i) => self
+                .methods
+                .get(i)
+                .map_or(std::borrow::Cow::Borrowed(""), |m| {
+                    std::borrow::Cow::Owned(m.method.to_string())
+                }),
+            Bucket::Plan => std::borrow::Cow::Borrowed("plan"),
+            Bucket::None => std::borrow::Cow::Borrowed(""),
         }
     }
 
@@ -414,5 +440,62 @@ impl StagePlan {
             Bucket::Plan => self.throttle.as_ref(),
             Bucket::Method(i) => self.methods.get(i).map(|m| &m.throttle),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ApiStage, Throttle, UsagePlan};
+
+    fn plan(id: &str, paths: &[&str]) -> StagePlan {
+        let mut p = UsagePlan::new(id, id);
+        p.throttle = Some(Throttle::new(10.0, 10).unwrap());
+        let mut stage = ApiStage::new("api", "prod");
+        for path in paths {
+            stage
+                .throttle
+                .insert((*path).into(), Throttle::new(1.0, 1).unwrap());
+        }
+        p.api_stages.push(stage);
+        StagePlan::new(&p, &StageRef::any()).unwrap()
+    }
+
+    #[test]
+    fn each_method_path_names_its_own_bucket_exactly_and_keeps_it_across_rebuilds() {
+        let paths = [
+            "/items/GET",
+            "/items/POST",
+            "/orders/GET",
+            "/items/{id}/GET",
+        ];
+        let a = plan("a", &paths);
+        let tags: Vec<u64> = (0..paths.len())
+            .map(|i| a.bucket_tag(Bucket::Method(i)))
+            .collect();
+        let mut distinct = tags.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), paths.len(), "{tags:?}");
+        assert!(
+            tags.iter().all(|t| *t >= 2),
+            "0 and 1 are none and the plan's"
+        );
+        // The plan rebuilt with its overrides in another order: each keeps its tag and name.
+        let mut reversed = paths;
+        reversed.reverse();
+        let b = plan("a", &reversed);
+        for i in 0..paths.len() {
+            let name = a.bucket_name(Bucket::Method(i));
+            let j = (0..paths.len())
+                .find(|&j| b.bucket_name(Bucket::Method(j)) == name)
+                .unwrap();
+            assert_eq!(
+                a.bucket_tag(Bucket::Method(i)),
+                b.bucket_tag(Bucket::Method(j))
+            );
+        }
+        assert_eq!(a.bucket_name(Bucket::Plan), "plan");
+        assert_eq!(a.bucket_tag(Bucket::Plan), 1);
     }
 }

@@ -35,7 +35,7 @@ struct KeyState {
     window_start: u32,
     window_end: u32,
     day: u32,
-    /// The first bucket's tag ([`StagePlan::bucket_tag`], truncated), 0 for none.
+    /// The first bucket's tag ([`StagePlan::bucket_tag`]: a small number, exact), 0 for none.
     bucket: u32,
     /// What a key rarely has: more buckets, and usage of earlier days.
     rest: Option<Box<Rest>>,
@@ -509,8 +509,8 @@ impl<C: Clock + Clone> LocalMeter<C> {
     fn decide(&self, req: Admission<'_>) -> Verdict {
         let now = self.now();
         let limits = req.plan.limits(req.bucket);
-        // The tag names the bucket across rebuilds of the plan; 32 of its bits are enough to tell
-        // a key's few buckets apart.
+        // The tag names the bucket across rebuilds of the plan: a number this process gave its
+        // method path (fewer than 2^32 of them: exact in 32 bits).
         let tag = req.plan.bucket_tag(req.bucket) as u32;
         let retention = self.inner.retention_days;
         self.with_state(req.plan.number(), req.key_id, |st| {

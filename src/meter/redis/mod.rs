@@ -285,17 +285,18 @@ impl RedisMeter {
         self.timed(self.inner.conn.clone().query(&cmd)).await
     }
 
-    /// The policy's state of a key on a plan, with the arrival time of the bucket `tag`, as
-    /// Redis holds it (for the differential test), and the earlier days' usage.
+    /// The policy's state of a key on a plan, with the arrival time of the bucket named
+    /// `bucket` ([`StagePlan::bucket_name`]), as Redis holds it (for the differential test), and
+    /// the earlier days' usage.
     #[cfg(all(test, feature = "testing"))]
     pub(crate) async fn state(
         &self,
         plan_id: &str,
         key_id: &str,
-        tag: u64,
+        bucket: &str,
     ) -> Result<(State, Vec<(u32, u64)>), MeterError> {
         let fields = self.read(self.state_key(plan_id, key_id)).await?;
-        Ok(parse_state(&fields, tag))
+        Ok(parse_state(&fields, bucket))
     }
 }
 
@@ -342,10 +343,10 @@ fn escape(id: &str, out: &mut String) {
 }
 
 /// The policy's state from the hash's fields; the bucket `tag`'s arrival time in nanoseconds.
-fn parse_state(fields: &[(String, String)], tag: u64) -> (State, Vec<(u32, u64)>) {
+fn parse_state(fields: &[(String, String)], bucket: &str) -> (State, Vec<(u32, u64)>) {
     let mut s = State::default();
     let mut history = Vec::new();
-    let bucket = format!("b:{tag}");
+    let bucket = format!("b:{bucket}");
     for (f, v) in fields {
         match f.as_str() {
             "ws" => s.window_start = v.parse().unwrap_or(0),
@@ -567,7 +568,7 @@ fn admit_args(req: &Admission<'_>, limits: &Limits, cost: u32) -> Args {
         ..Args::default()
     };
     if let Some(b) = limits.bucket {
-        args.bucket = format!("b:{}", req.plan.bucket_tag(req.bucket));
+        args.bucket = format!("b:{}", req.plan.bucket_name(req.bucket));
         // As policy::gcra.
         let t = b.period_nanos.max(1);
         args.blocked = u8::from(b.burst == 0 || b.period_nanos == u64::MAX || cost > b.burst);
@@ -655,7 +656,7 @@ impl Meter for RedisMeter {
                 .into());
             }
             let fields = self.read(key).await?;
-            let (state, history) = parse_state(&fields, 0);
+            let (state, history) = parse_state(&fields, "");
             Ok(
                 policy::usage(&history, &state, quota.as_ref(), start.days(), end.days())
                     .into_iter()

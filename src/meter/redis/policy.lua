@@ -13,7 +13,8 @@
 --   ws, we, wu   the quota window [ws, we) in days since the epoch, and what was counted in it
 --   d, du        the latest UTC day decided on, and what was admitted on it
 --   u:<day>      what was admitted on an earlier day (kept for the retention)
---   b:<tag>      a bucket: "<seconds> <nanoseconds> <ahead>", its arrival time being `ahead`
+--   b:<name>     a bucket (`plan`, or a method path such as `/items/GET`):
+--                "<seconds> <nanoseconds> <ahead>", its arrival time being `ahead`
 --                nanoseconds after the instant (seconds, nanoseconds) at which it was written
 --
 -- ARGV:

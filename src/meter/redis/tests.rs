@@ -184,7 +184,10 @@ async fn the_lua_policy_gives_the_local_policys_verdicts() {
 
             // The state Redis keeps is the policy's.
             let tag = plan.bucket_tag(bucket);
-            let (state, history) = meter.state("p", "k", tag).await.unwrap();
+            let (state, history) = meter
+                .state("p", "k", &plan.bucket_name(bucket))
+                .await
+                .unwrap();
             let want = State {
                 tat: reference.tats.get(&tag).copied().unwrap_or(0),
                 ..reference.state
@@ -299,8 +302,12 @@ async fn leasing(server: &RedisServer, clock: &ManualClock, tokens: u32) -> Redi
 
 /// What Redis has counted of the key's day.
 async fn counted(meter: &RedisMeter, plan: &StagePlan) -> u64 {
-    let tag = plan.bucket_tag(Bucket::Plan);
-    meter.state("p", "k", tag).await.unwrap().0.day_used
+    meter
+        .state("p", "k", &plan.bucket_name(Bucket::Plan))
+        .await
+        .unwrap()
+        .0
+        .day_used
 }
 
 #[tokio::test]
