@@ -382,6 +382,7 @@ impl StagePlan {
     /// The name of a bucket of this plan that every process gives it: `plan` for the plan's own,
     /// the method path (`/items/GET`) for a method's, empty for none. What a shared meter (Redis)
     /// names the bucket's state by.
+    #[cfg_attr(not(any(feature = "redis", test)), allow(dead_code))]
     pub(crate) fn bucket_name(&self, bucket: Bucket) -> std::borrow::Cow<'_, str> {
         match bucket {
             Bucket::Method(i) => self
