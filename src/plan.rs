@@ -154,26 +154,34 @@ fn period_nanos(t: &Throttle) -> u64 {
         .max(1)
 }
 
-/// The numbers [`plan_number`] gave, by plan id.
-static NUMBERS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<Box<str>, u32>>> =
-    std::sync::OnceLock::new();
+/// Texts and the numbers [`intern`] gave them, in the order given.
+type Interned = std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<Box<str>, u32>>>;
 
-/// A number for each plan id this process has compiled a plan for, the same for the same id:
-/// the meter keeps it in each key's record instead of the id's text. Ids are compared as text
-/// here, once per compiled plan (a management change), never per request. The table keeps every
-/// id it was given (plans are few: AWS allows 300 per account).
-pub(crate) fn plan_number(id: &str) -> u32 {
+/// The number `table` gives `text`: the same for the same text, 0, 1, 2, … in the order first
+/// seen. Texts are compared whole, once per compiled plan (a management change), never per
+/// request; the table keeps every text it was given.
+fn intern(table: &Interned, text: &str) -> u32 {
     use std::sync::{Mutex, PoisonError};
-    let mut numbers = NUMBERS
+    let mut numbers = table
         .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    if let Some(n) = numbers.get(id) {
+    if let Some(n) = numbers.get(text) {
         return *n;
     }
     let n = u32::try_from(numbers.len()).unwrap_or(u32::MAX);
-    numbers.insert(id.into(), n);
+    numbers.insert(text.into(), n);
     n
+}
+
+/// The numbers [`plan_number`] gave, by plan id.
+static NUMBERS: Interned = std::sync::OnceLock::new();
+
+/// A number for each plan id this process has compiled a plan for, the same for the same id:
+/// the meter keeps it in each key's record instead of the id's text (plans are few: AWS allows
+/// 300 per account).
+pub(crate) fn plan_number(id: &str) -> u32 {
+    intern(&NUMBERS, id)
 }
 
 /// Every plan id [`plan_number`] has numbered, at the index of its number.
@@ -203,25 +211,14 @@ pub(crate) fn fill_secs(period: u64, burst: u32) -> u64 {
 }
 
 /// The numbers [`bucket_number`] gave, by method path.
-static BUCKETS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<Box<str>, u64>>> =
-    std::sync::OnceLock::new();
+static BUCKETS: Interned = std::sync::OnceLock::new();
 
 /// A number for each per-method throttle's method path (`/items/GET`) this process has compiled,
 /// the same for the same path, from 2 up (0 names no bucket, 1 the plan's own): what the local
-/// meter tells a key's buckets apart by. Exact (paths are compared as text, once per compiled
-/// plan, never per request), so two overrides never share a bucket by a hash's luck.
+/// meter tells a key's buckets apart by. Exact, so two overrides never share a bucket by a
+/// hash's luck.
 fn bucket_number(method_path: &str) -> u64 {
-    use std::sync::{Mutex, PoisonError};
-    let mut numbers = BUCKETS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(n) = numbers.get(method_path) {
-        return *n;
-    }
-    let n = numbers.len() as u64 + 2;
-    numbers.insert(method_path.into(), n);
-    n
+    u64::from(intern(&BUCKETS, method_path)) + 2
 }
 
 impl StagePlan {

@@ -1,6 +1,6 @@
 //! One connection to Redis or to a Redis Cluster, as [`RedisMeter`](crate::meter::RedisMeter)
 //! and [`RedisStore`](crate::store::RedisStore) both hold it: connecting within a timeout, and
-//! sending a command or a script on either kind.
+//! sending a command or a script on either kind; and their background tasks' timer.
 
 use std::time::Duration;
 
@@ -88,4 +88,26 @@ impl Conn {
             Self::Cluster(c) => script.prepare_invoke().load_async(c).await,
         }
     }
+}
+
+/// Runs `task` on what `owner` points to every `every` (the first time after one period), on a
+/// tokio task that ends once the owner is dropped: housekeeping no request pays for.
+pub(crate) fn spawn_every<T, F, Fut>(owner: std::sync::Weak<T>, every: std::time::Duration, task: F)
+where
+    T: Send + Sync + 'static,
+    F: Fn(std::sync::Arc<T>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(owner) = owner.upgrade() else {
+                return;
+            };
+            task(owner).await;
+        }
+    });
 }

@@ -1,6 +1,8 @@
 //! Running usage plans: reports, update-usage, CSV import, management paging, metrics (tracing: tests/tracing.rs).
 
 mod common;
+#[path = "support/metrics.rs"]
+mod metrics_support;
 
 use std::time::Duration;
 
@@ -240,62 +242,54 @@ async fn management_lists_a_plans_keys_and_hides_values() {
 
 #[test]
 fn metrics_count_each_outcome_by_route_template_without_key_labels() {
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    metrics::with_local_recorder(&recorder, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    let handle = metrics_support::with_metrics(async {
+        let app = app();
+        assert_eq!(
+            send(&app.router, Method::GET, "/items/42", Some(FREE))
+                .await
+                .status,
+            200
+        );
+        assert_eq!(
+            send(&app.router, Method::GET, "/items/43", None)
+                .await
+                .status,
+            403
+        );
+        assert_eq!(
+            send(&app.router, Method::GET, "/health", None).await.status,
+            200
+        );
+        // A path no route of the layer names: counted under `*`, never under its own path.
+        assert_eq!(
+            send(&app.router, Method::GET, "/nowhere/7", Some(FREE))
+                .await
+                .status,
+            404
+        );
+        for _ in 0..5 {
+            send(&app.router, Method::POST, "/orders", Some(FREE)).await;
+        }
+        // Methods outside the standard nine share one label: a client cannot make series.
+        for m in [&b"PURGE"[..], b"BREW", b"X-ANYTHING"] {
+            let m = Method::from_bytes(m).unwrap();
+            send(&app.router, m, "/items/42", Some(FREE)).await;
+        }
+        // A CORS preflight passes uncounted against any key, counted as bypassed.
+        let preflight = http::Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/orders")
+            .header("origin", "https://example.com")
+            .header("access-control-request-method", "POST")
+            .body(axum::body::Body::empty())
             .unwrap();
-        rt.block_on(async {
-            let app = app();
-            assert_eq!(
-                send(&app.router, Method::GET, "/items/42", Some(FREE))
-                    .await
-                    .status,
-                200
-            );
-            assert_eq!(
-                send(&app.router, Method::GET, "/items/43", None)
-                    .await
-                    .status,
-                403
-            );
-            assert_eq!(
-                send(&app.router, Method::GET, "/health", None).await.status,
-                200
-            );
-            // A path no route of the layer names: counted under `*`, never under its own path.
-            assert_eq!(
-                send(&app.router, Method::GET, "/nowhere/7", Some(FREE))
-                    .await
-                    .status,
-                404
-            );
-            for _ in 0..5 {
-                send(&app.router, Method::POST, "/orders", Some(FREE)).await;
-            }
-            // Methods outside the standard nine share one label: a client cannot make series.
-            for m in [&b"PURGE"[..], b"BREW", b"X-ANYTHING"] {
-                let m = Method::from_bytes(m).unwrap();
-                send(&app.router, m, "/items/42", Some(FREE)).await;
-            }
-            // A CORS preflight passes uncounted against any key, counted as bypassed.
-            let preflight = http::Request::builder()
-                .method(Method::OPTIONS)
-                .uri("/orders")
-                .header("origin", "https://example.com")
-                .header("access-control-request-method", "POST")
-                .body(axum::body::Body::empty())
-                .unwrap();
-            send_req(&app.router, preflight).await;
-            assert_eq!(
-                send(&app.router, Method::POST, "/orders", Some(FREE))
-                    .await
-                    .status,
-                429
-            );
-        });
+        send_req(&app.router, preflight).await;
+        assert_eq!(
+            send(&app.router, Method::POST, "/orders", Some(FREE))
+                .await
+                .status,
+            429
+        );
     });
     let text = handle.render();
     let count = |outcome: &str, method: &str| {

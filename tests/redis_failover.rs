@@ -12,6 +12,9 @@
 //! Without redis-server these tests print SKIPPED and pass, unless `CI` is set: then they fail.
 #![cfg(all(feature = "testing", feature = "redis", feature = "metrics"))]
 
+#[path = "support/metrics.rs"]
+mod metrics_support;
+
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
@@ -197,28 +200,13 @@ fn unavailable(handle: &PrometheusHandle) -> u64 {
         .map_or(0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
 }
 
-/// Runs `test` on a current-thread runtime with a Prometheus recorder of its own (every request
-/// runs on this thread); answers the recorder's handle.
-fn with_metrics(test: impl std::future::Future<Output = ()>) -> PrometheusHandle {
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    metrics::with_local_recorder(&recorder, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(test)
-    });
-    handle
-}
-
 #[test]
 fn a_stopped_master_fails_as_configured_and_admission_resumes_on_its_replica() {
     let Some(mut cluster) = RedisCluster::start_with_replicas() else {
         return;
     };
     let mut seen = During::default();
-    let handle = with_metrics(async {
+    let handle = metrics_support::with_metrics(async {
         let meter = RedisMeter::builder()
             .response_timeout(TIMEOUT)
             .connect_cluster(cluster.urls())
@@ -266,7 +254,7 @@ fn a_handed_over_master_loses_nothing_and_admission_goes_on() {
     };
     let mut seen = During::default();
     let (mut before, mut after) = (0, 0);
-    let handle = with_metrics(async {
+    let handle = metrics_support::with_metrics(async {
         let meter = RedisMeter::builder()
             .response_timeout(TIMEOUT)
             .connect_cluster(cluster.urls())

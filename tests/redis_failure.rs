@@ -6,6 +6,9 @@
 //!
 //! Without redis-server these tests print SKIPPED and pass, unless `CI` is set: then they fail.
 
+#[path = "support/metrics.rs"]
+mod metrics_support;
+
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
@@ -81,54 +84,46 @@ fn the_meter_fails_as_configured_within_the_timeout_counts_it_and_resumes() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    metrics::with_local_recorder(&recorder, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    let handle = metrics_support::with_metrics(async {
+        let meter = RedisMeter::builder()
+            .response_timeout(TIMEOUT)
+            .connect(&server.url())
+            .await
             .unwrap();
-        rt.block_on(async {
-            let meter = RedisMeter::builder()
-                .response_timeout(TIMEOUT)
-                .connect(&server.url())
-                .await
-                .unwrap();
-            let store = store();
-            let closed = app(store.clone(), meter.clone(), FailMode::Closed);
-            let open = app(store, meter, FailMode::Open);
-            assert_eq!(send(&closed).await.0, StatusCode::OK);
+        let store = store();
+        let closed = app(store.clone(), meter.clone(), FailMode::Closed);
+        let open = app(store, meter, FailMode::Open);
+        assert_eq!(send(&closed).await.0, StatusCode::OK);
 
-            // Down: refused connections.
-            server.stop();
-            for _ in 0..3 {
-                let (status, took) = send(&closed).await;
-                assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-                assert!(took < TIMEOUT + SLACK, "a request took {took:?}");
-                let (status, took) = send(&open).await;
-                assert_eq!(status, StatusCode::OK, "fail open admits unmetered");
-                assert!(took < TIMEOUT + SLACK, "a request took {took:?}");
-            }
-
-            // Back (empty, on the same port): admitted again, without a new meter.
-            server.restart();
-            let took = until_admitted(&closed, "after a restart").await;
-            eprintln!("admitted again {took:?} after Redis restarted");
-
-            // Frozen: accepts, answers nothing. Each request ends at the timeout.
-            server.pause();
+        // Down: refused connections.
+        server.stop();
+        for _ in 0..3 {
             let (status, took) = send(&closed).await;
             assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-            assert!(
-                took >= TIMEOUT && took < TIMEOUT + SLACK,
-                "a request on a frozen Redis took {took:?}"
-            );
-            let (status, took) = send(&open).await;
-            assert_eq!(status, StatusCode::OK);
             assert!(took < TIMEOUT + SLACK, "a request took {took:?}");
-            server.resume();
-            until_admitted(&closed, "after a freeze").await;
-        });
+            let (status, took) = send(&open).await;
+            assert_eq!(status, StatusCode::OK, "fail open admits unmetered");
+            assert!(took < TIMEOUT + SLACK, "a request took {took:?}");
+        }
+
+        // Back (empty, on the same port): admitted again, without a new meter.
+        server.restart();
+        let took = until_admitted(&closed, "after a restart").await;
+        eprintln!("admitted again {took:?} after Redis restarted");
+
+        // Frozen: accepts, answers nothing. Each request ends at the timeout.
+        server.pause();
+        let (status, took) = send(&closed).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            took >= TIMEOUT && took < TIMEOUT + SLACK,
+            "a request on a frozen Redis took {took:?}"
+        );
+        let (status, took) = send(&open).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(took < TIMEOUT + SLACK, "a request took {took:?}");
+        server.resume();
+        until_admitted(&closed, "after a freeze").await;
     });
     let text = handle.render();
     let unavailable = text

@@ -3,6 +3,8 @@
 //! or not at all.
 
 mod common;
+#[path = "support/metrics.rs"]
+mod metrics_support;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -358,33 +360,25 @@ async fn a_failing_store_can_fail_open() {
 #[cfg(feature = "metrics")]
 #[test]
 fn a_failed_store_is_counted_unavailable_whether_refused_or_admitted() {
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    metrics::with_local_recorder(&recorder, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            for (mode, want) in [
-                (FailMode::Closed, StatusCode::SERVICE_UNAVAILABLE),
-                (FailMode::Open, StatusCode::OK),
-            ] {
-                let remote = RemoteStore {
-                    inner: article_store(),
-                    down: Arc::new(AtomicBool::new(true)),
-                };
-                let layer = tower_usage_plans::UsagePlanLayer::builder(remote)
-                    .on_store_error(mode)
-                    .build()
-                    .unwrap();
-                let router = axum::Router::new()
-                    .route("/items", axum::routing::get(|| async { "items" }))
-                    .layer(layer);
-                let a = send(&router, Method::GET, "/items", Some(FREE)).await;
-                assert_eq!(a.status, want, "{mode:?}");
-            }
-        });
+    let handle = metrics_support::with_metrics(async {
+        for (mode, want) in [
+            (FailMode::Closed, StatusCode::SERVICE_UNAVAILABLE),
+            (FailMode::Open, StatusCode::OK),
+        ] {
+            let remote = RemoteStore {
+                inner: article_store(),
+                down: Arc::new(AtomicBool::new(true)),
+            };
+            let layer = tower_usage_plans::UsagePlanLayer::builder(remote)
+                .on_store_error(mode)
+                .build()
+                .unwrap();
+            let router = axum::Router::new()
+                .route("/items", axum::routing::get(|| async { "items" }))
+                .layer(layer);
+            let a = send(&router, Method::GET, "/items", Some(FREE)).await;
+            assert_eq!(a.status, want, "{mode:?}");
+        }
     });
     let text = handle.render();
     let count = |outcome: &str| -> u64 {

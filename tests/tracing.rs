@@ -43,8 +43,9 @@ impl std::io::Write for Buf {
     }
 }
 
-#[test]
-fn refusals_are_traced_with_ids_and_never_a_value() {
+/// What the layer logs (at TRACE and up, plain text) while `run` runs on a current-thread
+/// runtime, one test at a time.
+fn logged<F: std::future::Future<Output = ()>>(run: impl FnOnce() -> F) -> String {
     let _serial = serial();
     let buf = Buf::default();
     let writer = buf.clone();
@@ -54,27 +55,33 @@ fn refusals_are_traced_with_ids_and_never_a_value() {
         .with_writer(move || writer.clone())
         .finish();
     tracing::subscriber::with_default(subscriber, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        rt.block_on(async {
-            let app = app();
-            // POST /orders: burst 5, then 429.
-            for _ in 0..6 {
-                send(&app.router, Method::POST, "/orders", Some(FREE)).await;
-            }
-            send(
-                &app.router,
-                Method::GET,
-                "/items",
-                Some("not-a-key-but-long-enough-1234"),
-            )
-            .await;
-            send(&app.router, Method::GET, "/items", None).await;
-        });
+            .unwrap()
+            .block_on(run());
     });
-    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let out = buf.0.lock().unwrap().clone();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn refusals_are_traced_with_ids_and_never_a_value() {
+    let out = logged(|| async {
+        let app = app();
+        // POST /orders: burst 5, then 429.
+        for _ in 0..6 {
+            send(&app.router, Method::POST, "/orders", Some(FREE)).await;
+        }
+        send(
+            &app.router,
+            Method::GET,
+            "/items",
+            Some("not-a-key-but-long-enough-1234"),
+        )
+        .await;
+        send(&app.router, Method::GET, "/items", None).await;
+    });
     assert!(
         !out.contains(FREE),
         "a key's value must never be logged:\n{out}"
@@ -103,38 +110,25 @@ fn refusals_are_traced_with_ids_and_never_a_value() {
 /// builder says so through tracing.
 #[test]
 fn building_for_a_stage_no_plan_lists_warns() {
-    let _serial = serial();
-    let logs = Buf::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let text = logged(|| async {
         let _layer = UsagePlanLayer::builder(article_store())
             .stage("other", "prod")
             .build()
             .unwrap();
     });
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(text.contains("WARN"), "{text}");
     assert!(text.contains("no usage plan lists the stage"), "{text}");
     assert!(text.contains("other"), "{text}");
     assert!(!text.contains(FREE) && !text.contains(PREMIUM));
 
     // The article's own stage: nothing to warn about.
-    let logs = Buf::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let text = logged(|| async {
         let _layer = UsagePlanLayer::builder(article_store())
             .stage(API, STAGE)
             .build()
             .unwrap();
     });
-    assert!(logs.0.lock().unwrap().is_empty());
+    assert!(text.is_empty(), "{text}");
 }
 
 /// A store whose every lookup fails.
@@ -182,43 +176,29 @@ impl Meter for DownMeter {
 /// the key's id and plan, never the key's value.
 #[test]
 fn store_and_meter_failures_are_errors_with_ids_and_never_a_value() {
-    let _serial = serial();
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let down_store = axum::Router::new()
-                .route("/items", axum::routing::get(|| async { "items" }))
-                .layer(
-                    UsagePlanLayer::builder(DownStore)
-                        .require_key(Method::GET, "/items")
-                        .build()
-                        .unwrap(),
-                );
-            let a = send(&down_store, Method::GET, "/items", Some(FREE)).await;
-            assert_eq!(a.status, 503);
-            let down_meter = axum::Router::new()
-                .route("/items", axum::routing::get(|| async { "items" }))
-                .layer(
-                    UsagePlanLayer::builder(article_store())
-                        .require_key(Method::GET, "/items")
-                        .meter(DownMeter)
-                        .build()
-                        .unwrap(),
-                );
-            let a = send(&down_meter, Method::GET, "/items", Some(FREE)).await;
-            assert_eq!(a.status, 503);
-        });
+    let out = logged(|| async {
+        let down_store = axum::Router::new()
+            .route("/items", axum::routing::get(|| async { "items" }))
+            .layer(
+                UsagePlanLayer::builder(DownStore)
+                    .require_key(Method::GET, "/items")
+                    .build()
+                    .unwrap(),
+            );
+        let a = send(&down_store, Method::GET, "/items", Some(FREE)).await;
+        assert_eq!(a.status, 503);
+        let down_meter = axum::Router::new()
+            .route("/items", axum::routing::get(|| async { "items" }))
+            .layer(
+                UsagePlanLayer::builder(article_store())
+                    .require_key(Method::GET, "/items")
+                    .meter(DownMeter)
+                    .build()
+                    .unwrap(),
+            );
+        let a = send(&down_meter, Method::GET, "/items", Some(FREE)).await;
+        assert_eq!(a.status, 503);
     });
-    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     assert!(
         !out.contains(FREE),
         "a key's value must never be logged:\n{out}"

@@ -236,18 +236,7 @@ fn with_left(v: Verdict, left: u32) -> Verdict {
 /// Trims `leases` every few time-to-lives on a tokio task, until the meter is dropped: no request
 /// pays for forgetting keys.
 pub(super) fn spawn_trimmer(leases: Weak<Leases>, every: Duration) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let Some(leases) = leases.upgrade() else {
-                return;
-            };
-            leases.trim();
-        }
-    });
+    crate::redis_conn::spawn_every(leases, every, |leases| async move { leases.trim() });
 }
 
 #[cfg(test)]

@@ -383,16 +383,9 @@ fn decode(
 
 /// Checks the version every `every`, for as long as a clone of the store lives.
 fn spawn_refresher(inner: Weak<Inner>, every: Duration) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let Some(inner) = inner.upgrade() else { break };
-            // Errors are logged by refresh_held, once per outage.
-            let _ = inner.refresh().await;
-        }
+    crate::redis_conn::spawn_every(inner, every, |inner| async move {
+        // Errors are logged by refresh_held, once per outage.
+        let _ = inner.refresh().await;
     });
 }
 
