@@ -85,6 +85,9 @@ fn help_exits_0_and_shows_the_defaults() {
         ),
         ("admit_loop", &["[default: 1000000]", "MODE=tg"][..]),
         ("memory", &["[default: 1000000]"][..]),
+        ("latency", &["[default: 1000000]"][..]),
+        ("flush", &["[default: 1000000]", "[default: 1000]"][..]),
+        ("operate_bench", &["Takes no arguments"][..]),
     ] {
         for flag in ["--help", "-h"] {
             let out = run(name, &[flag]);
