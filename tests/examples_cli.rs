@@ -6,40 +6,13 @@
 //! run that selects only this file (`cargo test --test examples_cli`) builds them first.
 #![cfg(feature = "json")]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::sync::OnceLock;
-use std::time::Duration;
+#[path = "support/example.rs"]
+mod example_support;
 
-/// How long a started example may take to print what a test waits for before the test fails
-/// (a bound against a hang, not a timing).
-const PATIENCE: Duration = Duration::from_secs(120);
+use std::io::{Read, Write};
+use std::process::{Command, Output, Stdio};
 
-/// The built example `name`, built first when this run did not build it.
-fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let dir = std::env::current_exe()
-        .unwrap()
-        .parent() // deps
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join("examples");
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        BUILT.get_or_init(|| {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--examples", "--all-features", "--manifest-path"])
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "cargo build --examples failed");
-        });
-    }
-    assert!(path.exists(), "{} was not built", path.display());
-    path
-}
+use example_support::{example, Server, PATIENCE};
 
 fn run(name: &str, args: &[&str]) -> Output {
     Command::new(example(name))
@@ -167,110 +140,6 @@ fn a_listen_address_that_does_not_resolve_exits_1_naming_the_flag() {
             stderr.contains("cannot listen on --listen no-such-host.invalid:1"),
             "{name}: {stderr}"
         );
-    }
-}
-
-/// A started example, killed when dropped; its output read line by line on threads.
-struct Server {
-    child: Child,
-    lines: mpsc::Receiver<(bool, String)>,
-    seen: Vec<(bool, String)>,
-}
-
-impl Server {
-    fn start(name: &str, args: &[&str]) -> Server {
-        Self::start_with_env(name, args, &[])
-    }
-
-    fn start_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
-        // The quickstart keeps its state in one default file (target/quickstart.db) that one
-        // process holds at a time: tests run side by side, so each names its own state.
-        let own_state = ["--memory", "--data", "--redis"];
-        let memory: &[&str] = if name == "quickstart" && !args.iter().any(|a| own_state.contains(a))
-        {
-            &["--memory"]
-        } else {
-            &[]
-        };
-        let mut child = Command::new(example(name))
-            .args(args)
-            .args(memory)
-            .envs(env.iter().copied())
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        fn pump(out: impl Read + Send + 'static, err: bool, tx: mpsc::Sender<(bool, String)>) {
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send((err, line)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        pump(child.stdout.take().unwrap(), false, tx.clone());
-        pump(child.stderr.take().unwrap(), true, tx);
-        Server {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Reads until a line (of stderr when `err`) contains `what`; returns that line.
-    fn wait_for(&mut self, err: bool, what: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(PATIENCE) {
-                Ok((e, line)) => {
-                    self.seen.push((e, line.clone()));
-                    if e == err && line.contains(what) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no line with {what:?}; the example printed {:#?}",
-                    self.seen
-                ),
-            }
-        }
-    }
-
-    fn printed(&self, err: bool) -> Vec<&str> {
-        self.seen
-            .iter()
-            .filter(|(e, _)| *e == err)
-            .map(|(_, l)| l.as_str())
-            .collect()
-    }
-}
-
-impl Server {
-    /// Sends the process `signal` (`INT`, `TERM`) with kill(1).
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-    }
-
-    /// The address it serves, from its first line.
-    fn base(&mut self) -> String {
-        let line = self.wait_for(false, "Serving API ");
-        line.split(" on http://").nth(1).unwrap().to_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -6,112 +6,25 @@
 //! them first (with every feature). Without redis-server this test prints SKIPPED and passes,
 //! unless `CI` is set: then it fails.
 
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "support/example.rs"]
+mod example_support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
+use example_support::{Server, PATIENCE};
 use tower_usage_plans::testing::redis::RedisServer;
 
-/// A bound against a hang, not a timing.
-const PATIENCE: Duration = Duration::from_secs(120);
 /// ClientA-Free's value in the bundled demo configuration (public).
 const FREE: &str = "aBcDeFgHiJkLmNoPqRsTuVwXyZ123456789";
 
-fn quickstart() -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join("examples");
-    let path = dir.join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        BUILT.get_or_init(|| {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--examples", "--all-features", "--manifest-path"])
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "cargo build --examples failed");
-        });
-    }
-    path
-}
-
-/// A started quickstart, killed when dropped.
-struct Quickstart {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Quickstart {
-    fn start(redis: &str) -> Self {
-        Self::start_with(redis, &[])
-    }
-
-    fn start_with(redis: &str, more: &[&str]) -> Self {
-        let mut child = Command::new(quickstart())
-            .args(["--listen", "127.0.0.1:0", "--redis", redis])
-            .args(more)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        for out in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    fn wait_for(&mut self, what: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(PATIENCE) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(what) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line with {what:?}; printed {:#?}", self.seen),
-            }
-        }
-    }
-
-    /// The address it serves on.
-    fn addr(&mut self) -> String {
-        let line = self.wait_for("Serving API");
-        let url = line.rsplit(' ').next().unwrap();
-        url.trim_start_matches("http://").to_owned()
-    }
-}
-
-impl Drop for Quickstart {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A quickstart on the Redis at `redis`, with `more` flags.
+fn quickstart(redis: &str, more: &[&str]) -> Server {
+    Server::start(
+        "quickstart",
+        &[&["--listen", "127.0.0.1:0", "--redis", redis], more].concat(),
+    )
 }
 
 /// Sends one HTTP/1.1 request; the status and the body.
@@ -143,12 +56,12 @@ fn two_quickstarts_on_one_redis_share_keys_and_limits() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let mut a = Quickstart::start(&server.url());
-    a.wait_for("loaded --config into it");
-    let a_addr = a.addr();
-    let mut b = Quickstart::start(&server.url());
-    b.wait_for("it holds 2 keys and 2 plans already");
-    let b_addr = b.addr();
+    let mut a = quickstart(&server.url(), &[]);
+    a.wait_for(false, "loaded --config into it");
+    let a_addr = a.base();
+    let mut b = quickstart(&server.url(), &[]);
+    b.wait_for(false, "it holds 2 keys and 2 plans already");
+    let b_addr = b.base();
 
     // FreePlan's POST /orders: burst 5, 2 per second. Alternating between the two, the pair
     // admits one bucket's worth (plus what refilled meanwhile), not two.
@@ -173,20 +86,20 @@ fn a_key_made_through_one_quickstarts_admin_api_works_on_the_other() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let mut a = Quickstart::start_with(
+    let mut a = quickstart(
         &server.url(),
         &["--admin-listen", "127.0.0.1:0", "--admin-no-auth"],
     );
-    let a_addr = a.addr();
+    let a_addr = a.base();
     // "Admin API (…) on http://127.0.0.1:PORT: no signature checked (--admin-no-auth)"
-    let line = a.wait_for("Admin API");
+    let line = a.wait_for(false, "Admin API");
     let admin = line
         .split_once("http://")
         .and_then(|(_, rest)| rest.split_once(": "))
         .map(|(addr, _)| addr.to_owned())
         .unwrap_or_else(|| panic!("no admin address in {line:?}"));
-    let mut b = Quickstart::start(&server.url());
-    let b_addr = b.addr();
+    let mut b = quickstart(&server.url(), &[]);
+    let b_addr = b.base();
 
     let value = "made-through-the-admin-api-0123456789";
     assert_eq!(send(&b_addr, "GET", "/items", Some(value), "").0, 403);
