@@ -124,20 +124,8 @@ impl Resources {
             Some(slot) => slot,
             None => *self.router.at(resource).ok()?.value,
         };
-        let methods = self.methods.get(slot)?;
-        let own = |want: &Method| methods.iter().find(|(m, _)| m == want).map(|(_, i)| *i);
-        own(method)
-            .or_else(|| {
-                (method == Method::HEAD)
-                    .then(|| own(&Method::GET))
-                    .flatten()
-            })
-            .or_else(|| {
-                methods
-                    .iter()
-                    .find(|(m, _)| m.as_str() == "ANY")
-                    .map(|(_, i)| *i)
-            })
+        // The same rule as the layer's routes.
+        crate::route::setting(self.methods.get(slot)?, method)
     }
 }
 

@@ -87,7 +87,7 @@ pub(crate) fn matchit_template(template: &str, positional: bool) -> String {
 
 /// A method's setting on a resource: its own, else GET's for HEAD (axum answers HEAD with the
 /// GET handler), else the resource's `ANY`.
-fn setting<T: Copy>(entries: &[(Method, T)], method: &Method) -> Option<T> {
+pub(crate) fn setting<T: Copy>(entries: &[(Method, T)], method: &Method) -> Option<T> {
     let own = |want: &Method| entries.iter().find(|(m, _)| m == want).map(|(_, v)| *v);
     own(method)
         .or_else(|| {
