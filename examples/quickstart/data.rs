@@ -28,6 +28,13 @@ pub fn default_path() -> PathBuf {
 
 /// How many keys and plans `store` holds (up to one page of each: enough to tell empty).
 async fn held(store: &SqliteStore) -> Result<(usize, usize), String> {
+    let unreadable = |e: tower_usage_plans::error::StoreError| {
+        format!(
+            "error: cannot read --data {}: {}",
+            store.path().display(),
+            super::chain(&e)
+        )
+    };
     let page = PageRequest::first(500);
     let keys = store
         .get_api_keys(&ApiKeyQuery {
@@ -35,26 +42,14 @@ async fn held(store: &SqliteStore) -> Result<(usize, usize), String> {
             ..ApiKeyQuery::default()
         })
         .await
-        .map_err(|e| {
-            format!(
-                "error: cannot read --data {}: {}",
-                store.path().display(),
-                super::chain(&e)
-            )
-        })?;
+        .map_err(unreadable)?;
     let plans = store
         .get_usage_plans(&UsagePlanQuery {
             page,
             ..UsagePlanQuery::default()
         })
         .await
-        .map_err(|e| {
-            format!(
-                "error: cannot read --data {}: {}",
-                store.path().display(),
-                super::chain(&e)
-            )
-        })?;
+        .map_err(unreadable)?;
     Ok((keys.items.len(), plans.items.len()))
 }
 
