@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tower_usage_plans::meter::{Admission, Meter, Outcome, RedisMeter};
-use tower_usage_plans::model::{Quota, QuotaPeriod, Throttle};
-use tower_usage_plans::plan::Bucket;
-use tower_usage_plans::testing::meter::plan;
+use tower_usage_plans::meter::{Charge, Meter, Outcome, RedisMeter};
+use tower_usage_plans::model::QuotaPeriod;
+use tower_usage_plans::period::Calendar;
+use tower_usage_plans::testing::meter::{plan, TestPlan};
 use tower_usage_plans::testing::redis::RedisServer;
 
 fn env(name: &str, default: u64) -> u64 {
@@ -42,8 +42,8 @@ fn main() {
     // A throttle and a quota that admit everything: every call runs the whole script.
     let p = Arc::new(plan(
         "bench",
-        Some(Quota::new(u64::from(u32::MAX), QuotaPeriod::Month, 0).unwrap()),
-        Some(Throttle::new(1e6, 1_000_000).unwrap()),
+        Some((u64::from(u32::MAX), QuotaPeriod::Month, 0)),
+        Some((1e6, 1_000_000)),
     ));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -60,6 +60,16 @@ fn main() {
     // redis-benchmark: the same script by SHA, a key of the same shape (__rand_int__ picks one of
     // `keys`), the arguments RedisMeter sends for this plan on Redis's clock.
     let t = 1_000u64; // ns per token at 1e6/s
+                      // The month's window, and the next one's end, as the crate works them out for the script.
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let month = Calendar::aws(QuotaPeriod::Month, 0);
+    let (w, next) = (
+        month.window_at(unix),
+        month.window_at(month.window_at(unix).end),
+    );
     let out = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &server.port().to_string()])
         .args(["-c", &concurrency.to_string(), "-n", &requests.to_string()])
@@ -70,9 +80,10 @@ fn main() {
             "1",
             "tup:m:{bench:key__rand_int__}",
         ])
-        .args(["a", "", "0", "0", "0", "90", "1", "b:plan", "0"])
+        .args(["a", "", "0", "0", "0", "90", "1", "0", "0", "b:plan", "0"])
         .args([t.to_string(), (t * 1_000_000).to_string(), t.to_string()])
-        .args(["M", "0", &u32::MAX.to_string(), "0"])
+        .args([u32::MAX.to_string(), w.start.to_string(), w.end.to_string()])
+        .args([next.end.to_string(), "0".to_string()])
         .output()
         .expect("run redis-benchmark (Debian: redis-tools)");
     let csv = String::from_utf8_lossy(&out.stdout);
@@ -168,7 +179,7 @@ fn main() {
 fn run(
     rt: &tokio::runtime::Runtime,
     meter: &RedisMeter,
-    p: &Arc<tower_usage_plans::plan::StagePlan>,
+    p: &Arc<TestPlan>,
     concurrency: u64,
     requests: u64,
     keys: u64,
@@ -188,7 +199,7 @@ fn run(
                         }
                         let key = &ids[(i % keys) as usize];
                         let v = meter
-                            .admit(Admission::new(key, &p, Bucket::Plan))
+                            .admit(&Charge::new(&[p.counter(key)], 1).unwrap())
                             .await
                             .expect("the meter answers");
                         assert_eq!(v.outcome, Outcome::Admitted);

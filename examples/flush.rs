@@ -12,10 +12,10 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use http::Method;
-use tower_usage_plans::meter::{Admission, Meter, Outcome, PersistedMeter};
-use tower_usage_plans::model::{ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan};
-use tower_usage_plans::plan::StagePlan;
+use tower_usage_plans::meter::policy::{BucketLimits, Limits, QuotaLimits};
+use tower_usage_plans::meter::{Charge, Counter, Meter, Outcome, PersistedMeter};
+use tower_usage_plans::model::QuotaPeriod;
+use tower_usage_plans::period::Calendar;
 use tower_usage_plans::store::SqliteStore;
 use tower_usage_plans::LocalMeter;
 
@@ -30,9 +30,13 @@ struct Args {
     changed: usize,
 }
 
-fn admit(meter: &PersistedMeter, key: &Arc<str>, plan: &StagePlan) {
-    let bucket = plan.bucket_for("/items", &Method::GET);
-    let fut = pin!(meter.admit(Admission::new(key, plan, bucket)));
+/// The plan: its id, its bucket's name, its limits (1,000,000 rps, burst 1,000,000; 10^9 a
+/// day).
+struct Plan(Arc<str>, Arc<str>, Limits);
+
+fn admit(meter: &PersistedMeter, key: &Arc<str>, plan: &Plan) {
+    let counters = [Counter::new(&plan.0, key, Some(&plan.1), plan.2)];
+    let fut = pin!(meter.admit(&Charge::new(&counters, 1).unwrap()));
     let mut cx = Context::from_waker(Waker::noop());
     match fut.poll(&mut cx) {
         Poll::Ready(Ok(v)) => assert_eq!(v.outcome, Outcome::Admitted),
@@ -45,11 +49,17 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("usage-plans-flush-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temp directory");
     let store = SqliteStore::open(dir.join("flush.db")).expect("a new SQLite file");
-    let mut plan = UsagePlan::new("p", "P");
-    plan.throttle = Some(Throttle::new(1e6, 1_000_000).unwrap());
-    plan.quota = Some(Quota::new(1_000_000_000, QuotaPeriod::Day, 0).unwrap());
-    plan.api_stages.push(ApiStage::new("a", "s"));
-    let plan = StagePlan::all(&plan).remove(0);
+    let plan = Plan(
+        "p".into(),
+        "plan".into(),
+        Limits::new(
+            Some(BucketLimits::new(1_000, 1_000_000)),
+            Some(QuotaLimits::new(
+                1_000_000_000,
+                Calendar::aws(QuotaPeriod::Day, 0),
+            )),
+        ),
+    );
     let meter =
         PersistedMeter::with_flush_interval(&store, LocalMeter::new(), Duration::from_secs(3600))
             .expect("the meter");

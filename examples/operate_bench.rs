@@ -24,12 +24,13 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Empty;
 use tower::{service_fn, Service, ServiceBuilder};
 use tower_usage_plans::clock::ManualClock;
-use tower_usage_plans::meter::{Admission, Meter};
+use tower_usage_plans::meter::policy::{BucketLimits, Limits, QuotaLimits};
+use tower_usage_plans::meter::{Charge, Counter, Meter};
 use tower_usage_plans::model::{
-    ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, StageRef, Throttle, UsagePlan,
+    ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan,
 };
+use tower_usage_plans::period::Calendar;
 use tower_usage_plans::period::Date;
-use tower_usage_plans::plan::{Bucket, StagePlan};
 use tower_usage_plans::store::{Management, PageRequest};
 use tower_usage_plans::usage::{get_usage, import_csv, UsageQuery};
 use tower_usage_plans::{LocalMeter, MemoryStore, UsagePlanLayer};
@@ -166,15 +167,19 @@ fn main() {
     let day0 = Date::new(2024, 1, 1).expect("a date");
     let clock = ManualClock::at_unix_secs(day0.unix_secs() + 3600);
     let meter = LocalMeter::with_clock(clock.clone());
-    let plan = StagePlan::new(
-        &store.usage_plan("big").expect("the plan"),
-        &StageRef::new("abc123def4", "prod"),
-    )
-    .expect("on the stage");
+    // The counter of each key on the plan, as the layer charges it.
+    let big = store.usage_plan("big").expect("the plan");
+    let limits = Limits::new(
+        big.throttle.as_ref().map(BucketLimits::from_throttle),
+        big.quota
+            .map(|q| QuotaLimits::new(q.limit, Calendar::aws(q.period, q.offset))),
+    );
+    let (plan_id, bucket): (Arc<str>, Arc<str>) = ("big".into(), "plan".into());
     let ids: Vec<Arc<str>> = (0..10_000).map(|i| format!("big{i:09}").into()).collect();
     for _ in 0..90 {
         for id in &ids {
-            now(meter.admit(Admission::new(id, &plan, Bucket::Plan))).expect("admitted");
+            let counters = [Counter::new(&plan_id, id, Some(&bucket), limits)];
+            now(meter.admit(&Charge::new(&counters, 1).unwrap())).expect("admitted");
         }
         clock.advance(Duration::from_secs(86_400));
     }

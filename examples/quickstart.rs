@@ -214,7 +214,7 @@ async fn served<S: KeyStore + Management>(
                 continue;
             };
             if let Ok(Some(grant)) = store.lookup(&c.2, &on_stage).await {
-                if &*grant.key_id == id && grant.enabled && grant.plan.is_some() {
+                if &*grant.key_id == id && grant.enabled && grant.plan_id().is_some() {
                     first = Some(c.clone());
                     break 'plans;
                 }

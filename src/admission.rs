@@ -1,24 +1,31 @@
 //! The decision for one request, in one place: route, key, store, bucket, meter, answer.
 //!
-//! The Tower glue ([`UsagePlanService`](crate::UsagePlanService)) calls [`Gate::start`] for each
-//! request; it decides at once when the store and meter can answer without waiting (the in-memory
-//! ones), and otherwise hands back what is left to await as an owned [`Pending`], which
-//! [`Gate::finish`] decides. Nothing borrowed from the store outlives its answer: the store's
+//! The response future ([`ResponseFuture`](crate::ResponseFuture)) drives one state machine,
+//! [`Decide`], through [`Gate::poll_decide`]: the store's future, then the meter's, each polled
+//! where it was made. An in-memory store and meter answer with ready futures, so the whole
+//! decision is made in the future's first poll, without allocating; a store or meter that waits
+//! is awaited in the same code. Nothing borrowed from the store outlives its answer: the store's
 //! [`KeyGrant`] is owned, so no lock of the store is held while the meter, or any other code,
-//! runs.
+//! runs. Observability is told once, at the end.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Method, Request, Version};
 
+use crate::headers::RateInfo;
 use crate::key::KeySource;
-use crate::meter::{Admission, Meter, Outcome, Verdict};
+use crate::meter::{Charge, Meter, Outcome, Verdict};
 use crate::model::StageRef;
+use crate::observe::{Seen, Told};
 use crate::plan::{Bucket, StagePlan};
-use crate::response::{Grpc, RateInfo, Rejection, Responses};
-use crate::route::Routes;
+use crate::rejection::Rejection;
+use crate::response::{Grpc, Responses};
+use crate::route::{RouteMatch, Routes};
 use crate::store::{KeyGrant, KeyStore};
 
 /// What the layer does when its store or meter fails.
@@ -81,45 +88,26 @@ pub(crate) enum Decision {
     Reject(Rejection, Option<RateInfo>),
 }
 
-/// The start of a decision.
-#[derive(Debug)]
-pub(crate) enum Start {
-    /// The method requires no key: pass it through, uncounted.
-    Pass,
-    /// Decided.
-    Done(Decision),
-    /// The store or the meter must be awaited.
-    Wait(Pending),
+pin_project_lite::pin_project! {
+    /// Where a decision stands: not started, awaiting the store, awaiting the meter, or done.
+    #[project = DecideProj]
+    pub(crate) enum Decide<St: KeyStore, M: Meter> {
+        Start,
+        Lookup { #[pin] fut: St::Lookup, cost: u32 },
+        Admit { #[pin] fut: M::Admit, key_id: Arc<str>, plan: Arc<StagePlan>, bucket: Bucket },
+        Done,
+    }
 }
 
-/// What is left to decide, owned.
-#[derive(Debug)]
-pub(crate) struct Pending {
-    step: Step,
-    cost: u32,
-    at: crate::observe::At,
-}
-
-enum Step {
-    /// The store must be awaited for this key value (never shown in `Debug`).
-    Store {
-        value: Box<str>,
-        /// The path per-method throttles are matched against (the method is in `Pending::at`).
-        path: Box<str>,
-    },
-    /// The store answered; the meter must be awaited.
-    Meter {
-        key_id: Arc<str>,
-        plan: Arc<StagePlan>,
-        bucket: Bucket,
-    },
-}
-
-impl fmt::Debug for Step {
+impl<St: KeyStore, M: Meter> fmt::Debug for Decide<St, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Step::Store { .. } => f.write_str("Store"),
-            Step::Meter { key_id, .. } => f.debug_struct("Meter").field("key_id", key_id).finish(),
+            Decide::Start => f.write_str("Start"),
+            Decide::Lookup { .. } => f.write_str("Lookup"),
+            Decide::Admit { key_id, .. } => {
+                f.debug_struct("Admit").field("key_id", key_id).finish()
+            }
+            Decide::Done => f.write_str("Done"),
         }
     }
 }
@@ -209,120 +197,187 @@ type Refused = (Option<Arc<str>>, Rejection);
 /// The grant's key and plan, or why the key is refused.
 #[inline]
 fn plan_of(grant: Option<KeyGrant>) -> Result<(Arc<str>, Arc<StagePlan>), Refused> {
-    let grant = grant.ok_or((None, Rejection::InvalidKey))?;
-    if !grant.enabled {
-        return Err((Some(grant.key_id), Rejection::DisabledKey));
+    let (key_id, enabled, plan) = grant.ok_or((None, Rejection::InvalidKey))?.into_parts();
+    if !enabled {
+        return Err((Some(key_id), Rejection::DisabledKey));
     }
-    let Some(plan) = grant.plan else {
-        return Err((Some(grant.key_id), Rejection::NoPlan));
+    let Some(plan) = plan else {
+        return Err((Some(key_id), Rejection::NoPlan));
     };
-    Ok((grant.key_id, plan))
+    Ok((key_id, plan))
+}
+
+/// What a decision says about the request, for the one report at its end.
+struct Report<'a> {
+    key_id: Option<&'a str>,
+    plan_id: Option<&'a Arc<str>>,
+    told: Told<'a>,
 }
 
 impl<St: KeyStore, M: Meter> Gate<St, M> {
-    /// Decides at once if the store and meter can; else says what is left to await.
+    /// Advances the decision on `req`: `Ready(None)` for a request that needs no key (pass it
+    /// through, uncounted), `Ready(Some(decision))` once decided.
     #[inline]
-    pub(crate) fn start<B>(&self, req: &Request<B>, timer: &mut crate::observe::Timer) -> Start {
-        let (method, path) = target(req);
-        let route = self.routes.resolve(method, path);
-        let label = crate::observe::route_label(&route);
-        let labels = self.labels.get(&route, method);
-        timer.label(&labels);
-        let seen = crate::observe::Seen::new(&self.stage, label, method, &labels);
-        if !route.key_required || (self.pass_preflight && is_preflight(req)) {
-            crate::observe::bypassed(seen);
-            return Start::Pass;
+    pub(crate) fn poll_decide<B>(
+        &self,
+        mut state: Pin<&mut Decide<St, M>>,
+        cx: &mut Context<'_>,
+        req: &Request<B>,
+        timer: &mut crate::observe::Timer,
+    ) -> Poll<Option<Decision>> {
+        // What the start worked out, kept for the rest of this poll (a later poll works it out
+        // again from the request: only a store or meter that waited pays for that).
+        let mut at = None;
+        if let DecideProj::Start = state.as_mut().project() {
+            let (method, path) = target(req);
+            let route = self.routes.resolve(method, path);
+            let labels = self.labels.get(&route, method);
+            timer.label(&labels);
+            if !route.key_required || (self.pass_preflight && is_preflight(req)) {
+                state.set(Decide::Done);
+                self.report(
+                    req,
+                    Some((method, path, &route)),
+                    Report::new(Told::Bypassed),
+                );
+                return Poll::Ready(None);
+            }
+            let value = match self.key_source.read(req) {
+                Ok(value) => value,
+                Err(rejection) => {
+                    state.set(Decide::Done);
+                    let told = Report::new(Told::Refused(&rejection));
+                    self.report(req, Some((method, path, &route)), told);
+                    return Poll::Ready(Some(Decision::Reject(rejection, None)));
+                }
+            };
+            let cost = req.extensions().get::<RequestCost>().map_or(1, |c| c.get());
+            let fut = self.store.lookup(value, &self.stage);
+            state.set(Decide::Lookup { fut, cost });
+            at = Some((method, path, route));
         }
-        let value = match self.key_source.read(req) {
-            Ok(value) => value,
-            Err(rejection) => {
-                return Start::Done(crate::observe::done(
-                    seen,
-                    Decision::Reject(rejection, None),
-                ))
-            }
-        };
-        let cost = req.extensions().get::<RequestCost>().map_or(1, |c| c.get());
-        let grant = match self
-            .store
-            .lookup_now(value, &self.stage, crate::sealed::Token(()))
-        {
-            Some(Ok(grant)) => grant,
-            Some(Err(e)) => {
-                return Start::Done(crate::observe::store_failed(seen, &e, self.store_failed()))
-            }
-            None => {
-                return Start::Wait(Pending {
-                    step: Step::Store {
-                        value: value.into(),
-                        path: path.into(),
-                    },
-                    cost,
-                    at: crate::observe::At::new(label, method, &labels),
-                })
-            }
-        };
-        let (key_id, plan) = match plan_of(grant) {
-            Ok(found) => found,
-            Err((key_id, rejection)) => {
-                let seen = seen.with(key_id.as_deref().unwrap_or("-"), None);
-                return Start::Done(crate::observe::done(
-                    seen,
-                    Decision::Reject(rejection, None),
-                ));
-            }
-        };
-        let bucket = plan.bucket_for(path, method);
-        let admission = Admission::new(&key_id, &plan, bucket).with_cost(cost);
-        match self.meter.admit_now(admission, crate::sealed::Token(())) {
-            Some(verdict) => Start::Done(crate::observe::metered(
-                seen.with(&key_id, Some(plan.id())),
-                verdict,
-                |v| self.decision(v, &plan, bucket),
-            )),
-            None => Start::Wait(Pending {
-                step: Step::Meter {
-                    key_id,
-                    plan,
-                    bucket,
-                },
+        if let DecideProj::Lookup { fut, cost } = state.as_mut().project() {
+            let grant = ready!(fut.poll(cx));
+            let cost = *cost;
+            let (method, path) = match &at {
+                Some((m, p, _)) => (*m, *p),
+                None => target(req),
+            };
+            let route = at.as_ref().map(|a| &a.2);
+            let grant = match grant {
+                Ok(grant) => grant,
+                Err(e) => {
+                    state.set(Decide::Done);
+                    let decision = self.store_failed();
+                    let told = Told::Failed {
+                        what: "key store",
+                        error: &e,
+                        refused: refusal(&decision),
+                    };
+                    self.report(req, route.map(|r| (method, path, r)), Report::new(told));
+                    return Poll::Ready(Some(decision));
+                }
+            };
+            let (key_id, plan) = match plan_of(grant) {
+                Ok(found) => found,
+                Err((key_id, rejection)) => {
+                    state.set(Decide::Done);
+                    let told = Report {
+                        key_id: Some(key_id.as_deref().unwrap_or("-")),
+                        plan_id: None,
+                        told: Told::Refused(&rejection),
+                    };
+                    self.report(req, route.map(|r| (method, path, r)), told);
+                    return Poll::Ready(Some(Decision::Reject(rejection, None)));
+                }
+            };
+            let bucket = plan.bucket_for(path, method);
+            let counters = [plan.counter(&key_id, bucket)];
+            let fut = self.meter.admit(&Charge {
+                counters: &counters,
                 cost,
-                at: crate::observe::At::new(label, method, &labels),
-            }),
-        }
-    }
-
-    /// Decides what [`start`](Self::start) left to await.
-    pub(crate) async fn finish(&self, pending: Pending) -> Decision {
-        let at = &pending.at;
-        let seen = crate::observe::Seen::new(&self.stage, &at.route, &at.method, &at.labels);
-        let (key_id, plan, bucket) = match pending.step {
-            Step::Meter {
+            });
+            state.set(Decide::Admit {
+                fut,
                 key_id,
                 plan,
                 bucket,
-            } => (key_id, plan, bucket),
-            Step::Store { value, path } => {
-                let grant = match self.store.lookup(&value, &self.stage).await {
-                    Ok(grant) => grant,
-                    Err(e) => return crate::observe::store_failed(seen, &e, self.store_failed()),
+            });
+        }
+        let DecideProj::Admit {
+            fut,
+            key_id,
+            plan,
+            bucket,
+        } = state.as_mut().project()
+        else {
+            // Polled after it was decided: nothing more to decide.
+            return Poll::Ready(None);
+        };
+        let verdict = ready!(fut.poll(cx));
+        let (key_id, plan, bucket) = (key_id.clone(), plan.clone(), *bucket);
+        state.set(Decide::Done);
+        let place = at.as_ref().map(|(m, p, r)| (*m, *p, r));
+        let decision = match verdict {
+            Ok(verdict) => {
+                let decision = self.decision(&verdict, &plan, bucket);
+                let told = match &decision {
+                    Decision::Admit(_) => Told::Admitted,
+                    Decision::Reject(r, _) => Told::Refused(r),
                 };
-                match plan_of(grant) {
-                    Ok((key_id, plan)) => {
-                        let bucket = plan.bucket_for(&path, &pending.at.method);
-                        (key_id, plan, bucket)
-                    }
-                    Err((key_id, rejection)) => {
-                        let seen = seen.with(key_id.as_deref().unwrap_or("-"), None);
-                        return crate::observe::done(seen, Decision::Reject(rejection, None));
-                    }
-                }
+                let report = Report {
+                    key_id: Some(&key_id),
+                    plan_id: Some(plan.id()),
+                    told,
+                };
+                self.report(req, place, report);
+                decision
+            }
+            Err(e) => {
+                let decision = self.meter_failed();
+                let told = Told::Failed {
+                    what: "meter",
+                    error: &e,
+                    refused: refusal(&decision),
+                };
+                let report = Report {
+                    key_id: Some(&key_id),
+                    plan_id: Some(plan.id()),
+                    told,
+                };
+                self.report(req, place, report);
+                decision
             }
         };
-        let admission = Admission::new(&key_id, &plan, bucket).with_cost(pending.cost);
-        let verdict = self.meter.admit(admission).await;
-        let seen = seen.with(&key_id, Some(plan.id()));
-        crate::observe::metered(seen, verdict, |v| self.decision(v, &plan, bucket))
+        Poll::Ready(Some(decision))
+    }
+
+    /// Tells observability what became of `req`, once; `place` is its method, path and route
+    /// if the decision still has them (else they are worked out again).
+    #[inline]
+    fn report<B>(
+        &self,
+        req: &Request<B>,
+        place: Option<(&Method, &str, &RouteMatch<'_>)>,
+        report: Report<'_>,
+    ) {
+        let (method, route) = match place {
+            Some((method, _, route)) => (method, *route),
+            None => {
+                let (method, path) = target(req);
+                (method, self.routes.resolve(method, path))
+            }
+        };
+        let labels = self.labels.get(&route, method);
+        let seen = Seen {
+            stage: &self.stage,
+            route: crate::observe::route_label(&route),
+            method,
+            key_id: report.key_id,
+            plan_id: report.plan_id,
+            labels: &labels,
+        };
+        crate::observe::tell(seen, report.told);
     }
 
     fn store_failed(&self) -> Decision {
@@ -332,24 +387,17 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
         }
     }
 
+    fn meter_failed(&self) -> Decision {
+        match self.on_meter_error {
+            FailMode::Closed => Decision::Reject(Rejection::MeterUnavailable, None),
+            FailMode::Open => Decision::Admit(None),
+        }
+    }
+
     #[inline]
-    fn decision(
-        &self,
-        verdict: Result<Verdict, crate::error::MeterError>,
-        plan: &StagePlan,
-        bucket: Bucket,
-    ) -> Decision {
-        let verdict = match verdict {
-            Ok(verdict) => verdict,
-            Err(_) => {
-                return match self.on_meter_error {
-                    FailMode::Closed => Decision::Reject(Rejection::MeterUnavailable, None),
-                    FailMode::Open => Decision::Admit(None),
-                }
-            }
-        };
+    fn decision(&self, verdict: &Verdict, plan: &StagePlan, bucket: Bucket) -> Decision {
         let rate = if self.rate_headers {
-            RateInfo::new(&verdict, plan, bucket)
+            RateInfo::new(verdict, plan.policy(bucket), plan.quota().map(|q| q.period))
         } else {
             None
         };
@@ -362,5 +410,23 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
             }
             Outcome::Admitted => Decision::Admit(rate),
         }
+    }
+}
+
+impl<'a> Report<'a> {
+    fn new(told: Told<'a>) -> Self {
+        Self {
+            key_id: None,
+            plan_id: None,
+            told,
+        }
+    }
+}
+
+/// The refusal in a decision, if it is one.
+fn refusal(decision: &Decision) -> Option<&Rejection> {
+    match decision {
+        Decision::Reject(r, _) => Some(r),
+        Decision::Admit(_) => None,
     }
 }

@@ -113,6 +113,10 @@ pub enum ConfigError {
         /// The resource path.
         resource: String,
     },
+    /// The store could not list its plans for
+    /// [`build_checked`](crate::UsagePlanLayerBuilder::build_checked).
+    #[error("cannot read the store's usage plans to check them against the layer's routes")]
+    Store(#[source] StoreError),
     /// A route template on the layer is not valid.
     #[error("route {method} {template:?}: {reason}")]
     Route {

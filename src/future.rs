@@ -3,33 +3,39 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use bytes::{Buf, Bytes};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use crate::admission::{Decide, Decision, Gate};
 use crate::body::ResponseBody;
-use crate::response::RateInfo;
-
-/// A boxed answer, for requests that wait on a store or meter, or whose refused body is read.
-pub(crate) type BoxResponseFuture<B, E> =
-    Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
+use crate::headers::RateInfo;
+use crate::meter::Meter;
+use crate::service::{close, refusal, Unread, DRAIN_LIMIT};
+use crate::store::KeyStore;
 
 pin_project! {
     /// The future of a [`UsagePlanService`](crate::UsagePlanService): the inner service's
     /// answer (with the rate-limit headers added), or the layer's own.
     ///
-    /// An admitted request waits here for the inner service to be ready (the layer itself is
-    /// always ready, so that refusals never wait for a busy inner service). A request that the
-    /// store and meter decide at once (the in-memory store and meter) is answered without
-    /// allocating a future.
-    pub struct ResponseFuture<S, ReqBody, ResBody>
+    /// It decides the request first (its key, its plan, its meter), then, if admitted, waits
+    /// for the inner service to be ready and calls it (the layer itself is always ready, so
+    /// that refusals never wait for a busy inner service). With an in-memory store and meter the
+    /// decision is made in the first poll, and nothing is allocated on the way; a refused
+    /// HTTP/1.1 request's unread body is read and discarded here before the answer.
+    pub struct ResponseFuture<S, St, M, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>>,
+        St: KeyStore,
+        M: Meter,
     {
         #[pin]
-        kind: Kind<S, ReqBody, ResBody>,
+        kind: Kind<S, St, M, ReqBody, ResBody>,
+        gate: Arc<Gate<St, M>>,
         // Durations for the `metrics` feature (a unit without it).
         timer: crate::observe::Timer,
     }
@@ -37,68 +43,57 @@ pin_project! {
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<S, ReqBody, ResBody>
+    enum Kind<S, St, M, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>>,
+        St: KeyStore,
+        M: Meter,
     {
+        // Deciding: the store's and the meter's futures, in turn.
+        Deciding { #[pin] decide: Decide<St, M>, svc: Option<S>, req: Option<Request<ReqBody>> },
         // Admitted: waits for a clone of the inner service to be ready, then calls it.
         Admitted { svc: S, req: Option<Request<ReqBody>>, rate: Option<RateInfo> },
         Inner { #[pin] fut: S::Future, rate: Option<RateInfo> },
+        // Refused: reads what is left of the request's body (HTTP/1.1), then answers.
+        Draining { #[pin] body: ReqBody, read: u64, response: Option<Response<ResponseBody<ResBody>>> },
         Ready { response: Option<Response<ResponseBody<ResBody>>> },
-        Boxed { fut: BoxResponseFuture<ResBody, S::Error> },
     }
 }
 
-impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody, ResBody>
+impl<S, St, M, ReqBody, ResBody> ResponseFuture<S, St, M, ReqBody, ResBody>
 where
     S: Service<Request<ReqBody>>,
+    St: KeyStore,
+    M: Meter,
 {
-    /// Calls `svc` with `req` once `svc` is ready.
-    pub(crate) fn admitted(svc: S, req: Request<ReqBody>, rate: Option<RateInfo>) -> Self {
-        Self {
-            kind: Kind::Admitted {
-                svc,
-                req: Some(req),
-                rate,
-            },
-            timer: crate::observe::Timer::none(),
-        }
-    }
-
-    pub(crate) fn ready(response: Response<ResponseBody<ResBody>>) -> Self {
-        Self {
-            kind: Kind::Ready {
-                response: Some(response),
-            },
-            timer: crate::observe::Timer::none(),
-        }
-    }
-
-    pub(crate) fn boxed(fut: BoxResponseFuture<ResBody, S::Error>) -> Self {
-        Self {
-            kind: Kind::Boxed { fut },
-            timer: crate::observe::Timer::none(),
-        }
-    }
-
-    /// The same future, timed by `timer` (feature `metrics`).
+    /// Decides `req` by `gate`, then calls `svc` with it if admitted.
     #[inline]
-    pub(crate) fn timed(mut self, timer: crate::observe::Timer) -> Self {
-        self.timer = timer;
-        self
+    pub(crate) fn new(gate: Arc<Gate<St, M>>, svc: S, req: Request<ReqBody>) -> Self {
+        Self {
+            kind: Kind::Deciding {
+                decide: Decide::Start,
+                svc: Some(svc),
+                req: Some(req),
+            },
+            gate,
+            timer: crate::observe::Timer::start(),
+        }
     }
 }
 
-impl<S, ReqBody, ResBody> fmt::Debug for ResponseFuture<S, ReqBody, ResBody>
+impl<S, St, M, ReqBody, ResBody> fmt::Debug for ResponseFuture<S, St, M, ReqBody, ResBody>
 where
     S: Service<Request<ReqBody>>,
+    St: KeyStore,
+    M: Meter,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.kind {
+            Kind::Deciding { .. } => "Deciding",
             Kind::Admitted { .. } => "Admitted",
             Kind::Inner { .. } => "Inner",
+            Kind::Draining { .. } => "Draining",
             Kind::Ready { .. } => "Ready",
-            Kind::Boxed { .. } => "Boxed",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -108,7 +103,7 @@ where
 
 /// Wraps the inner service's response, adding the rate-limit headers.
 #[inline]
-pub(crate) fn wrap<B>(response: Response<B>, rate: Option<&RateInfo>) -> Response<ResponseBody<B>> {
+fn wrap<B>(response: Response<B>, rate: Option<&RateInfo>) -> Response<ResponseBody<B>> {
     let mut response = response.map(ResponseBody::inner);
     if let Some(rate) = rate {
         rate.write(response.headers_mut());
@@ -116,21 +111,55 @@ pub(crate) fn wrap<B>(response: Response<B>, rate: Option<&RateInfo>) -> Respons
     response
 }
 
-impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody, ResBody>
+const COMPLETED: &str = "ResponseFuture polled after it completed";
+
+impl<S, St, M, ReqBody, ResBody> Future for ResponseFuture<S, St, M, ReqBody, ResBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    St: KeyStore,
+    M: Meter,
+    ReqBody: http_body::Body,
+    ResBody: http_body::Body<Data = Bytes>,
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let this = self.as_mut().project();
-            let inner = match this.kind.project() {
+            let next = match this.kind.project() {
+                KindProj::Deciding { decide, svc, req } => {
+                    let request = req.as_ref().expect(COMPLETED);
+                    let decision = ready!(this.gate.poll_decide(decide, cx, request, this.timer));
+                    let (svc, req) = (svc.take().expect(COMPLETED), req.take().expect(COMPLETED));
+                    match decision {
+                        None => Kind::Admitted {
+                            svc,
+                            req: Some(req),
+                            rate: None,
+                        },
+                        Some(Decision::Admit(rate)) => Kind::Admitted {
+                            svc,
+                            req: Some(req),
+                            rate,
+                        },
+                        Some(Decision::Reject(rejection, rate)) => {
+                            let (response, unread) = refusal(this.gate, &req, rejection, rate);
+                            match unread {
+                                Unread::Drain => Kind::Draining {
+                                    body: req.into_body(),
+                                    read: 0,
+                                    response: Some(response),
+                                },
+                                Unread::Nothing | Unread::Close => Kind::Ready {
+                                    response: Some(response),
+                                },
+                            }
+                        }
+                    }
+                }
                 KindProj::Admitted { svc, req, rate } => {
                     ready!(svc.poll_ready(cx))?;
-                    let req = req
-                        .take()
-                        .expect("ResponseFuture polled after it completed");
+                    let req = req.take().expect(COMPLETED);
                     this.timer.inner_started_now();
                     Kind::Inner {
                         fut: svc.call(req),
@@ -142,22 +171,42 @@ where
                     this.timer.finish(response.status());
                     return Poll::Ready(Ok(wrap(response, rate.as_ref())));
                 }
+                KindProj::Draining {
+                    mut body,
+                    read,
+                    response,
+                } => {
+                    // Reads and discards the body, at most DRAIN_LIMIT bytes; past it, or on an
+                    // error, the connection is closed after the answer.
+                    let ended = loop {
+                        match ready!(body.as_mut().poll_frame(cx)) {
+                            None => break true,
+                            Some(Err(_)) => break false,
+                            Some(Ok(frame)) => {
+                                if let Some(data) = frame.data_ref() {
+                                    *read = read.saturating_add(data.remaining() as u64);
+                                }
+                                if *read > DRAIN_LIMIT {
+                                    break false;
+                                }
+                            }
+                        }
+                    };
+                    let mut response = response.take().expect(COMPLETED);
+                    if !ended {
+                        close(&mut response);
+                    }
+                    Kind::Ready {
+                        response: Some(response),
+                    }
+                }
                 KindProj::Ready { response } => {
-                    let response = response
-                        .take()
-                        .expect("ResponseFuture polled after it completed");
+                    let response = response.take().expect(COMPLETED);
                     this.timer.finish(response.status());
                     return Poll::Ready(Ok(response));
                 }
-                KindProj::Boxed { fut } => {
-                    let out = ready!(fut.as_mut().poll(cx));
-                    if let Ok(response) = &out {
-                        this.timer.finish(response.status());
-                    }
-                    return Poll::Ready(out);
-                }
             };
-            self.as_mut().project().kind.set(inner);
+            self.as_mut().project().kind.set(next);
         }
     }
 }

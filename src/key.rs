@@ -28,7 +28,7 @@ use std::fmt;
 use http::{HeaderName, Request};
 
 use crate::model::{MAX_KEY_LEN, MIN_KEY_LEN};
-use crate::response::Rejection;
+use crate::rejection::Rejection;
 
 /// Where the layer reads a request's API key.
 #[derive(Clone, Debug, PartialEq, Eq)]

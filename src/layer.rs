@@ -75,13 +75,9 @@ impl<St: KeyStore> UsagePlanLayer<St, LocalMeter> {
     /// A layer on `store` with every default: any stage, a key required on every route, an
     /// in-process [`LocalMeter`], the `x-api-key` header, rate-limit headers on, failing closed.
     pub fn new(store: St) -> Self {
-        let builder = Self::builder(store);
         // With no routes, every method requires a key, so no per-method throttle is on a method
-        // without one; a throttle whose template can never match is only logged (naming plan and
-        // key), as `new` cannot fail. Plans route their own templates: none is ever dropped.
-        if let Err(e) = builder.check_plans(&Routes::new(true)) {
-            tracing::warn!(error = %e, "a usage plan's per-method throttle can never apply");
-        }
+        // without one. Plans route their own templates: none is ever dropped.
+        let builder = Self::builder(store);
         let routes = Routes::new(builder.default_required);
         builder.finish(routes)
     }
@@ -100,6 +96,7 @@ impl<St: KeyStore> UsagePlanLayer<St, LocalMeter> {
             rate_headers: true,
             pass_preflight: true,
             responses: Responses::default(),
+            plans: Vec::new(),
         }
     }
 }
@@ -145,13 +142,7 @@ impl<St, M> UsagePlanLayer<St, M> {
     /// assert!(err.to_string().contains("/health/GET"));
     /// ```
     pub fn check_plan(&self, plan: &crate::model::UsagePlan) -> Result<(), ConfigError> {
-        let gate = &*self.gate;
-        for compiled in crate::plan::StagePlan::all(plan) {
-            if gate.stage.matches(compiled.api_id(), compiled.stage()) {
-                check_plan(&compiled, &gate.routes)?;
-            }
-        }
-        Ok(())
+        check_on(plan, &self.gate.stage, &self.gate.routes).map(drop)
     }
 }
 
@@ -177,6 +168,8 @@ pub struct UsagePlanLayerBuilder<St, M> {
     rate_headers: bool,
     pass_preflight: bool,
     responses: Responses,
+    /// Plans to check at build, as [`check_plans`](Self::check_plans) was given them.
+    plans: Vec<crate::model::UsagePlan>,
 }
 
 impl<St: fmt::Debug, M: fmt::Debug> fmt::Debug for UsagePlanLayerBuilder<St, M> {
@@ -211,6 +204,7 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
             rate_headers: self.rate_headers,
             pass_preflight: self.pass_preflight,
             responses: self.responses,
+            plans: self.plans,
         }
     }
 
@@ -294,8 +288,21 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
         self
     }
 
-    /// Builds the layer, checking the routes and every per-method throttle the store's plans
-    /// set on the stage, so that none is configured and silently never applies:
+    /// Plans that [`build`](Self::build) checks against the routes, as
+    /// [`build_checked`](Self::build_checked) checks the store's (for a store without
+    /// [`Management`](crate::store::Management), or plans not stored yet). Adds to what was
+    /// given before.
+    pub fn check_plans<'a>(
+        mut self,
+        plans: impl IntoIterator<Item = &'a crate::model::UsagePlan>,
+    ) -> Self {
+        self.plans.extend(plans.into_iter().cloned());
+        self
+    }
+
+    /// Builds the layer, checking the routes and every per-method throttle on the layer's stage
+    /// of the plans given to [`check_plans`](Self::check_plans), so that none is configured and
+    /// silently never applies:
     ///
     /// - one on a method that requires no key (the article's Mistake 1) is refused with
     ///   [`ConfigError::UnreachableOverride`];
@@ -303,12 +310,86 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
     ///   `/items/{a}{b}`) is refused with [`ConfigError::Route`], naming the plan and the
     ///   throttle's key.
     ///
+    /// [`build_checked`](Self::build_checked) checks the plans the store holds.
+    ///
     /// Each plan routes its own templates (`/items/{id}/GET` applies to `GET /items/42` whether
     /// or not the layer names the route), so the templates of different plans never clash, and
     /// a templated throttle added at run time applies to the next request.
     pub fn build(self) -> Result<UsagePlanLayer<St, M>, ConfigError> {
         let routes = self.routes()?;
-        self.check_plans(&routes)?;
+        for plan in &self.plans {
+            check_on(plan, &self.stage, &routes)?;
+        }
+        Ok(self.finish(routes))
+    }
+
+    /// [`build`](Self::build), checking every plan the store holds too (read through its
+    /// [`Management`](crate::store::Management), every page), and warning through `tracing`
+    /// when no plan lists the layer's stage: every request that needs a key would then be
+    /// answered 403.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build); and [`ConfigError::Store`] if the store cannot list its
+    /// plans.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use http::Method;
+    /// use tower_usage_plans::error::ConfigError;
+    /// use tower_usage_plans::model::{ApiStage, Throttle, UsagePlan};
+    /// use tower_usage_plans::{MemoryStore, UsagePlanLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let store = MemoryStore::new();
+    /// let mut plan = UsagePlan::new("plan111", "FreePlan");
+    /// plan.throttle = Some(Throttle::new(10.0, 20).unwrap());
+    /// let mut stage = ApiStage::new("abc123def4", "prod");
+    /// stage.throttle.insert("/health/GET".into(), Throttle::new(1.0, 1).unwrap());
+    /// plan.api_stages.push(stage);
+    /// store.create_usage_plan(plan).unwrap();
+    ///
+    /// // GET /health needs no key: its throttle would never apply.
+    /// let err = UsagePlanLayer::builder(store)
+    ///     .stage("abc123def4", "prod")
+    ///     .no_key(Method::GET, "/health")
+    ///     .build_checked()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(matches!(err, ConfigError::UnreachableOverride { .. }), "{err}");
+    /// # }
+    /// ```
+    pub async fn build_checked(self) -> Result<UsagePlanLayer<St, M>, ConfigError>
+    where
+        St: crate::store::Management,
+    {
+        let routes = self.routes()?;
+        let mut listed = false;
+        let mut query = crate::store::UsagePlanQuery::default();
+        loop {
+            let page = self
+                .store
+                .get_usage_plans(&query)
+                .await
+                .map_err(ConfigError::Store)?;
+            for plan in page.items.iter().chain(&self.plans) {
+                listed |= check_on(plan, &self.stage, &routes)?;
+            }
+            match page.position {
+                Some(position) => query.page.position = Some(position),
+                None => break,
+            }
+        }
+        if !listed {
+            tracing::warn!(
+                api_id = self.stage.api_id(),
+                stage = self.stage.stage(),
+                "no usage plan lists the stage this layer serves: every request that needs a key \
+                 will be answered 403 until a plan lists it (UsagePlanLayerBuilder::stage)"
+            );
+        }
         Ok(self.finish(routes))
     }
 
@@ -318,23 +399,6 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
             routes.set(method.clone(), template, *required)?;
         }
         Ok(routes)
-    }
-
-    /// Checks that every per-method throttle of the stage's plans can apply on `routes`.
-    fn check_plans(&self, routes: &Routes) -> Result<(), ConfigError> {
-        let plans = self.store.plans_now(&self.stage);
-        if plans.as_ref().is_some_and(Vec::is_empty) {
-            tracing::warn!(
-                api_id = self.stage.api_id(),
-                stage = self.stage.stage(),
-                "no usage plan lists the stage this layer serves: every request that needs a key \
-                 will be answered 403 until a plan lists it (UsagePlanLayerBuilder::stage)"
-            );
-        }
-        for plan in plans.unwrap_or_default() {
-            check_plan(&plan, routes)?;
-        }
-        Ok(())
     }
 
     fn finish(self, routes: Routes) -> UsagePlanLayer<St, M> {
@@ -354,6 +418,23 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
             }),
         }
     }
+}
+
+/// Checks `plan` on each of its stages that `stage` matches ([`check_plan`]); answers whether
+/// the plan lists such a stage.
+fn check_on(
+    plan: &crate::model::UsagePlan,
+    stage: &StageRef,
+    routes: &Routes,
+) -> Result<bool, ConfigError> {
+    let mut listed = false;
+    for compiled in crate::plan::StagePlan::all(plan) {
+        if stage.matches(compiled.api_id(), compiled.stage()) {
+            listed = true;
+            check_plan(&compiled, routes)?;
+        }
+    }
+    Ok(listed)
 }
 
 /// Checks that every per-method throttle of `plan` can apply on `routes`: its resource path can

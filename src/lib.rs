@@ -83,6 +83,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 mod future;
+mod headers;
 pub mod key;
 mod layer;
 pub mod meter;
@@ -92,9 +93,10 @@ pub mod model;
 mod observe;
 pub mod patch;
 pub mod period;
-pub mod plan;
+mod plan;
 #[cfg(feature = "redis")]
 mod redis_conn;
+mod rejection;
 pub mod response;
 mod route;
 mod service;
@@ -102,14 +104,6 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod usage;
-
-/// The crate's own fast paths on its traits take this token, which only this crate can make.
-#[doc(hidden)]
-pub mod sealed {
-    /// A token only this crate can make.
-    #[derive(Clone, Copy, Debug)]
-    pub struct Token(pub(crate) ());
-}
 
 pub use admission::{FailMode, RequestCost};
 pub use body::ResponseBody;

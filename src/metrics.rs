@@ -39,7 +39,6 @@ use http::{Method, StatusCode};
 use metrics::{Key, Label, Level, Metadata, SharedString};
 
 use crate::model::StageRef;
-use crate::observe::Seen;
 
 /// The request counter's name.
 pub const REQUESTS_TOTAL: &str = "usage_plans_requests_total";
@@ -165,9 +164,9 @@ impl LabelTable {
 pub(crate) struct Labels(Arc<RouteLabels>);
 
 /// Counts one request.
-pub(crate) fn request(seen: Seen<'_>, outcome: &'static str) {
-    let l = &seen.labels.0;
-    let plan = match seen.plan_id {
+pub(crate) fn request(labels: &Labels, plan_id: Option<&Arc<str>>, outcome: &'static str) {
+    let l = &labels.0;
+    let plan = match plan_id {
         Some(id) => SharedString::from(Arc::clone(id)),
         None => SharedString::const_str(""),
     };
@@ -201,11 +200,6 @@ impl Timer {
         }
     }
 
-    /// A timer that times nothing (a future the layer answers itself, until it is timed).
-    pub(crate) fn none() -> Self {
-        Self::default()
-    }
-
     /// Names what is timed: the stage, and the method with the route label (from the decision,
     /// which has resolved the route already).
     pub(crate) fn label(&mut self, labels: &Labels) {
@@ -218,18 +212,6 @@ impl Timer {
     pub(crate) fn inner_started_now(&mut self) {
         if self.start.is_some() {
             self.inner = Some(Instant::now());
-        }
-    }
-
-    /// Now, to time an inner call with [`inner_done`](Self::inner_done).
-    pub(crate) fn now() -> Option<Instant> {
-        Some(Instant::now())
-    }
-
-    /// The inner service, called at `since`, answered `status`.
-    pub(crate) fn inner_done(&self, since: Option<Instant>, status: StatusCode) {
-        if let (Some(l), Some(since)) = (&self.labels, since) {
-            record(&l.0.inner[class(status)], since);
         }
     }
 

@@ -141,6 +141,51 @@ impl Window {
     }
 }
 
+/// The calendar a quota counts in: which window holds an instant.
+///
+/// The crate's calendar code, handed to every meter with a quota's limit
+/// ([`QuotaLimits`](crate::meter::policy::QuotaLimits)), so that no meter implements a calendar
+/// of its own: a meter asks [`window_at`](Self::window_at) for the window holding its clock's
+/// reading. Today's calendars are AWS's: UTC days, weeks from a weekday, months from a day
+/// ([`window`]).
+///
+/// ```
+/// use tower_usage_plans::model::QuotaPeriod;
+/// use tower_usage_plans::period::{Calendar, Date};
+///
+/// let month = Calendar::aws(QuotaPeriod::Month, 4); // from the 5th of each month
+/// let w = month.window_at(Date::new(2024, 3, 2).unwrap().unix_secs());
+/// assert_eq!((w.start_date(), w.end_date()), (Date::new(2024, 2, 5).unwrap(), Date::new(2024, 3, 5).unwrap()));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Calendar {
+    period: QuotaPeriod,
+    offset: u32,
+}
+
+impl Calendar {
+    /// AWS's calendar for a quota of `period` and `offset` (see the [module docs](self)).
+    pub const fn aws(period: QuotaPeriod, offset: u32) -> Self {
+        Self { period, offset }
+    }
+
+    /// The quota's period.
+    pub const fn period(&self) -> QuotaPeriod {
+        self.period
+    }
+
+    /// The quota's offset.
+    pub const fn offset(&self) -> u32 {
+        self.offset
+    }
+
+    /// The window that holds `unix_secs` (seconds since the epoch).
+    #[inline]
+    pub fn window_at(&self, unix_secs: u64) -> Window {
+        window(self.period, self.offset, unix_secs)
+    }
+}
+
 /// The window of a quota with this `period` and `offset` that holds `now_secs` (seconds since the
 /// epoch, UTC).
 ///

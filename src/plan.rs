@@ -1,38 +1,23 @@
-//! A usage plan as it applies on one stage, compiled for the request path.
+//! A usage plan as it applies on one stage, compiled for the request path (crate-private).
 //!
-//! A [`KeyStore`](crate::store::KeyStore) answers a key's plan as a [`StagePlan`]: the plan's
-//! throttle and quota and that stage's per-method throttles, parsed once when the plan is stored,
-//! so that a request only compares a few strings to find its bucket.
-//!
-//! # Examples
-//!
-//! ```
-//! use http::Method;
-//! use tower_usage_plans::model::{ApiStage, StageRef, Throttle, UsagePlan};
-//! use tower_usage_plans::plan::{Bucket, StagePlan};
-//!
-//! let mut plan = UsagePlan::new("plan111", "FreePlan");
-//! plan.throttle = Some(Throttle::new(5.0, 10).unwrap());
-//! let mut stage = ApiStage::new("abc123def4", "prod");
-//! stage.throttle.insert("/items/GET".into(), Throttle::new(10.0, 20).unwrap());
-//! plan.api_stages.push(stage);
-//!
-//! let prod = StagePlan::new(&plan, &StageRef::new("abc123def4", "prod")).unwrap();
-//! assert_eq!(prod.bucket_for("/items", &Method::GET), Bucket::Method(0));
-//! assert_eq!(prod.bucket_throttle(Bucket::Method(0)).unwrap().burst_limit, 20);
-//! assert_eq!(prod.bucket_for("/items", &Method::POST), Bucket::Plan);
-//! assert!(StagePlan::new(&plan, &StageRef::new("abc123def4", "dev")).is_none());
-//! ```
+//! A [`KeyStore`](crate::store::KeyStore) answers a key's plan inside its grant; the stores keep
+//! each plan compiled here: the plan's throttle and quota and that stage's per-method throttles,
+//! parsed once when the plan is stored, with each bucket's name, limits and `RateLimit-Policy`
+//! value, so that a request only compares a few strings to find its bucket and hands the meter
+//! a [`Counter`](crate::meter::Counter) made of references.
 
 use std::sync::Arc;
 
 use http::Method;
 
+use crate::meter::policy::{BucketLimits, Limits, QuotaLimits, BLOCKED_RETRY_SECS};
+use crate::meter::Counter;
 use crate::model::{MethodPath, Quota, StageRef, Throttle, UsagePlan};
+use crate::period::Calendar;
 
 /// Which token bucket of a plan a request draws from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Bucket {
+pub(crate) enum Bucket {
     /// The plan has no throttle: no bucket, only the quota (if any).
     None,
     /// The plan's own throttle.
@@ -44,34 +29,38 @@ pub enum Bucket {
 
 /// A per-method throttle of a plan on a stage.
 #[derive(Clone, Debug, PartialEq)]
-pub struct MethodThrottle {
+pub(crate) struct MethodThrottle {
     /// The method it applies to.
-    pub method: MethodPath,
+    pub(crate) method: MethodPath,
     /// Its throttle.
-    pub throttle: Throttle,
+    pub(crate) throttle: Throttle,
 }
 
-/// A usage plan as it applies on one stage. See the [module example](self).
+/// A usage plan as it applies on one stage. See the [module docs](self).
 #[derive(Clone, Debug)]
-pub struct StagePlan {
+pub(crate) struct StagePlan {
     id: Arc<str>,
-    /// The plan id's number in this process ([`plan_number`]), for the meter's records.
-    number: u32,
     api_id: Box<str>,
     stage: Box<str>,
-    throttle: Option<Throttle>,
     quota: Option<Quota>,
     methods: Box<[MethodThrottle]>,
-    /// A tag per method bucket, the same for the same method in any build of the plan.
-    tags: Box<[u64]>,
-    /// Nanoseconds per token of the plan's bucket (index 0) and of each method's (index i + 1),
-    /// worked out once here rather than on every request.
-    periods: Box<[u64]>,
-    /// The `RateLimit-Policy` value of each bucket (index as `periods`; [`Bucket::None`] last),
-    /// built once here rather than on every request.
-    policies: Box<[Option<http::HeaderValue>]>,
+    /// Each bucket's name, limits and `RateLimit-Policy` value: the plan's own (index 0), each
+    /// method's (index i + 1), and no bucket (last), worked out once here rather than on every
+    /// request.
+    buckets: Box<[BucketInfo]>,
     /// The resources the per-method throttles name, matched against a request's route or path.
     resources: Resources,
+}
+
+/// What a request drawing from one bucket of the plan needs.
+#[derive(Clone, Debug)]
+struct BucketInfo {
+    /// `plan`, or the method path (`/items/GET`): what every meter names the bucket by.
+    name: Arc<str>,
+    /// The bucket's limits (none for no bucket) and the plan's quota.
+    limits: Limits,
+    /// The `RateLimit-Policy` header's value, if the plan has any limit to report.
+    policy: Option<http::HeaderValue>,
 }
 
 /// The plan's own resource templates, routed once per plan: a request finds its per-method
@@ -129,93 +118,13 @@ impl Resources {
     }
 }
 
-/// Nanoseconds per token, as `governor::Quota::with_period(1 / rate)` takes them (at least 1);
-/// `u64::MAX` (never) for a rate of 0.
-fn period_nanos(t: &Throttle) -> u64 {
-    if t.rate_limit <= 0.0 {
-        return u64::MAX;
-    }
-    std::time::Duration::try_from_secs_f64(1.0 / t.rate_limit)
-        .ok()
-        .and_then(|d| u64::try_from(d.as_nanos()).ok())
-        .unwrap_or(u64::MAX)
-        .max(1)
-}
-
-/// Texts and the numbers [`intern`] gave them, in the order given.
-type Interned = std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<Box<str>, u32>>>;
-
-/// The number `table` gives `text`: the same for the same text, 0, 1, 2, … in the order first
-/// seen. Texts are compared whole, once per compiled plan (a management change), never per
-/// request; the table keeps every text it was given.
-fn intern(table: &Interned, text: &str) -> u32 {
-    use std::sync::{Mutex, PoisonError};
-    let mut numbers = table
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(n) = numbers.get(text) {
-        return *n;
-    }
-    let n = u32::try_from(numbers.len()).unwrap_or(u32::MAX);
-    numbers.insert(text.into(), n);
-    n
-}
-
-/// The numbers [`plan_number`] gave, by plan id.
-static NUMBERS: Interned = std::sync::OnceLock::new();
-
-/// A number for each plan id this process has compiled a plan for, the same for the same id:
-/// the meter keeps it in each key's record instead of the id's text (plans are few: AWS allows
-/// 300 per account).
-pub(crate) fn plan_number(id: &str) -> u32 {
-    intern(&NUMBERS, id)
-}
-
-/// Every plan id [`plan_number`] has numbered, at the index of its number.
-#[cfg(feature = "sqlite")]
-pub(crate) fn plan_ids_by_number() -> Vec<Box<str>> {
-    use std::sync::{Mutex, PoisonError};
-    let numbers = NUMBERS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    let mut ids = vec![Box::<str>::default(); numbers.len()];
-    for (id, n) in numbers.iter() {
-        if let Some(slot) = ids.get_mut(*n as usize) {
-            slot.clone_from(id);
-        }
-    }
-    ids
-}
-
-/// Seconds for an empty bucket of `burst` tokens, one every `period` nanoseconds, to fill, rounded
-/// up (at least 1).
-pub(crate) fn fill_secs(period: u64, burst: u32) -> u64 {
-    period
-        .saturating_mul(u64::from(burst))
-        .div_ceil(crate::clock::NANOS_PER_SEC)
-        .max(1)
-}
-
-/// The numbers [`bucket_number`] gave, by method path.
-static BUCKETS: Interned = std::sync::OnceLock::new();
-
-/// A number for each per-method throttle's method path (`/items/GET`) this process has compiled,
-/// the same for the same path, from 2 up (0 names no bucket, 1 the plan's own): what the local
-/// meter tells a key's buckets apart by. Exact, so two overrides never share a bucket by a
-/// hash's luck.
-fn bucket_number(method_path: &str) -> u64 {
-    u64::from(intern(&BUCKETS, method_path)) + 2
-}
-
 impl StagePlan {
     /// The plan as it applies on `stage`, or `None` if the plan does not list that stage
     /// ([`StageRef::any`] takes the plan's first stage).
     ///
     /// The plan should have passed [`UsagePlan::validate`]; a per-method throttle whose key does
     /// not parse is skipped here, never a panic.
-    pub fn new(plan: &UsagePlan, stage: &StageRef) -> Option<Self> {
+    pub(crate) fn new(plan: &UsagePlan, stage: &StageRef) -> Option<Self> {
         let st = plan.api_stages.iter().find(|s| s.is(stage))?;
         let methods = st
             .throttle
@@ -227,45 +136,44 @@ impl StagePlan {
                 })
             })
             .collect::<Box<[MethodThrottle]>>();
-        let tags = methods
-            .iter()
-            .map(|m| bucket_number(&m.method.to_string()))
-            .collect();
-        let periods: Box<[u64]> = std::iter::once(plan.throttle.as_ref().map_or(0, period_nanos))
-            .chain(methods.iter().map(|m| period_nanos(&m.throttle)))
-            .collect();
-        let throttles = std::iter::once(plan.throttle.as_ref())
-            .chain(methods.iter().map(|m| Some(&m.throttle)))
-            .chain(std::iter::once(None));
-        let policies = throttles
-            .zip(periods.iter().copied().chain(std::iter::once(0)))
-            .map(|(t, period)| {
-                // A blocked bucket: nothing, in the window a refused client is told to wait.
-                let burst = t.map(|t| match t.is_blocked() {
-                    true => (0, crate::meter::policy::BLOCKED_RETRY_SECS),
-                    false => (u64::from(t.burst_limit), fill_secs(period, t.burst_limit)),
-                });
-                crate::response::policy_value(burst, plan.quota.as_ref())
-            })
+        let quota = plan
+            .quota
+            .map(|q| QuotaLimits::new(q.limit, Calendar::aws(q.period, q.offset)));
+        let info = |name: Arc<str>, t: Option<&Throttle>| {
+            let bucket = t.map(BucketLimits::from_throttle);
+            // A blocked bucket: nothing, in the window a refused client is told to wait.
+            let burst = bucket.map(|b| match b.is_blocked() {
+                true => (0, BLOCKED_RETRY_SECS),
+                false => (u64::from(b.burst), b.fill_secs()),
+            });
+            BucketInfo {
+                name,
+                limits: Limits::new(bucket, quota),
+                policy: crate::headers::policy_value(burst, plan.quota.as_ref()),
+            }
+        };
+        let buckets = std::iter::once(info("plan".into(), plan.throttle.as_ref()))
+            .chain(
+                methods
+                    .iter()
+                    .map(|m| info(m.method.to_string().into(), Some(&m.throttle))),
+            )
+            .chain(std::iter::once(info("".into(), None)))
             .collect();
         let resources = Resources::new(&methods);
         Some(Self {
             id: plan.id.as_str().into(),
-            number: plan_number(&plan.id),
             api_id: st.api_id.as_str().into(),
             stage: st.stage.as_str().into(),
-            throttle: plan.throttle,
             quota: plan.quota,
             methods,
-            tags,
-            periods,
-            policies,
+            buckets,
             resources,
         })
     }
 
     /// Every stage the plan lists, each compiled.
-    pub fn all(plan: &UsagePlan) -> Vec<Self> {
+    pub(crate) fn all(plan: &UsagePlan) -> Vec<Self> {
         plan.api_stages
             .iter()
             .filter_map(|s| StagePlan::new(plan, &StageRef::new(&*s.api_id, &*s.stage)))
@@ -273,37 +181,27 @@ impl StagePlan {
     }
 
     /// The plan's id.
-    pub fn id(&self) -> &Arc<str> {
+    pub(crate) fn id(&self) -> &Arc<str> {
         &self.id
     }
 
-    /// The plan id's number in this process: equal numbers are equal ids.
-    pub(crate) fn number(&self) -> u32 {
-        self.number
-    }
-
     /// The API's id of the stage.
-    pub fn api_id(&self) -> &str {
+    pub(crate) fn api_id(&self) -> &str {
         &self.api_id
     }
 
     /// The stage's name.
-    pub fn stage(&self) -> &str {
+    pub(crate) fn stage(&self) -> &str {
         &self.stage
     }
 
-    /// The plan's throttle.
-    pub fn throttle(&self) -> Option<&Throttle> {
-        self.throttle.as_ref()
-    }
-
     /// The plan's quota.
-    pub fn quota(&self) -> Option<&Quota> {
+    pub(crate) fn quota(&self) -> Option<&Quota> {
         self.quota.as_ref()
     }
 
     /// The stage's per-method throttles.
-    pub fn methods(&self) -> &[MethodThrottle] {
+    pub(crate) fn methods(&self) -> &[MethodThrottle] {
         &self.methods
     }
 
@@ -314,28 +212,10 @@ impl StagePlan {
     /// over a template, and parameter names do not matter). On that resource the method's own
     /// throttle applies; for HEAD without one, GET's (axum answers HEAD with the GET handler);
     /// else the resource's `ANY` throttle; else the plan's.
-    ///
-    /// ```
-    /// use http::Method;
-    /// use tower_usage_plans::model::{ApiStage, StageRef, Throttle, UsagePlan};
-    /// use tower_usage_plans::plan::{Bucket, StagePlan};
-    ///
-    /// let mut plan = UsagePlan::new("plan111", "Free");
-    /// plan.throttle = Some(Throttle::new(100.0, 100).unwrap());
-    /// let mut stage = ApiStage::new("abc123def4", "prod");
-    /// stage.throttle.insert("/items/ANY".into(), Throttle::new(1.0, 1).unwrap());
-    /// stage.throttle.insert("/items/{id}/GET".into(), Throttle::new(2.0, 2).unwrap());
-    /// plan.api_stages.push(stage);
-    /// let p = StagePlan::new(&plan, &StageRef::new("abc123def4", "prod")).unwrap();
-    ///
-    /// assert_eq!(p.bucket_for("/items", &Method::DELETE), Bucket::Method(0)); // ANY
-    /// assert_eq!(p.bucket_for("/items/42", &Method::GET), Bucket::Method(1));
-    /// assert_eq!(p.bucket_for("/items/{itemId}", &Method::HEAD), Bucket::Method(1));
-    /// assert_eq!(p.bucket_for("/items/42", &Method::POST), Bucket::Plan);
-    /// ```
     #[inline]
-    pub fn bucket_for(&self, resource: &str, method: &Method) -> Bucket {
-        if self.throttle.is_none() {
+    pub(crate) fn bucket_for(&self, resource: &str, method: &Method) -> Bucket {
+        if self.buckets[0].limits.bucket.is_none() {
+            // No throttle on the plan: no bucket, per-method throttles included (as before).
             return Bucket::None;
         }
         if self.methods.is_empty() {
@@ -349,83 +229,46 @@ impl StagePlan {
 
     /// The per-method throttles whose resource path can never match a request (a template the
     /// router cannot hold, such as `/items/{a}{b}`), each with why.
-    pub fn unroutable(&self) -> &[(MethodPath, String)] {
+    pub(crate) fn unroutable(&self) -> &[(MethodPath, String)] {
         &self.resources.unrouted
     }
 
-    /// A number that names a bucket of this plan in this process and stays the same when the
-    /// plan is rebuilt (1 for the plan's own bucket, 0 for none, [`bucket_number`] for a
-    /// method's), so that a meter keeps a method's bucket across changes of the plan.
-    pub(crate) fn bucket_tag(&self, bucket: Bucket) -> u64 {
-        match bucket {
-            Bucket::Method(i) => self.tags.get(i).copied().unwrap_or(0),
-            Bucket::Plan => 1,
-            Bucket::None => 0,
-        }
+    #[inline]
+    fn info(&self, bucket: Bucket) -> &BucketInfo {
+        let i = match bucket {
+            Bucket::Plan => 0,
+            Bucket::Method(i) => i + 1,
+            Bucket::None => self.buckets.len() - 1,
+        };
+        // `buckets` has one entry per method, the plan's and none's: `i` is in range.
+        &self.buckets[i.min(self.buckets.len() - 1)]
     }
 
-    /// The name of a bucket of this plan that every process gives it: `plan` for the plan's own,
-    /// the method path (`/items/GET`) for a method's, empty for none. What a shared meter (Redis)
-    /// names the bucket's state by.
-    #[cfg_attr(not(any(feature = "redis", test)), allow(dead_code))]
-    pub(crate) fn bucket_name(&self, bucket: Bucket) -> std::borrow::Cow<'_, str> {
-        match bucket {
-            Bucket::Method(i) => self
-                .methods
-                .get(i)
-                .map_or(std::borrow::Cow::Borrowed(""), |m| {
-                    std::borrow::Cow::Owned(m.method.to_string())
-                }),
-            Bucket::Plan => std::borrow::Cow::Borrowed("plan"),
-            Bucket::None => std::borrow::Cow::Borrowed(""),
-        }
+    /// The counter of `subject` on this plan, drawing from `bucket`.
+    #[inline]
+    pub(crate) fn counter<'a>(&'a self, subject: &'a Arc<str>, bucket: Bucket) -> Counter<'a> {
+        let info = self.info(bucket);
+        let name = info.limits.bucket.map(|_| &info.name);
+        Counter::new(&self.id, subject, name, info.limits)
     }
 
     /// The `RateLimit-Policy` header value for a request drawing from `bucket`, if the plan has
     /// any limit to report.
-    pub(crate) fn policy(&self, bucket: Bucket) -> Option<&http::HeaderValue> {
-        let i = match bucket {
-            Bucket::Plan => 0,
-            Bucket::Method(i) => i + 1,
-            Bucket::None => self.periods.len(),
-        };
-        self.policies.get(i)?.as_ref()
-    }
-
-    /// Nanoseconds per token of a bucket (0 for [`Bucket::None`]).
-    pub(crate) fn bucket_period_nanos(&self, bucket: Bucket) -> u64 {
-        let i = match bucket {
-            Bucket::None => return 0,
-            Bucket::Plan => 0,
-            Bucket::Method(i) => i + 1,
-        };
-        self.periods.get(i).copied().unwrap_or(0)
-    }
-
-    /// The limits a request drawing from `bucket` is checked against, for the policy.
     #[inline]
-    pub(crate) fn limits(&self, bucket: Bucket) -> crate::meter::policy::Limits {
-        use crate::meter::policy::{BucketLimits, Limits, QuotaLimits};
-        Limits {
-            bucket: self.bucket_throttle(bucket).map(|t| BucketLimits {
-                period_nanos: self.bucket_period_nanos(bucket),
-                burst: t.burst_limit,
-            }),
-            quota: self.quota.map(|q| QuotaLimits {
-                limit: q.limit,
-                period: q.period,
-                offset: q.offset,
-            }),
-        }
+    pub(crate) fn policy(&self, bucket: Bucket) -> Option<&http::HeaderValue> {
+        self.info(bucket).policy.as_ref()
+    }
+
+    /// The name of a bucket (`plan`, a method path, or empty for none).
+    #[cfg(test)]
+    pub(crate) fn bucket_name(&self, bucket: Bucket) -> &str {
+        &self.info(bucket).name
     }
 
     /// The throttle of a bucket.
-    pub fn bucket_throttle(&self, bucket: Bucket) -> Option<&Throttle> {
-        match bucket {
-            Bucket::None => None,
-            Bucket::Plan => self.throttle.as_ref(),
-            Bucket::Method(i) => self.methods.get(i).map(|m| &m.throttle),
-        }
+    #[cfg(test)]
+    pub(crate) fn bucket_limits(&self, bucket: Bucket) -> Option<BucketLimits> {
+        self.info(bucket).limits.bucket
     }
 }
 
@@ -448,40 +291,38 @@ mod tests {
     }
 
     #[test]
-    fn each_method_path_names_its_own_bucket_exactly_and_keeps_it_across_rebuilds() {
-        let paths = [
-            "/items/GET",
-            "/items/POST",
-            "/orders/GET",
-            "/items/{id}/GET",
-        ];
+    fn each_bucket_is_named_by_its_method_path_in_any_build_of_the_plan() {
+        let paths = ["/items/GET", "/items/POST", "/items/{id}/GET"];
         let a = plan("a", &paths);
-        let tags: Vec<u64> = (0..paths.len())
-            .map(|i| a.bucket_tag(Bucket::Method(i)))
-            .collect();
-        let mut distinct = tags.clone();
-        distinct.sort_unstable();
-        distinct.dedup();
-        assert_eq!(distinct.len(), paths.len(), "{tags:?}");
-        assert!(
-            tags.iter().all(|t| *t >= 2),
-            "0 and 1 are none and the plan's"
-        );
-        // The plan rebuilt with its overrides in another order: each keeps its tag and name.
         let mut reversed = paths;
         reversed.reverse();
         let b = plan("a", &reversed);
-        for i in 0..paths.len() {
-            let name = a.bucket_name(Bucket::Method(i));
-            let j = (0..paths.len())
-                .find(|&j| b.bucket_name(Bucket::Method(j)) == name)
-                .unwrap();
-            assert_eq!(
-                a.bucket_tag(Bucket::Method(i)),
-                b.bucket_tag(Bucket::Method(j))
-            );
+        for (path, method) in [
+            ("/items", Method::GET),
+            ("/items/1", Method::GET),
+            ("/items", Method::POST),
+        ] {
+            let (ba, bb) = (a.bucket_for(path, &method), b.bucket_for(path, &method));
+            assert_eq!(a.bucket_name(ba), b.bucket_name(bb));
+            assert!(matches!(ba, Bucket::Method(_)));
         }
         assert_eq!(a.bucket_name(Bucket::Plan), "plan");
-        assert_eq!(a.bucket_tag(Bucket::Plan), 1);
+        assert_eq!(a.bucket_for("/orders", &Method::GET), Bucket::Plan);
+        assert_eq!(
+            a.bucket_limits(a.bucket_for("/items", &Method::GET))
+                .unwrap()
+                .burst,
+            1
+        );
+    }
+
+    #[test]
+    fn a_plan_without_a_throttle_has_no_bucket() {
+        let mut p = UsagePlan::new("p", "p");
+        p.api_stages.push(ApiStage::new("api", "prod"));
+        let c = StagePlan::new(&p, &StageRef::any()).unwrap();
+        assert_eq!(c.bucket_for("/orders", &Method::GET), Bucket::None);
+        let key: Arc<str> = "k".into();
+        assert!(c.counter(&key, Bucket::None).bucket.is_none());
     }
 }

@@ -5,16 +5,18 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::header::{CONNECTION, EXPECT};
 use http::{HeaderValue, Request, Response, Version};
 use tower_service::Service;
 
-use crate::admission::{grpc_flavour, Decision, Gate, Start};
+use crate::admission::{grpc_flavour, Gate};
 use crate::body::ResponseBody;
-use crate::future::{wrap, ResponseFuture};
+use crate::future::ResponseFuture;
+use crate::headers::RateInfo;
 use crate::meter::{LocalMeter, Meter};
-use crate::response::{reject, RateInfo, Rejection};
+use crate::rejection::Rejection;
+use crate::response::reject;
 use crate::store::{KeyStore, MemoryStore};
 
 /// Enforces usage plans and API keys before calling the inner service `S`.
@@ -60,8 +62,8 @@ impl<S: fmt::Debug, St, M> fmt::Debug for UsagePlanService<S, St, M> {
 pub(crate) const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// What a refusal does with the request's body.
-#[derive(Debug, PartialEq, Eq)]
-enum Unread {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unread {
     /// Nothing to read: the body is empty, or HTTP/2 and later end the stream on their own.
     Nothing,
     /// Read and discard it (at most [`DRAIN_LIMIT`] bytes), then answer.
@@ -83,28 +85,8 @@ fn unread<B: http_body::Body>(req: &Request<B>) -> Unread {
     Unread::Drain
 }
 
-/// Reads and discards `body`, at most [`DRAIN_LIMIT`] bytes; whether it ended.
-async fn drain<B: http_body::Body>(body: B) -> bool {
-    let mut body = std::pin::pin!(body);
-    let mut read = 0u64;
-    loop {
-        match std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-            None => return true,
-            Some(Err(_)) => return false,
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    read = read.saturating_add(data.remaining() as u64);
-                }
-                if read > DRAIN_LIMIT {
-                    return false;
-                }
-            }
-        }
-    }
-}
-
 /// `Connection: close`.
-fn close<B>(response: &mut Response<B>) {
+pub(crate) fn close<B>(response: &mut Response<B>) {
     response
         .headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -112,17 +94,15 @@ fn close<B>(response: &mut Response<B>) {
 
 impl<S, St, M, ReqBody, ResBody> Service<Request<ReqBody>> for UsagePlanService<S, St, M>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     St: KeyStore,
     M: Meter,
-    ReqBody: http_body::Body + Send + 'static,
-    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqBody: http_body::Body,
+    ResBody: http_body::Body<Data = Bytes>,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, ReqBody, ResBody>;
+    type Future = ResponseFuture<S, St, M, ReqBody, ResBody>;
 
     /// Always ready: the layer answers refusals itself, at once, however busy the inner service
     /// is. An admitted request waits for the inner service's readiness in its
@@ -132,82 +112,37 @@ where
         Poll::Ready(Ok(()))
     }
 
+    /// Hands the request to its [`ResponseFuture`], which decides it (in its first poll, at once
+    /// for an in-memory store and meter) and then calls a clone of the inner service, readied
+    /// there: the layer never readies `self.inner` (it does not forward `poll_ready`), so no
+    /// clone is called unready, see
+    /// <https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services>.
+    #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        // The layer never readied `self.inner` (it does not forward `poll_ready`): an admitted
-        // request readies a clone of its own and calls that, so that no clone is called unready,
-        // see https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
-        let mut timer = crate::observe::Timer::start();
-        let pending = match self.gate.start(&req, &mut timer) {
-            Start::Pass => {
-                return ResponseFuture::admitted(self.inner.clone(), req, None).timed(timer)
-            }
-            Start::Done(Decision::Admit(rate)) => {
-                return ResponseFuture::admitted(self.inner.clone(), req, rate).timed(timer)
-            }
-            Start::Done(Decision::Reject(rejection, rate)) => {
-                let mut response = refusal(&self.gate, &req, rejection, rate);
-                let fut = match unread(&req) {
-                    Unread::Nothing => ResponseFuture::ready(response),
-                    Unread::Close => {
-                        close(&mut response);
-                        ResponseFuture::ready(response)
-                    }
-                    Unread::Drain => ResponseFuture::boxed(Box::pin(async move {
-                        if !drain(req.into_body()).await {
-                            close(&mut response);
-                        }
-                        Ok(response)
-                    })),
-                };
-                return fut.timed(timer);
-            }
-            Start::Wait(pending) => pending,
-        };
-
-        // A store or meter that must be awaited.
-        let mut inner = self.inner.clone();
-        let gate = self.gate.clone();
-        let probe = timer.clone();
-        ResponseFuture::boxed(Box::pin(async move {
-            match gate.finish(pending).await {
-                Decision::Admit(rate) => {
-                    std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
-                    let since = crate::observe::Timer::now();
-                    let response = inner.call(req).await?;
-                    probe.inner_done(since, response.status());
-                    Ok(wrap(response, rate.as_ref()))
-                }
-                Decision::Reject(rejection, rate) => {
-                    let mut response = refusal(&gate, &req, rejection, rate);
-                    match unread(&req) {
-                        Unread::Nothing => {}
-                        Unread::Close => close(&mut response),
-                        Unread::Drain => {
-                            if !drain(req.into_body()).await {
-                                close(&mut response);
-                            }
-                        }
-                    }
-                    Ok(response)
-                }
-            }
-        }))
-        .timed(timer)
+        ResponseFuture::new(self.gate.clone(), self.inner.clone(), req)
     }
 }
 
-/// The answer to a refused request, in its protocol's form.
-fn refusal<St, M, B, ResBody>(
+/// The answer to a refused request, in its protocol's form, and what to do with its body.
+pub(crate) fn refusal<St, M, B, ResBody>(
     gate: &Gate<St, M>,
     req: &Request<B>,
     rejection: Rejection,
     rate: Option<RateInfo>,
-) -> Response<ResponseBody<ResBody>> {
-    reject(
+) -> (Response<ResponseBody<ResBody>>, Unread)
+where
+    B: http_body::Body,
+{
+    let mut response = reject(
         rejection,
         rate.as_ref(),
         grpc_flavour(req.headers()),
         &gate.responses,
         &gate.key_source,
-    )
+    );
+    let unread = unread(req);
+    if unread == Unread::Close {
+        close(&mut response);
+    }
+    (response, unread)
 }

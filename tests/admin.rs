@@ -644,9 +644,9 @@ async fn a_plan_change_the_layer_could_never_apply_is_refused_when_made() {
             .stage("abc123def4", "prod")
             .require_key(Method::GET, "/items")
             .no_key(Method::GET, "/health")
-            .build()
+            .build_checked()
     };
-    let layer = build(&store).unwrap();
+    let layer = build(&store).await.unwrap();
     let checked = serve(
         AdminApi::new(store.clone(), meter.clone())
             .no_auth()
@@ -711,7 +711,7 @@ async fn a_plan_change_the_layer_could_never_apply_is_refused_when_made() {
     )
     .await;
     assert_eq!(a.status, 200, "{}", a.body);
-    assert!(build(&store).is_ok());
+    assert!(build(&store).await.is_ok());
 
     // Without the check, the change is stored, and the next build refuses the plans.
     let unchecked = serve(open_api(&store, &meter)).await;
@@ -724,5 +724,5 @@ async fn a_plan_change_the_layer_could_never_apply_is_refused_when_made() {
     )
     .await;
     assert_eq!(a.status, 200, "{}", a.body);
-    assert!(build(&store).is_err());
+    assert!(build(&store).await.is_err());
 }

@@ -48,21 +48,20 @@ impl Counting {
 }
 
 impl KeyStore for Counting {
-    fn lookup(
-        &self,
-        value: &str,
-        stage: &StageRef,
-    ) -> impl Future<Output = Result<Option<KeyGrant>, StoreError>> + Send {
+    type Lookup =
+        std::pin::Pin<Box<dyn Future<Output = Result<Option<KeyGrant>, StoreError>> + Send>>;
+
+    fn lookup(&self, value: &str, stage: &StageRef) -> Self::Lookup {
         self.lookups.fetch_add(1, Ordering::SeqCst);
         let (inner, down) = (self.inner.clone(), self.down.load(Ordering::SeqCst));
         let (value, stage) = (value.to_owned(), stage.clone());
-        async move {
+        Box::pin(async move {
             tokio::task::yield_now().await;
             if down {
                 return Err(StoreError::Backend("connection refused".into()));
             }
             inner.lookup(&value, &stage).await
-        }
+        })
     }
 
     fn version(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {

@@ -252,7 +252,7 @@ async fn build_names_the_plan_and_key_of_an_override_that_can_never_match() {
         if let Some((api, st)) = stage {
             b = b.stage(api, st);
         }
-        let e = b.build().unwrap_err().to_string();
+        let e = b.build_checked().await.unwrap_err().to_string();
         assert!(
             e.contains("plan111") && e.contains("/items/{a}{b}/GET"),
             "{e}"

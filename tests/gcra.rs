@@ -8,9 +8,9 @@ use std::time::Duration;
 use governor::clock::FakeRelativeClock;
 use governor::{Quota, RateLimiter};
 use tower_usage_plans::clock::ManualClock;
-use tower_usage_plans::meter::{Admission, LocalMeter, Meter, Outcome};
-use tower_usage_plans::model::{ApiStage, StageRef, Throttle, UsagePlan};
-use tower_usage_plans::plan::{Bucket, StagePlan};
+use tower_usage_plans::meter::policy::{BucketLimits, Limits};
+use tower_usage_plans::meter::{Charge, Counter, LocalMeter, Meter, Outcome};
+use tower_usage_plans::model::Throttle;
 
 /// A small deterministic generator (xorshift), so a failure replays.
 struct Rng(u64);
@@ -36,17 +36,17 @@ async fn buckets_match_governor_request_by_request() {
     ];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for (rate, burst) in throttles {
+        // The bucket an AWS throttle gives, as the layer builds it from a plan.
         let throttle = Throttle::new(rate, burst).unwrap();
-        let mut plan = UsagePlan::new("p", "P");
-        plan.api_stages.push(ApiStage::new("api", "prod"));
-        plan.throttle = Some(throttle);
-        let plan = StagePlan::new(&plan, &StageRef::any()).unwrap();
+        let limits = Limits::new(Some(BucketLimits::from_throttle(&throttle)), None);
+        let (plan, bucket): (Arc<str>, Arc<str>) = ("p".into(), "plan".into());
 
         let start = 1_700_000_000;
         let clock = ManualClock::at_unix_secs(start);
         let meter = LocalMeter::with_clock(clock.clone());
         let key: Arc<str> = "k".into();
-        let req = Admission::new(&key, &plan, Bucket::Plan);
+        let counters = [Counter::new(&plan, &key, Some(&bucket), limits)];
+        let req = &Charge::new(&counters, 1).unwrap();
 
         let gov_clock = FakeRelativeClock::default();
         let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rate))

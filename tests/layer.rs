@@ -450,7 +450,8 @@ async fn mistake_1_an_override_on_a_method_without_key_is_reported() {
         )
         .unwrap();
     let err = builder(store.clone(), &ManualClock::default())
-        .build()
+        .build_checked()
+        .await
         .unwrap_err();
     assert!(
         matches!(err, ConfigError::UnreachableOverride { .. }),
@@ -467,9 +468,19 @@ async fn mistake_1_an_override_on_a_method_without_key_is_reported() {
         .stage(API, STAGE)
         .key_required_by_default(false)
         .require_key(Method::GET, "/items")
-        .build()
+        .build_checked()
+        .await
         .unwrap_err();
     assert!(err.to_string().contains("/orders/POST"), "{err}");
+    // The plans given to the builder are checked by `build` (no store read).
+    let plan = article_store().usage_plan("plan111").unwrap();
+    let err = UsagePlanLayer::builder(MemoryStore::new())
+        .stage(API, STAGE)
+        .no_key(Method::GET, "/items")
+        .check_plans([&plan])
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("/items/GET"), "{err}");
 }
 
 #[tokio::test]

@@ -6,20 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tower_usage_plans::clock::ManualClock;
-use tower_usage_plans::meter::{Admission, LocalMeter, Meter, Outcome};
-use tower_usage_plans::model::{Quota, QuotaPeriod, Throttle};
-use tower_usage_plans::period::Date;
-use tower_usage_plans::plan::{Bucket, StagePlan};
-use tower_usage_plans::testing::meter::plan;
+use tower_usage_plans::meter::policy::{BucketLimits, Limits, QuotaLimits};
+use tower_usage_plans::meter::{Charge, Counter, LocalMeter, Meter, Outcome};
+use tower_usage_plans::model::QuotaPeriod;
+use tower_usage_plans::period::{Calendar, Date};
+use tower_usage_plans::testing::meter::{plan, TestPlan};
 
-async fn admit(meter: &LocalMeter<ManualClock>, key: &Arc<str>, plan: &StagePlan) -> Outcome {
-    let bucket = if plan.throttle().is_some() {
-        Bucket::Plan
-    } else {
-        Bucket::None
-    };
+async fn admit(meter: &LocalMeter<ManualClock>, key: &Arc<str>, plan: &TestPlan) -> Outcome {
+    let counters = [plan.counter(key)];
     meter
-        .admit(Admission::new(key, plan, bucket))
+        .admit(&Charge::new(&counters, 1).unwrap())
         .await
         .unwrap()
         .outcome
@@ -37,7 +33,7 @@ async fn idle_keys_are_reclaimed_by_the_sweep_not_by_requests() {
         .clock(clock.clone())
         .retention_days(2)
         .build();
-    let plan = plan("p", None, Some(Throttle::new(1.0, 5).unwrap()));
+    let plan = plan("p", None, Some((1.0, 5)));
     for i in 0..1000 {
         let key: Arc<str> = format!("key{i}").into();
         assert_eq!(admit(&meter, &key, &plan).await, Outcome::Admitted);
@@ -61,11 +57,7 @@ async fn the_sweep_never_drops_an_open_quota_window() {
         .clock(clock.clone())
         .retention_days(1)
         .build();
-    let monthly = plan(
-        "p",
-        Some(Quota::new(3, QuotaPeriod::Month, 0).unwrap()),
-        None,
-    );
+    let monthly = plan("p", Some((3, QuotaPeriod::Month, 0)), None);
     let key: Arc<str> = "k".into();
     for _ in 0..3 {
         assert_eq!(admit(&meter, &key, &monthly).await, Outcome::Admitted);
@@ -90,7 +82,7 @@ async fn the_sweep_keeps_usage_inside_the_retention_only() {
         .clock(clock.clone())
         .retention_days(10)
         .build();
-    let p = plan("p", None, Some(Throttle::new(100.0, 100).unwrap()));
+    let p = plan("p", None, Some((100.0, 100)));
     let key: Arc<str> = "k".into();
     for _ in 0..30 {
         admit(&meter, &key, &p).await;
@@ -98,7 +90,7 @@ async fn the_sweep_keeps_usage_inside_the_retention_only() {
     }
     meter.sweep();
     let today = Date::from_days(day0.days() + 30);
-    let usage = meter.usage(&p, "k", day0, today).await.unwrap();
+    let usage = meter.usage(&p.counter(&key), day0, today).await.unwrap();
     let kept: Vec<u32> = usage
         .iter()
         .filter(|u| u.used > 0)
@@ -111,7 +103,7 @@ async fn the_sweep_keeps_usage_inside_the_retention_only() {
 async fn a_bucket_that_refilled_is_dropped_without_giving_extra_tokens() {
     let clock = ManualClock::at_unix_secs(1_700_000_000);
     let meter = LocalMeter::with_clock(clock.clone());
-    let plan = plan("p", None, Some(Throttle::new(0.01, 2).unwrap())); // fills in 200 s
+    let plan = plan("p", None, Some((0.01, 2))); // fills in 200 s
     let key: Arc<str> = "k".into();
     assert_eq!(admit(&meter, &key, &plan).await, Outcome::Admitted);
     assert_eq!(admit(&meter, &key, &plan).await, Outcome::Admitted);
@@ -143,11 +135,7 @@ async fn two_ids_with_the_same_64_bit_hash_have_their_own_quotas() {
     let (a, b): (Arc<str>, Arc<str>) = ("434297cd37220dda".into(), "7aed6936098d2ca6".into());
     assert_eq!(old_id_hash(&a), old_id_hash(&b), "the ids collide");
     let meter = LocalMeter::with_clock(ManualClock::at_unix_secs(1_700_000_000));
-    let p = plan(
-        "p",
-        Some(Quota::new(2, QuotaPeriod::Month, 0).unwrap()),
-        None,
-    );
+    let p = plan("p", Some((2, QuotaPeriod::Month, 0)), None);
     for key in [&a, &b] {
         for _ in 0..2 {
             assert_eq!(admit(&meter, key, &p).await, Outcome::Admitted, "key {key}");
@@ -165,7 +153,7 @@ async fn two_ids_with_the_same_64_bit_hash_have_their_own_quotas() {
 async fn records_are_told_apart_by_their_ids() {
     let clock = ManualClock::at_unix_secs(1_700_000_000);
     let meter = LocalMeter::with_clock(clock);
-    let one = Some(Quota::new(1, QuotaPeriod::Month, 0).unwrap());
+    let one = Some((1, QuotaPeriod::Month, 0));
     let (pa, pab) = (plan("a", one, None), plan("ab", one, None));
     let (kbc, kc): (Arc<str>, Arc<str>) = ("bc".into(), "c".into());
     assert_eq!(admit(&meter, &kbc, &pa).await, Outcome::Admitted);
@@ -181,35 +169,43 @@ async fn records_are_told_apart_by_their_ids() {
 
 #[tokio::test]
 async fn a_key_has_a_bucket_per_method_kept_across_plan_rebuilds() {
-    use tower_usage_plans::model::{ApiStage, StageRef, UsagePlan};
     let clock = ManualClock::at_unix_secs(1_700_000_000);
     let meter = LocalMeter::with_clock(clock);
-    let build = |quota: u64| {
-        let mut p = UsagePlan::new("p", "P");
-        p.throttle = Some(Throttle::new(1.0, 1).unwrap());
-        p.quota = Some(Quota::new(quota, QuotaPeriod::Day, 0).unwrap());
-        let mut st = ApiStage::new("api", "prod");
-        st.throttle
-            .insert("/a/GET".into(), Throttle::new(1.0, 2).unwrap());
-        st.throttle
-            .insert("/b/GET".into(), Throttle::new(1.0, 3).unwrap());
-        p.api_stages.push(st);
-        StagePlan::new(&p, &StageRef::any()).unwrap()
+    let (plan, key): (Arc<str>, Arc<str>) = ("p".into(), "k".into());
+    let names: [Arc<str>; 3] = ["/a/GET".into(), "/b/GET".into(), "plan".into()];
+    let limits = |burst: u32, quota: u64| {
+        Limits::new(
+            Some(BucketLimits::new(1_000_000_000, burst)),
+            Some(QuotaLimits::new(quota, Calendar::aws(QuotaPeriod::Day, 0))),
+        )
     };
-    let key: Arc<str> = "k".into();
-    let plan = build(100);
-    let get = http::Method::GET;
+    // `/a/GET` has a bucket of 2, `/b/GET` of 3, the plan's of 1.
+    let bursts = [2, 3, 1];
     let mut admitted = Vec::new();
-    for path in ["/a", "/b", "/c", "/a", "/b", "/c", "/a", "/b"] {
-        let req = Admission::new(&key, &plan, plan.bucket_for(path, &get));
-        admitted.push(meter.admit(req).await.unwrap().outcome == Outcome::Admitted);
+    for i in [0, 1, 2, 0, 1, 2, 0, 1] {
+        let counters = [Counter::new(
+            &plan,
+            &key,
+            Some(&names[i]),
+            limits(bursts[i], 100),
+        )];
+        let v = meter
+            .admit(&Charge::new(&counters, 1).unwrap())
+            .await
+            .unwrap();
+        admitted.push(v.outcome == Outcome::Admitted);
     }
     assert_eq!(admitted, [true, true, true, true, true, false, false, true]);
-    // The plan is changed (another quota) and rebuilt: the buckets keep their state.
-    let plan = build(200);
-    let req = Admission::new(&key, &plan, plan.bucket_for("/b", &get));
+    // The plan is changed (another quota) and rebuilt, its names in new allocations: the
+    // buckets keep their state.
+    let b: Arc<str> = String::from("/b/GET").into();
+    let counters = [Counter::new(&plan, &key, Some(&b), limits(3, 200))];
     assert!(matches!(
-        meter.admit(req).await.unwrap().outcome,
+        meter
+            .admit(&Charge::new(&counters, 1).unwrap())
+            .await
+            .unwrap()
+            .outcome,
         Outcome::Throttled { .. }
     ));
 }
@@ -224,7 +220,7 @@ async fn the_background_sweeper_forgets_idle_keys_and_ends_with_the_meter() {
         .clock(clock.clone())
         .retention_days(1)
         .build();
-    let p = plan("p", None, Some(Throttle::new(1.0, 5).unwrap()));
+    let p = plan("p", None, Some((1.0, 5)));
     for i in 0..10 {
         admit(&meter, &format!("key{i}").into(), &p).await;
     }

@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use tower_usage_plans::meter::{Admission, Meter, Outcome, RedisMeter};
-use tower_usage_plans::model::{Quota, QuotaPeriod, Throttle};
-use tower_usage_plans::plan::{Bucket, StagePlan};
-use tower_usage_plans::testing::meter::plan;
+use tower_usage_plans::meter::{Charge, Meter, Outcome, RedisMeter};
+use tower_usage_plans::model::QuotaPeriod;
+use tower_usage_plans::testing::meter::{plan, TestPlan};
 use tower_usage_plans::testing::redis::{RedisCluster, RedisServer};
 
 /// The suite's `make`: meters on `base`'s connection, each with a prefix of its own (so that
@@ -52,13 +51,13 @@ async fn redis_meter_conforms_on_a_cluster_and_keys_spread_over_its_slots() {
     tower_usage_plans::testing::meter::meter(maker(base.clone(), "conf")).await;
 
     // 60 keys land on all three masters, and each one's quota holds on its own.
-    let p = plan("p", Some(Quota::new(3, QuotaPeriod::Day, 0).unwrap()), None);
+    let p = plan("p", Some((3, QuotaPeriod::Day, 0)), None);
     for i in 0..60 {
         let key: Arc<str> = format!("key-{i}").into();
         let mut outcomes = Vec::new();
         for _ in 0..4 {
             let v = base
-                .admit(Admission::new(&key, &p, Bucket::None))
+                .admit(&Charge::new(&[p.counter(&key)], 1).unwrap())
                 .await
                 .unwrap();
             outcomes.push(v.outcome);
@@ -85,18 +84,18 @@ async fn redis_meter_conforms_on_a_cluster_and_keys_spread_over_its_slots() {
 const CHILD: &str = "TUP_REDIS_CHILD";
 
 /// The plan the children share: `quota:L` or `throttle:RATE:BURST`.
-fn shared_plan(spec: &str) -> StagePlan {
+fn shared_plan(spec: &str) -> TestPlan {
     let parts: Vec<&str> = spec.split(':').collect();
     match parts[..] {
         ["quota", l] => plan(
             "shared",
-            Some(Quota::new(l.parse().unwrap(), QuotaPeriod::Month, 0).unwrap()),
+            Some((l.parse().unwrap(), QuotaPeriod::Month, 0)),
             None,
         ),
         ["throttle", rate, burst] => plan(
             "shared",
             None,
-            Some(Throttle::new(rate.parse().unwrap(), burst.parse().unwrap()).unwrap()),
+            Some((rate.parse().unwrap(), burst.parse().unwrap())),
         ),
         _ => panic!("unknown plan {spec}"),
     }
@@ -149,11 +148,6 @@ async fn child_process() {
         tokio::task::yield_now().await;
     }
     let plan = Arc::new(shared_plan(&spec));
-    let bucket = if plan.throttle().is_some() {
-        Bucket::Plan
-    } else {
-        Bucket::None
-    };
     let admitted = Arc::new(AtomicU64::new(0));
     let handles: Vec<_> = (0..tasks)
         .map(|_| {
@@ -164,7 +158,7 @@ async fn child_process() {
                 let mut sent = 0;
                 loop {
                     let v = meter
-                        .admit(Admission::new(&key, &plan, bucket))
+                        .admit(&Charge::new(&[plan.counter(&key)], 1).unwrap())
                         .await
                         .unwrap();
                     if v.outcome == Outcome::Admitted {

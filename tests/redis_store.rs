@@ -9,11 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use tower_usage_plans::meter::{Admission, Meter, RedisMeter};
+use tower_usage_plans::meter::{Charge, Meter, RedisMeter};
 use tower_usage_plans::model::{ApiKeyValue, ApiStage, Quota, QuotaPeriod, StageRef, UsagePlan};
 use tower_usage_plans::patch::PatchOperation;
 use tower_usage_plans::period::Date;
-use tower_usage_plans::plan::{Bucket, StagePlan};
 use tower_usage_plans::store::{
     ApiKeyQuery, KeyStore, Management, NewApiKey, PageRequest, RedisStore,
 };
@@ -119,13 +118,13 @@ async fn a_change_through_one_instance_applies_on_the_other_within_the_refresh_i
     a.create_usage_plan_key("plan111", &key.id).await.unwrap();
     // At once on the instance that made it.
     let g = a.lookup(key.value.expose(), &prod).await.unwrap().unwrap();
-    assert!(g.enabled && g.plan.is_some());
+    assert!(g.enabled && g.plan_id().is_some());
 
     let took = until(delay, "a key created through a reaches b", || async {
         b.lookup(key.value.expose(), &prod)
             .await
             .unwrap()
-            .is_some_and(|g| g.enabled && g.plan.is_some())
+            .is_some_and(|g| g.enabled && g.plan_id().is_some())
     })
     .await;
     eprintln!("created through a, applied on b after {took:?}");
@@ -330,11 +329,16 @@ async fn any_instance_answers_usage_and_update_usage_for_all() {
         .unwrap();
 
     // Three requests admitted by instance a...
-    let plan = StagePlan::new(&prod_plan(), &StageRef::any()).unwrap();
+    // The plan's quota counter, as the layer charges it.
+    let plan = tower_usage_plans::testing::meter::plan(
+        "plan111",
+        Some((100, QuotaPeriod::Month, 0)),
+        None,
+    );
     let id: Arc<str> = key.id.as_str().into();
     for _ in 0..3 {
         meter_a
-            .admit(Admission::new(&id, &plan, Bucket::None))
+            .admit(&Charge::new(&[plan.counter(&id)], 1).unwrap())
             .await
             .unwrap();
     }

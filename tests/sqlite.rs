@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tower_usage_plans::clock::ManualClock;
-use tower_usage_plans::meter::{Admission, LocalMeter, Meter, Outcome, PersistedMeter};
-use tower_usage_plans::model::{ApiKeyValue, ApiStage, Quota, QuotaPeriod, StageRef, UsagePlan};
+use tower_usage_plans::meter::{Charge, LocalMeter, Meter, Outcome, PersistedMeter};
+use tower_usage_plans::model::{ApiKeyValue, ApiStage, QuotaPeriod, StageRef, UsagePlan};
 use tower_usage_plans::patch::PatchOperation;
 use tower_usage_plans::period::Date;
-use tower_usage_plans::plan::{Bucket, StagePlan};
 use tower_usage_plans::store::{
     ApiKeyQuery, ImportKey, KeyStore, Management, NewApiKey, OpenError, SqliteStore,
 };
+use tower_usage_plans::testing::meter::TestPlan;
 use tower_usage_plans::testing::store as suite;
 
 /// A fresh directory of this test process, removed on drop.
@@ -121,7 +121,7 @@ fn summary(
         (
             g.key_id.to_string(),
             g.enabled,
-            g.plan.map(|p| p.id().to_string()),
+            g.plan_id().map(str::to_owned),
         )
     })
 }
@@ -195,15 +195,12 @@ async fn values_are_shown_once_and_never_written() {
     let prod = StageRef::new("api", "prod");
     for v in &values {
         let g = store.lookup(v, &prod).await.unwrap().expect("a stored key");
-        assert_eq!(g.plan.unwrap().id().as_ref(), "plan1");
+        assert_eq!(g.plan_id(), Some("plan1"));
     }
 }
 
-fn quota_plan(limit: u64) -> StagePlan {
-    let mut p = UsagePlan::new("plan-q", "Q");
-    p.api_stages.push(ApiStage::new("api", "prod"));
-    p.quota = Some(Quota::new(limit, QuotaPeriod::Day, 0).unwrap());
-    StagePlan::new(&p, &StageRef::any()).unwrap()
+fn quota_plan(limit: u64) -> TestPlan {
+    tower_usage_plans::testing::meter::plan("plan-q", Some((limit, QuotaPeriod::Day, 0)), None)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,11 +235,11 @@ async fn usage_and_quota_survive_a_reopen() {
         .unwrap();
         for _ in 0..3 {
             meter
-                .admit(Admission::new(&key, &plan, Bucket::None))
+                .admit(&Charge::new(&[plan.counter(&key)], 1).unwrap())
                 .await
                 .unwrap();
         }
-        meter.set_remaining(&plan, &key, 4).await.unwrap();
+        meter.set_remaining(&plan.counter(&key), 4).await.unwrap();
         assert_eq!(
             meter.flush().unwrap(),
             0,
@@ -253,20 +250,20 @@ async fn usage_and_quota_survive_a_reopen() {
     let store = SqliteStore::open(dir.file()).unwrap();
     let meter = PersistedMeter::new(&store, LocalMeter::with_clock(clock.clone())).unwrap();
     let v = meter
-        .admit(Admission::new(&key, &plan, Bucket::None))
+        .admit(&Charge::new(&[plan.counter(&key)], 1).unwrap())
         .await
         .unwrap();
     assert_eq!(v.quota.unwrap().remaining, 3, "the quota count survived");
     let today = Date::from_unix_secs(1_700_000_000);
     let usage = meter
-        .usage(&plan, &key, Date::from_days(yesterday), today)
+        .usage(&plan.counter(&key), Date::from_days(yesterday), today)
         .await
         .unwrap();
     assert_eq!(usage[1].used, 4, "today's usage survived");
     // A day later, yesterday's usage is history, and survives a reopen too.
     clock.advance(Duration::from_secs(86_400));
     meter
-        .admit(Admission::new(&key, &plan, Bucket::None))
+        .admit(&Charge::new(&[plan.counter(&key)], 1).unwrap())
         .await
         .unwrap();
     meter.shutdown().unwrap();
@@ -274,7 +271,10 @@ async fn usage_and_quota_survive_a_reopen() {
     let store = SqliteStore::open(dir.file()).unwrap();
     let meter = PersistedMeter::new(&store, LocalMeter::with_clock(clock.clone())).unwrap();
     let tomorrow = Date::from_days(today.days() + 1);
-    let usage = meter.usage(&plan, &key, today, tomorrow).await.unwrap();
+    let usage = meter
+        .usage(&plan.counter(&key), today, tomorrow)
+        .await
+        .unwrap();
     assert_eq!((usage[0].used, usage[1].used), (4, 1));
 }
 
@@ -297,7 +297,7 @@ async fn a_flush_writes_what_changed_since_the_last() {
         let (meter, key, plan) = (&meter, key.clone(), &plan);
         async move {
             let v = meter
-                .admit(Admission::new(&key, plan, Bucket::None))
+                .admit(&Charge::new(&[plan.counter(&key)], 1).unwrap())
                 .await
                 .unwrap();
             assert_eq!(v.outcome, Outcome::Admitted);
@@ -360,7 +360,7 @@ async fn the_file_forgets_keys_idle_past_the_retention() {
     let (store, meter) = open();
     for key in [&old, &busy] {
         meter
-            .admit(Admission::new(key, &plan, Bucket::None))
+            .admit(&Charge::new(&[plan.counter(key)], 1).unwrap())
             .await
             .unwrap();
     }
@@ -368,7 +368,7 @@ async fn the_file_forgets_keys_idle_past_the_retention() {
     clock.advance(Duration::from_secs(86_400));
     for key in [&old, &busy] {
         meter
-            .admit(Admission::new(key, &plan, Bucket::None))
+            .admit(&Charge::new(&[plan.counter(key)], 1).unwrap())
             .await
             .unwrap();
     }
@@ -380,7 +380,7 @@ async fn the_file_forgets_keys_idle_past_the_retention() {
     let (store, meter) = open();
     clock.advance(Duration::from_secs(3 * 86_400));
     meter
-        .admit(Admission::new(&busy, &plan, Bucket::None))
+        .admit(&Charge::new(&[plan.counter(&busy)], 1).unwrap())
         .await
         .unwrap();
     meter.flush().unwrap();
@@ -423,7 +423,7 @@ async fn child_traffic() {
     let mut admitted = 0u64;
     loop {
         let v = meter
-            .admit(Admission::new(&key, &plan, Bucket::None))
+            .admit(&Charge::new(&[plan.counter(&key)], 1).unwrap())
             .await
             .unwrap();
         assert_eq!(v.outcome, tower_usage_plans::meter::Outcome::Admitted);
@@ -475,9 +475,13 @@ async fn sigkill_mid_traffic_loses_at_most_one_flush() {
             .unwrap()
             .as_secs(),
     );
-    let key = "key-child";
+    let key: Arc<str> = "key-child".into();
     let used: u64 = meter
-        .usage(&plan, key, Date::from_days(today.days() - 1), today)
+        .usage(
+            &plan.counter(&key),
+            Date::from_days(today.days() - 1),
+            today,
+        )
         .await
         .unwrap()
         .iter()

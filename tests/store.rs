@@ -15,11 +15,10 @@ use common::*;
 use http::{Method, StatusCode};
 use tower_usage_plans::clock::ManualClock;
 use tower_usage_plans::error::{MeterError, StoreError};
-use tower_usage_plans::meter::{Admission, DayUsage, LocalMeter, Meter, Verdict};
+use tower_usage_plans::meter::{Charge, Counter, DayUsage, LocalMeter, Meter, Receipt, Verdict};
 use tower_usage_plans::model::StageRef;
 use tower_usage_plans::patch::PatchOperation;
 use tower_usage_plans::period::Date;
-use tower_usage_plans::plan::StagePlan;
 use tower_usage_plans::store::{KeyGrant, KeyStore};
 use tower_usage_plans::testing::store::{self as suite, Change};
 use tower_usage_plans::{FailMode, MemoryStore, UsagePlanLayer};
@@ -40,21 +39,21 @@ impl RemoteStore {
     }
 }
 
+type BoxFuture<T, E> = std::pin::Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
 impl KeyStore for RemoteStore {
-    fn lookup(
-        &self,
-        value: &str,
-        stage: &StageRef,
-    ) -> impl Future<Output = Result<Option<KeyGrant>, StoreError>> + Send {
+    type Lookup = BoxFuture<Option<KeyGrant>, StoreError>;
+
+    fn lookup(&self, value: &str, stage: &StageRef) -> Self::Lookup {
         let (inner, down) = (self.inner.clone(), self.down.clone());
         let (value, stage) = (value.to_owned(), stage.clone());
-        async move {
+        Box::pin(async move {
             tokio::task::yield_now().await;
             if down.load(Ordering::SeqCst) {
                 return Err(StoreError::Backend("connection refused".into()));
             }
             inner.lookup(&value, &stage).await
-        }
+        })
     }
 
     fn version(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
@@ -74,37 +73,43 @@ struct RemoteMeter {
 }
 
 impl Meter for RemoteMeter {
-    fn admit(
-        &self,
-        req: Admission<'_>,
-    ) -> impl Future<Output = Result<Verdict, MeterError>> + Send {
+    type Admit = BoxFuture<Verdict, MeterError>;
+    type Adjust = BoxFuture<(), MeterError>;
+
+    fn admit(&self, charge: &Charge<'_>) -> Self::Admit {
         let down = self.down.load(Ordering::SeqCst);
-        async move {
+        // The in-process meter decides now; the answer is handed over after a wait.
+        let verdict = if down {
+            Err(MeterError::Backend("timeout".into()))
+        } else {
+            Ok(self.inner.admit(charge))
+        };
+        Box::pin(async move {
             tokio::task::yield_now().await;
-            if down {
-                return Err(MeterError::Backend("timeout".into()));
-            }
-            self.inner.admit(req).await
-        }
+            verdict?.await
+        })
+    }
+
+    fn adjust(&self, charge: &Charge<'_>, receipt: &Receipt, delta: i64) -> Self::Adjust {
+        let done = self.inner.adjust(charge, receipt, delta);
+        Box::pin(done)
     }
 
     fn usage(
         &self,
-        plan: &StagePlan,
-        key_id: &str,
+        counter: &Counter<'_>,
         start: Date,
         end: Date,
     ) -> impl Future<Output = Result<Vec<DayUsage>, MeterError>> + Send {
-        self.inner.usage(plan, key_id, start, end)
+        self.inner.usage(counter, start, end)
     }
 
     fn set_remaining(
         &self,
-        plan: &StagePlan,
-        key_id: &str,
+        counter: &Counter<'_>,
         remaining: u64,
     ) -> impl Future<Output = Result<(), MeterError>> + Send {
-        self.inner.set_remaining(plan, key_id, remaining)
+        self.inner.set_remaining(counter, remaining)
     }
 }
 
@@ -186,33 +191,42 @@ struct DisablingMeter {
 }
 
 impl Meter for DisablingMeter {
-    async fn admit(&self, req: Admission<'_>) -> Result<Verdict, MeterError> {
-        let verdict = self.inner.admit(req).await?;
-        if verdict.quota.is_some_and(|q| q.remaining == 0) {
+    type Admit = std::future::Ready<Result<Verdict, MeterError>>;
+    type Adjust = std::future::Ready<Result<(), MeterError>>;
+
+    fn admit(&self, charge: &Charge<'_>) -> Self::Admit {
+        let verdict = self.inner.admit(charge).into_inner();
+        if verdict
+            .as_ref()
+            .is_ok_and(|v| v.quota.is_some_and(|q| q.remaining == 0))
+        {
             let off = PatchOperation::replace("/enabled", "false");
-            self.store.update_api_key(req.key_id, &[off]).unwrap();
+            let key_id = &**charge.counters[0].subject;
+            self.store.update_api_key(key_id, &[off]).unwrap();
             self.disabled.fetch_add(1, Ordering::SeqCst);
         }
-        Ok(verdict)
+        std::future::ready(verdict)
+    }
+
+    fn adjust(&self, charge: &Charge<'_>, receipt: &Receipt, delta: i64) -> Self::Adjust {
+        self.inner.adjust(charge, receipt, delta)
     }
 
     fn usage(
         &self,
-        plan: &StagePlan,
-        key_id: &str,
+        counter: &Counter<'_>,
         start: Date,
         end: Date,
     ) -> impl Future<Output = Result<Vec<DayUsage>, MeterError>> + Send {
-        self.inner.usage(plan, key_id, start, end)
+        self.inner.usage(counter, start, end)
     }
 
     fn set_remaining(
         &self,
-        plan: &StagePlan,
-        key_id: &str,
+        counter: &Counter<'_>,
         remaining: u64,
     ) -> impl Future<Output = Result<(), MeterError>> + Send {
-        self.inner.set_remaining(plan, key_id, remaining)
+        self.inner.set_remaining(counter, remaining)
     }
 }
 
@@ -328,8 +342,7 @@ async fn lookups_run_while_the_store_changes() {
         .unwrap()
         .unwrap();
     assert!(!g.enabled, "the last change disabled the key");
-    let rate = g.plan.unwrap().throttle().unwrap().rate_limit;
-    assert_eq!(rate, 50.0);
+    assert_eq!(g.plan_id(), Some("plan222"));
 }
 
 #[tokio::test]

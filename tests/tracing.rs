@@ -15,10 +15,9 @@ use std::future::Future;
 use common::*;
 use http::Method;
 use tower_usage_plans::error::{MeterError, StoreError};
-use tower_usage_plans::meter::{Admission, DayUsage, Meter, Verdict};
+use tower_usage_plans::meter::{Charge, Counter, DayUsage, Meter, Receipt, Verdict};
 use tower_usage_plans::model::StageRef;
 use tower_usage_plans::period::Date;
-use tower_usage_plans::plan::StagePlan;
 use tower_usage_plans::store::{KeyGrant, KeyStore};
 use tower_usage_plans::UsagePlanLayer;
 
@@ -113,7 +112,8 @@ fn building_for_a_stage_no_plan_lists_warns() {
     let text = logged(|| async {
         let _layer = UsagePlanLayer::builder(article_store())
             .stage("other", "prod")
-            .build()
+            .build_checked()
+            .await
             .unwrap();
     });
     assert!(text.contains("WARN"), "{text}");
@@ -125,7 +125,8 @@ fn building_for_a_stage_no_plan_lists_warns() {
     let text = logged(|| async {
         let _layer = UsagePlanLayer::builder(article_store())
             .stage(API, STAGE)
-            .build()
+            .build_checked()
+            .await
             .unwrap();
     });
     assert!(text.is_empty(), "{text}");
@@ -136,11 +137,9 @@ fn building_for_a_stage_no_plan_lists_warns() {
 struct DownStore;
 
 impl KeyStore for DownStore {
-    fn lookup(
-        &self,
-        _: &str,
-        _: &StageRef,
-    ) -> impl Future<Output = Result<Option<KeyGrant>, StoreError>> + Send {
+    type Lookup = std::future::Ready<Result<Option<KeyGrant>, StoreError>>;
+
+    fn lookup(&self, _: &str, _: &StageRef) -> Self::Lookup {
         std::future::ready(Err(StoreError::Backend("connection refused".into())))
     }
 }
@@ -150,13 +149,18 @@ impl KeyStore for DownStore {
 struct DownMeter;
 
 impl Meter for DownMeter {
-    fn admit(&self, _: Admission<'_>) -> impl Future<Output = Result<Verdict, MeterError>> + Send {
+    type Admit = std::future::Ready<Result<Verdict, MeterError>>;
+    type Adjust = std::future::Ready<Result<(), MeterError>>;
+
+    fn admit(&self, _: &Charge<'_>) -> Self::Admit {
         std::future::ready(Err(MeterError::Backend("timed out".into())))
+    }
+    fn adjust(&self, _: &Charge<'_>, _: &Receipt, _: i64) -> Self::Adjust {
+        std::future::ready(Ok(()))
     }
     fn usage(
         &self,
-        _: &StagePlan,
-        _: &str,
+        _: &Counter<'_>,
         _: Date,
         _: Date,
     ) -> impl Future<Output = Result<Vec<DayUsage>, MeterError>> + Send {
@@ -164,8 +168,7 @@ impl Meter for DownMeter {
     }
     fn set_remaining(
         &self,
-        _: &StagePlan,
-        _: &str,
+        _: &Counter<'_>,
         _: u64,
     ) -> impl Future<Output = Result<(), MeterError>> + Send {
         std::future::ready(Ok(()))

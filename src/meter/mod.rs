@@ -1,13 +1,24 @@
-//! May this request go now, and what has been used: the [`Meter`] trait and [`LocalMeter`].
+//! May this request go now, and what has been used: the [`Meter`] trait, its reference
+//! semantics ([`policy`]) and [`LocalMeter`].
 //!
-//! For each request with a key on a plan, the layer makes one call, [`Meter::admit`], which
-//! takes a token from the key's bucket (the plan's, or the method's own where the plan overrides
-//! the method), checks and counts the key's quota, and records the day's usage, all at once. Only
-//! an admitted request counts: a throttled request spends no quota, and a request refused for its
-//! quota spends no token. A remote meter (Redis) makes that one round trip.
+//! For each request with a key on a plan, the layer makes one call, [`Meter::admit`], with a
+//! [`Charge`]: the [`Counter`]s the request draws from, each named by its identities (the plan's
+//! id, the subject it counts for, the bucket's name) and carrying its [`Limits`](policy::Limits),
+//! and the cost. The meter checks every counter first and charges all or none: a bucket's
+//! tokens, a quota's count and the day's usage. Only an admitted charge counts: a throttled
+//! request spends no quota, and a request refused for its quota spends no token. A remote meter
+//! (Redis) makes that one round trip. An admitted charge comes with a
+//! [`Receipt`], which [`Meter::adjust`] takes to correct the charge after the
+//! response (a refund, or a cost known only then), in the window and on the day it was made.
+//!
+//! The counters a request names today: one, for its key on its plan (the plan's bucket or the
+//! method's own, and the plan's quota). Later kinds (a customer's quota across its keys) are more
+//! counters in the same charge.
 //!
 //! [`LocalMeter`] is the in-process meter: token buckets (governor's GCRA), exact quota counters
-//! (N concurrent requests against a limit L admit exactly min(N, L)) and usage per key per UTC day.
+//! (N concurrent requests against a limit L admit exactly min(N, L)) and usage per counter per
+//! UTC day. A meter of your own keeps [`State`](policy::State)s wherever it likes and runs
+//! [`policy::decide`] on them; `tower_usage_plans::testing` (feature `testing`) checks it.
 //!
 //! # Examples
 //!
@@ -15,225 +26,344 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use tower_usage_plans::clock::ManualClock;
-//! use tower_usage_plans::meter::{Admission, LocalMeter, Meter, Outcome};
-//! use tower_usage_plans::model::{ApiStage, Quota, QuotaPeriod, StageRef, Throttle, UsagePlan};
-//! use tower_usage_plans::plan::{Bucket, StagePlan};
+//! use tower_usage_plans::meter::policy::{BucketLimits, Limits, QuotaLimits};
+//! use tower_usage_plans::meter::{Charge, Counter, LocalMeter, Meter, Outcome};
+//! use tower_usage_plans::model::QuotaPeriod;
+//! use tower_usage_plans::period::Calendar;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let mut plan = UsagePlan::new("plan111", "FreePlan");
-//! plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
-//! plan.throttle = Some(Throttle::new(1.0, 2).unwrap());
-//! plan.quota = Some(Quota::new(3, QuotaPeriod::Day, 0).unwrap());
-//! let plan = StagePlan::new(&plan, &StageRef::any()).unwrap();
+//! let (plan, key, bucket): (Arc<str>, Arc<str>, Arc<str>) =
+//!     ("plan111".into(), "key111aaa".into(), "plan".into());
+//! // 1 request a second, burst 2; 3 a day.
+//! let limits = Limits::new(
+//!     Some(BucketLimits::new(1_000_000_000, 2)),
+//!     Some(QuotaLimits::new(3, Calendar::aws(QuotaPeriod::Day, 0))),
+//! );
+//! let counters = [Counter::new(&plan, &key, Some(&bucket), limits)];
+//! let charge = Charge::new(&counters, 1).unwrap();
 //!
 //! let clock = ManualClock::at_unix_secs(1_700_000_000);
 //! let meter = LocalMeter::with_clock(clock.clone());
-//! let key: Arc<str> = "key111aaa".into();
-//! let req = Admission::new(&key, &plan, Bucket::Plan);
 //! let mut outcomes = Vec::new();
 //! for _ in 0..3 {
-//!     outcomes.push(meter.admit(req).await.unwrap().outcome);
+//!     outcomes.push(meter.admit(&charge).await.unwrap().outcome);
 //! }
 //! assert_eq!(outcomes[..2], [Outcome::Admitted, Outcome::Admitted]);
 //! assert_eq!(outcomes[2], Outcome::Throttled { retry_after_secs: 1 });
 //! clock.advance(Duration::from_secs(1));
-//! assert_eq!(meter.admit(req).await.unwrap().outcome, Outcome::Admitted);
+//! let third = meter.admit(&charge).await.unwrap();
+//! assert_eq!(third.outcome, Outcome::Admitted);
 //! clock.advance(Duration::from_secs(1));
 //! // Three admitted: the day's quota is spent until midnight UTC.
-//! let verdict = meter.admit(req).await.unwrap();
+//! let verdict = meter.admit(&charge).await.unwrap();
 //! assert!(matches!(verdict.outcome, Outcome::QuotaExceeded { .. }));
 //! assert_eq!(verdict.quota.unwrap().remaining, 0);
+//! // The third request failed upstream: give it back, and one more goes today.
+//! meter.adjust(&charge, &third.receipt.unwrap(), -1).await.unwrap();
+//! clock.advance(Duration::from_secs(1));
+//! assert_eq!(meter.admit(&charge).await.unwrap().outcome, Outcome::Admitted);
 //! # }
 //! ```
 
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::error::MeterError;
+use crate::error::{FieldError, MeterError};
 use crate::period::Date;
-use crate::plan::{Bucket, StagePlan};
 
 mod local;
 #[cfg(feature = "sqlite")]
 pub mod persist;
-pub(crate) mod policy;
+pub mod policy;
 #[cfg(feature = "redis")]
 pub mod redis;
 
 pub use local::{LocalMeter, LocalMeterBuilder};
 #[cfg(feature = "sqlite")]
 pub use persist::PersistedMeter;
+pub use policy::{LimitState, Outcome, Receipt, Verdict};
 #[cfg(feature = "redis")]
 pub use redis::{RedisMeter, RedisMeterBuilder};
 
-/// One request to admit: whose, on which plan, from which bucket, at what cost.
+/// One counter a charge draws from, named by its identities, with its limits.
+///
+/// Two counters are the same counter when their `plan_id` and `subject` are equal as text (they
+/// share one quota window and one day's usage) and, for the bucket, when their `bucket` names
+/// are equal too. The identities are reference-counted so that a meter keeps them without
+/// copying the text.
 #[derive(Clone, Copy, Debug)]
-pub struct Admission<'a> {
-    /// The key's id.
-    pub key_id: &'a Arc<str>,
-    /// The key's plan on the layer's stage.
-    pub plan: &'a StagePlan,
-    /// The bucket the request draws from ([`StagePlan::bucket_for`]).
-    pub bucket: Bucket,
-    /// How many tokens the request takes, and how many it counts against the quota and the
-    /// day's usage (1 unless a [`RequestCost`](crate::RequestCost) says otherwise).
-    pub cost: u32,
+#[non_exhaustive]
+pub struct Counter<'a> {
+    /// The usage plan's id.
+    pub plan_id: &'a Arc<str>,
+    /// What the counter counts for: a key's id (never its value).
+    pub subject: &'a Arc<str>,
+    /// The bucket's name, if the counter has a bucket: `plan` for the plan's own, the method
+    /// path (`/items/GET`) for a per-method throttle's.
+    pub bucket: Option<&'a Arc<str>>,
+    /// Its limits, as the plan sets them now.
+    pub limits: policy::Limits,
+    /// The subject whose counters this one is kept with, if not its own (a key's customer):
+    /// counters that are charged together share it, so that a meter that partitions its state
+    /// keeps them in one partition (the Redis meter, one Cluster hash slot). `None`: its own
+    /// subject.
+    pub group: Option<&'a Arc<str>>,
 }
 
-impl<'a> Admission<'a> {
-    /// A request of cost 1 by `key_id` on `plan`, drawing from `bucket`.
-    pub fn new(key_id: &'a Arc<str>, plan: &'a StagePlan, bucket: Bucket) -> Self {
+impl<'a> Counter<'a> {
+    /// A counter of `subject` on the plan `plan_id`, drawing from the bucket `bucket` (if
+    /// `limits` has one).
+    pub fn new(
+        plan_id: &'a Arc<str>,
+        subject: &'a Arc<str>,
+        bucket: Option<&'a Arc<str>>,
+        limits: policy::Limits,
+    ) -> Self {
         Self {
-            key_id,
-            plan,
+            plan_id,
+            subject,
             bucket,
-            cost: 1,
+            limits,
+            group: None,
         }
     }
 
-    /// The same request with another cost.
-    pub fn with_cost(self, cost: u32) -> Self {
-        Self { cost, ..self }
+    /// The same counter, kept with `group`'s counters (see [`group`](Self::group)).
+    pub fn with_group(self, group: &'a Arc<str>) -> Self {
+        Self {
+            group: Some(group),
+            ..self
+        }
+    }
+
+    /// The name of the counter's bucket, if it has limits for one.
+    pub fn bucket_name(&self) -> Option<&'a str> {
+        self.limits.bucket.and(self.bucket.map(|b| &**b))
     }
 }
 
-/// What the meter decided.
+/// A charge: `cost` units against every counter it names, all or none.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Charge<'a> {
+    /// The counters, at most [`policy::MAX_COUNTERS`].
+    pub counters: &'a [Counter<'a>],
+    /// How many tokens it takes from each bucket, and how much it counts against each quota and
+    /// day (1 unless a [`RequestCost`](crate::RequestCost) says otherwise).
+    pub cost: u32,
+}
+
+impl<'a> Charge<'a> {
+    /// A charge of `cost` against `counters`.
+    ///
+    /// # Errors
+    ///
+    /// [`MeterError::Invalid`] for no counter, or more than [`policy::MAX_COUNTERS`].
+    pub fn new(counters: &'a [Counter<'a>], cost: u32) -> Result<Self, MeterError> {
+        if counters.is_empty() || counters.len() > policy::MAX_COUNTERS {
+            return Err(FieldError::new(
+                "counters",
+                format!(
+                    "a charge names 1 to {} counters, not {}",
+                    policy::MAX_COUNTERS,
+                    counters.len()
+                ),
+            )
+            .into());
+        }
+        Ok(Self { counters, cost })
+    }
+
+    /// Each counter's limits, in order, into `out` (at most [`policy::MAX_COUNTERS`]); answers
+    /// how many.
+    pub fn limits(&self, out: &mut [policy::Limits; policy::MAX_COUNTERS]) -> usize {
+        let n = self.counters.len().min(policy::MAX_COUNTERS);
+        for (slot, c) in out.iter_mut().zip(self.counters) {
+            *slot = c.limits;
+        }
+        n
+    }
+}
+
+/// One counter's use on one UTC day.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Outcome {
-    /// Admitted, and counted.
-    Admitted,
-    /// The bucket is empty; a token comes in `retry_after_secs` (whole seconds, at least 1).
-    Throttled {
-        /// Seconds until the next token, rounded up.
-        retry_after_secs: u64,
-    },
-    /// The quota of the current window is used up; it resets in `retry_after_secs`.
-    QuotaExceeded {
-        /// Seconds until the window ends, rounded up.
-        retry_after_secs: u64,
-    },
-}
-
-/// Where one limit stands after a decision, for the rate-limit headers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LimitState {
-    /// The limit: the bucket's size, or the quota's limit.
-    pub limit: u64,
-    /// What is left.
-    pub remaining: u64,
-    /// Seconds until the limit is whole again (bucket full, or the quota window ends).
-    pub reset_secs: u64,
-    /// The window the limit is counted over, in seconds (the bucket's fill time, or the quota
-    /// window's length).
-    pub window_secs: u64,
-}
-
-/// A meter's decision on one request, with the state of the limits it checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Verdict {
-    /// Admitted, or why not.
-    pub outcome: Outcome,
-    /// The bucket's state, if the request drew from one (and got as far).
-    pub burst: Option<LimitState>,
-    /// The quota's state, if the plan has one.
-    pub quota: Option<LimitState>,
-}
-
-/// One key's use of one plan on one UTC day.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DayUsage {
     /// The day.
     pub date: Date,
-    /// Requests admitted that day (each counted by its cost).
+    /// Units counted that day (each request by its cost, corrections included).
     pub used: u64,
-    /// What was left of the quota at the end of that day (or now, for today), if the plan has a
-    /// quota.
+    /// What was left of the quota at the end of that day (or now, for today), if the counter
+    /// has a quota.
     pub remaining: Option<u64>,
+}
+
+impl DayUsage {
+    /// A day's usage.
+    pub const fn new(date: Date, used: u64, remaining: Option<u64>) -> Self {
+        Self {
+            date,
+            used,
+            remaining,
+        }
+    }
+}
+
+/// The error for a usage range that ends before it starts.
+pub(crate) fn check_range(start: Date, end: Date) -> Result<(), MeterError> {
+    if start > end {
+        return Err(
+            FieldError::new("startDate", format!("{start} is after the end date {end}")).into(),
+        );
+    }
+    Ok(())
+}
+
+/// The error for [`Meter::set_remaining`] on a counter without a quota.
+pub(crate) fn no_quota(counter: &Counter<'_>) -> MeterError {
+    FieldError::new(
+        "remaining",
+        format!(
+            "usage plan {:?} has no quota to set what is left of",
+            &**counter.plan_id
+        ),
+    )
+    .into()
 }
 
 /// Answers *may this request go now, and what has been used*. See the [module docs](self).
 ///
-/// Implementations run the crate's limit policy (GCRA with a cost, the quota window counter, the
-/// day's usage) on their own state, and must keep its promises: only an admitted request counts,
-/// a throttled request spends no quota, a quota refusal spends no token, N concurrent requests
-/// against a quota of L admit exactly min(N, L), and a wall clock that steps back never reopens
-/// a used window. The conformance suite in `tower_usage_plans::testing` (feature `testing`)
-/// checks them.
+/// An implementation keeps a [`State`](policy::State) per counter (per plan and subject, with
+/// one arrival time per bucket name) and runs [`policy::decide`] on the states of a charge's
+/// counters at once (under one lock, in one transaction, in one script), so that it keeps the
+/// policy's promises: all counters charged or none, a throttled request spends no quota, a
+/// quota refusal spends no token, N concurrent charges against a quota of L admit exactly
+/// min(N, L), and a wall clock that steps back never reopens a used window. The conformance
+/// suite in `tower_usage_plans::testing` (feature `testing`) checks them.
+///
+/// The futures are named, so that the layer holds them without boxing: a meter that answers at
+/// once (in memory) uses [`std::future::Ready`]; one that waits returns a boxed future that owns
+/// what it needs (clone an `Arc` of the meter's state into it):
+///
+/// ```
+/// use std::future::Future;
+/// use std::pin::Pin;
+/// use std::sync::Arc;
+/// use tower_usage_plans::error::MeterError;
+/// use tower_usage_plans::meter::policy::{self, Receipt, State, Verdict};
+/// use tower_usage_plans::meter::{Charge, Counter, DayUsage, Meter};
+/// use tower_usage_plans::period::Date;
+///
+/// type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, MeterError>> + Send>>;
+///
+/// /// One state per plan and subject, behind an async lock (a stand-in for a database).
+/// #[derive(Clone, Default)]
+/// struct AsyncMeter(Arc<tokio::sync::Mutex<std::collections::HashMap<(String, String), State>>>);
+///
+/// impl Meter for AsyncMeter {
+///     type Admit = BoxFuture<Verdict>;
+///     type Adjust = BoxFuture<()>;
+///
+///     fn admit(&self, charge: &Charge<'_>) -> Self::Admit {
+///         // Owned copies of what the future needs: it outlives the borrow of `charge`.
+///         let ids: Vec<(String, String)> =
+///             charge.counters.iter().map(|c| (c.plan_id.to_string(), c.subject.to_string())).collect();
+///         let limits: Vec<policy::Limits> = charge.counters.iter().map(|c| c.limits).collect();
+///         let (map, cost) = (self.0.clone(), charge.cost);
+///         Box::pin(async move {
+///             let mut map = map.lock().await; // really waits when another charge holds it
+///             let mut states: Vec<State> =
+///                 ids.iter().map(|id| map.get(id).copied().unwrap_or_default()).collect();
+///             let now = tower_usage_plans::clock::Clock::now(&tower_usage_plans::clock::SystemClock);
+///             let verdict = policy::decide(&mut states, &limits, now, cost);
+///             for (id, s) in ids.into_iter().zip(states) {
+///                 map.insert(id, s);
+///             }
+///             Ok(verdict)
+///         })
+///     }
+///
+///     fn adjust(&self, _: &Charge<'_>, _: &Receipt, _: i64) -> Self::Adjust {
+///         Box::pin(async { Ok(()) }) // a real meter runs policy::adjust: see tests/outside_meters.rs
+///     }
+///
+///     async fn usage(&self, _: &Counter<'_>, _: Date, _: Date) -> Result<Vec<DayUsage>, MeterError> {
+///         Ok(Vec::new())
+///     }
+///
+///     async fn set_remaining(&self, _: &Counter<'_>, _: u64) -> Result<(), MeterError> {
+///         Ok(())
+///     }
+/// }
+/// ```
+/// (Bucket names are left out here for brevity: a real meter keeps one arrival time per bucket
+/// name; `tests/outside_meters.rs` has two complete meters that pass the conformance suite.)
 pub trait Meter: Send + Sync + 'static {
-    /// Takes `cost` tokens from the bucket, checks and counts the quota, and records the day's
-    /// usage, at once.
-    fn admit(&self, req: Admission<'_>)
-        -> impl Future<Output = Result<Verdict, MeterError>> + Send;
+    /// The future [`admit`](Self::admit) returns.
+    type Admit: Future<Output = Result<Verdict, MeterError>> + Send + 'static;
 
-    /// One key's usage of `plan`, one entry per UTC day from `start` to `end` inclusive (AWS's
+    /// The future [`adjust`](Self::adjust) returns.
+    type Adjust: Future<Output = Result<(), MeterError>> + Send + 'static;
+
+    /// Checks every counter of `charge` and charges all or none: takes `cost` tokens from each
+    /// bucket, counts `cost` against each quota and each counter's day. An admitted verdict
+    /// carries the [`Receipt`] that [`adjust`](Self::adjust) takes.
+    fn admit(&self, charge: &Charge<'_>) -> Self::Admit;
+
+    /// Corrects an admitted charge by `delta` units (negative: given back, at most what was
+    /// charged; positive: charged more), in the quota window and on the day its `receipt` names,
+    /// as [`policy::adjust`] says: never below zero, possibly past the quota's limit (the next
+    /// charge is then refused), buckets untouched. `charge` names the same counters as the
+    /// charge the receipt is for.
+    fn adjust(&self, charge: &Charge<'_>, receipt: &Receipt, delta: i64) -> Self::Adjust;
+
+    /// One counter's usage, one entry per UTC day from `start` to `end` inclusive (AWS's
     /// `get-usage`). A range that ends before it starts is an error.
     fn usage(
         &self,
-        plan: &StagePlan,
-        key_id: &str,
+        counter: &Counter<'_>,
         start: Date,
         end: Date,
     ) -> impl Future<Output = Result<Vec<DayUsage>, MeterError>> + Send;
 
-    /// Sets what is left of `key_id`'s quota on `plan` in the current window to `remaining`
-    /// (AWS's update-usage, `replace /remaining`). It lasts until the window ends; it may exceed
-    /// the limit (more was granted). A plan without a quota is an error.
+    /// Sets what is left of the counter's quota in the current window to `remaining` (AWS's
+    /// update-usage, `replace /remaining`). It lasts until the window ends; it may exceed the
+    /// limit (more was granted). A counter without a quota is an error.
     fn set_remaining(
         &self,
-        plan: &StagePlan,
-        key_id: &str,
+        counter: &Counter<'_>,
         remaining: u64,
     ) -> impl Future<Output = Result<(), MeterError>> + Send;
-
-    /// The crate's own fast path: [`admit`](Self::admit) answered without a future, by meters
-    /// that never wait. Not for use outside this crate (its token cannot be made there).
-    #[doc(hidden)]
-    #[inline]
-    fn admit_now(
-        &self,
-        req: Admission<'_>,
-        _: crate::sealed::Token,
-    ) -> Option<Result<Verdict, MeterError>> {
-        let _ = req;
-        None
-    }
 }
 
 impl<T: Meter> Meter for Arc<T> {
-    fn admit(
-        &self,
-        req: Admission<'_>,
-    ) -> impl Future<Output = Result<Verdict, MeterError>> + Send {
-        (**self).admit(req)
+    type Admit = T::Admit;
+    type Adjust = T::Adjust;
+
+    #[inline]
+    fn admit(&self, charge: &Charge<'_>) -> Self::Admit {
+        (**self).admit(charge)
+    }
+
+    fn adjust(&self, charge: &Charge<'_>, receipt: &Receipt, delta: i64) -> Self::Adjust {
+        (**self).adjust(charge, receipt, delta)
     }
 
     fn usage(
         &self,
-        plan: &StagePlan,
-        key_id: &str,
+        counter: &Counter<'_>,
         start: Date,
         end: Date,
     ) -> impl Future<Output = Result<Vec<DayUsage>, MeterError>> + Send {
-        (**self).usage(plan, key_id, start, end)
+        (**self).usage(counter, start, end)
     }
 
     fn set_remaining(
         &self,
-        plan: &StagePlan,
-        key_id: &str,
+        counter: &Counter<'_>,
         remaining: u64,
     ) -> impl Future<Output = Result<(), MeterError>> + Send {
-        (**self).set_remaining(plan, key_id, remaining)
-    }
-
-    #[inline]
-    fn admit_now(
-        &self,
-        req: Admission<'_>,
-        token: crate::sealed::Token,
-    ) -> Option<Result<Verdict, MeterError>> {
-        (**self).admit_now(req, token)
+        (**self).set_remaining(counter, remaining)
     }
 }

@@ -33,9 +33,10 @@
 //! ```
 //! use std::sync::Arc;
 //! use tower_usage_plans::clock::ManualClock;
-//! use tower_usage_plans::meter::{Admission, LocalMeter, Meter, PersistedMeter};
-//! use tower_usage_plans::model::{ApiStage, Quota, QuotaPeriod, StageRef, UsagePlan};
-//! use tower_usage_plans::plan::{Bucket, StagePlan};
+//! use tower_usage_plans::meter::policy::{Limits, QuotaLimits};
+//! use tower_usage_plans::meter::{Charge, Counter, LocalMeter, Meter, PersistedMeter};
+//! use tower_usage_plans::model::QuotaPeriod;
+//! use tower_usage_plans::period::Calendar;
 //! use tower_usage_plans::store::SqliteStore;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -44,17 +45,16 @@
 //! # std::fs::create_dir_all(&dir).unwrap();
 //! # let path = dir.join("usage.db");
 //! # let _ = std::fs::remove_file(&path);
-//! let mut plan = UsagePlan::new("plan111", "FreePlan");
-//! plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
-//! plan.quota = Some(Quota::new(5, QuotaPeriod::Day, 0).unwrap());
-//! let plan = StagePlan::new(&plan, &StageRef::any()).unwrap();
-//! let key: Arc<str> = "key111".into();
+//! let (plan, key): (Arc<str>, Arc<str>) = ("plan111".into(), "key111".into());
+//! let quota = QuotaLimits::new(5, Calendar::aws(QuotaPeriod::Day, 0));
+//! let counters = [Counter::new(&plan, &key, None, Limits::new(None, Some(quota)))];
+//! let charge = Charge::new(&counters, 1).unwrap();
 //! let clock = ManualClock::at_unix_secs(1_700_000_000);
 //!
 //! let store = SqliteStore::open(&path).unwrap();
 //! let meter = PersistedMeter::new(&store, LocalMeter::with_clock(clock.clone())).unwrap();
 //! for _ in 0..3 {
-//!     meter.admit(Admission::new(&key, &plan, Bucket::None)).await.unwrap();
+//!     meter.admit(&charge).await.unwrap();
 //! }
 //! meter.shutdown().unwrap(); // writes what is left
 //! drop((meter, store));
@@ -62,16 +62,16 @@
 //! // Restarted: the quota goes on where it was.
 //! let store = SqliteStore::open(&path).unwrap();
 //! let meter = PersistedMeter::new(&store, LocalMeter::with_clock(clock)).unwrap();
-//! let verdict = meter.admit(Admission::new(&key, &plan, Bucket::None)).await.unwrap();
+//! let verdict = meter.admit(&charge).await.unwrap();
 //! assert_eq!(verdict.quota.unwrap().remaining, 1);
 //! # drop((meter, store));
 //! # let _ = std::fs::remove_dir_all(&dir);
 //! # }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, Ready};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -83,12 +83,12 @@ use rusqlite::params;
 use crate::clock::{Clock, SystemClock};
 use crate::error::MeterError;
 use crate::period::Date;
-use crate::plan::{plan_ids_by_number, plan_number, StagePlan};
 use crate::store::sqlite::Db;
 use crate::store::SqliteStore;
 
 use super::local::Saved;
-use super::{Admission, DayUsage, LocalMeter, Meter, Verdict};
+use super::policy::{Outcome, Receipt};
+use super::{Charge, Counter, DayUsage, LocalMeter, Meter, Verdict};
 
 /// The default flush interval.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -97,12 +97,54 @@ fn backend(e: rusqlite::Error) -> MeterError {
     MeterError::Backend(Box::new(e))
 }
 
+/// Shards of [`Changes`]: a counter goes in one chosen by its subject, so that requests of
+/// different keys seldom meet on one lock.
+const CHANGE_SHARDS: usize = 64;
+
+/// A counter's ids: plan id, subject.
+type Ids = (Arc<str>, Arc<str>);
+
+/// The counters charged since the last flush (a counter may be there many times; a flush reads
+/// each once).
+struct Changes {
+    shards: Box<[Mutex<Vec<Ids>>]>,
+}
+
+impl Changes {
+    fn new() -> Self {
+        Self {
+            shards: (0..CHANGE_SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    /// Notes that the counters of `charge` changed.
+    #[inline]
+    fn note(&self, charge: &Charge<'_>) {
+        for c in charge.counters {
+            let shard = (Arc::as_ptr(c.subject).cast::<u8>() as usize >> 4) % CHANGE_SHARDS;
+            self.shards[shard]
+                .lock()
+                .push((c.plan_id.clone(), c.subject.clone()));
+        }
+    }
+
+    /// Every counter noted since the last call, once each.
+    fn take(&self) -> HashSet<Ids> {
+        let mut all = HashSet::new();
+        for shard in self.shards.iter() {
+            all.extend(std::mem::take(&mut *shard.lock()));
+        }
+        all
+    }
+}
+
 /// Writes what changed.
 struct Writer<C: Clock + Clone> {
     meter: LocalMeter<C>,
     db: Arc<Db>,
+    changes: Changes,
     /// States copied out but not yet written (a write failed): written with the next flush.
-    pending: Mutex<HashMap<(u32, Arc<str>), Saved>>,
+    pending: Mutex<HashMap<Ids, Saved>>,
     /// The day (since the epoch) the file was last pruned of what the meter no longer keeps.
     pruned: std::sync::atomic::AtomicU32,
 }
@@ -110,25 +152,21 @@ struct Writer<C: Clock + Clone> {
 impl<C: Clock + Clone> Writer<C> {
     /// Copies out what changed and writes it, with anything a failed flush left; answers how
     /// many states were written.
+    ///
+    /// Each state is written with its day's usage and the last two days of its history (the
+    /// day that ended since the last flush, however the flushes and the days fell), so the file
+    /// holds every day's usage without rewriting a counter's whole history each time.
     fn flush(&self) -> Result<usize, MeterError> {
         let mut pending = self.pending.lock();
-        for (plan, key, saved) in self.meter.export_changed() {
-            match pending.get_mut(&(plan, key.clone())) {
-                Some(old) => {
-                    let mut history = std::mem::take(&mut old.history);
-                    history.extend(saved.history.iter().copied());
-                    *old = Saved { history, ..saved };
-                }
-                None => {
-                    pending.insert((plan, key), saved);
-                }
+        for ids in self.changes.take() {
+            if let Some(saved) = self.meter.saved(&ids.0, &ids.1) {
+                pending.insert(ids, saved);
             }
         }
         if pending.is_empty() {
             self.prune_daily()?;
             return Ok(0);
         }
-        let names = plan_ids_by_number();
         let mut conn = self.db.conn.lock();
         let tx = conn.transaction().map_err(backend)?;
         {
@@ -145,23 +183,21 @@ impl<C: Clock + Clone> Writer<C> {
                 )
                 .map_err(backend)?;
             for ((plan, key), s) in pending.iter() {
-                let Some(plan_id) = names.get(*plan as usize) else {
-                    continue;
-                };
                 state
                     .execute(params![
-                        &**plan_id,
+                        &**plan,
                         &**key,
-                        s.window_start,
-                        s.window_end,
+                        s.window_start as i64,
+                        s.window_end as i64,
                         s.window_used,
                         s.day,
                         s.day_used as i64
                     ])
                     .map_err(backend)?;
-                for (day, used) in &s.history {
+                let recent = s.history.len().saturating_sub(2);
+                for (day, used) in &s.history[recent..] {
                     usage
-                        .execute(params![&**plan_id, &**key, day, *used as i64])
+                        .execute(params![&**plan, &**key, day, *used as i64])
                         .map_err(backend)?;
                 }
             }
@@ -186,7 +222,7 @@ impl<C: Clock + Clone> Writer<C> {
     }
 
     /// Deletes from the file what [`LocalMeter::sweep`] forgets: the usage of days before the
-    /// meter's retention, and each key's state that has been idle since before it and whose
+    /// meter's retention, and each counter's state that has been idle since before it and whose
     /// quota window has ended (restoring either would give the key nothing it has not got
     /// without it). Answers how many rows went.
     fn prune(&self, conn: &rusqlite::Connection) -> Result<usize, MeterError> {
@@ -198,7 +234,7 @@ impl<C: Clock + Clone> Writer<C> {
         let states = conn
             .execute(
                 "DELETE FROM meter_state WHERE day < ?1 AND window_end <= ?2",
-                [horizon, today],
+                [i64::from(horizon), i64::from(today) * 86_400],
             )
             .map_err(backend)?;
         Ok(usage + states)
@@ -240,8 +276,8 @@ impl<C: Clock + Clone> Writer<C> {
                 Ok((
                     (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
                     Saved {
-                        window_start: r.get(2)?,
-                        window_end: r.get(3)?,
+                        window_start: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                        window_end: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
                         window_used: r.get(4)?,
                         day: r.get(5)?,
                         day_used: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
@@ -256,8 +292,8 @@ impl<C: Clock + Clone> Writer<C> {
             if let Some(h) = history.remove(&ids) {
                 saved.history = h.into_iter().filter(|(d, _)| *d < saved.day).collect();
             }
-            let key: Arc<str> = ids.1.into();
-            self.meter.import(plan_number(&ids.0), &key, saved);
+            let (plan, key): Ids = (ids.0.into(), ids.1.into());
+            self.meter.restore(&plan, &key, saved);
             loaded += 1;
         }
         Ok(loaded)
@@ -289,7 +325,11 @@ impl Drop for Guard {
 /// A [`LocalMeter`] whose quota counts and daily usage persist in a [`SqliteStore`]'s file. See
 /// the [module docs](self).
 ///
-/// Clones share the meter and its flushing thread; the last clone's drop writes what is left.
+/// It notes the counters each admitted charge and each correction touched, and its flush copies
+/// out those (not the whole map) and writes them. Clones share the meter and its flushing
+/// thread; the last clone's drop writes what is left. Its futures are
+/// [`std::future::Ready`], but for [`set_remaining`](Meter::set_remaining), which writes to the
+/// file before it answers.
 #[derive(Clone)]
 pub struct PersistedMeter<C: Clock + Clone = SystemClock> {
     meter: LocalMeter<C>,
@@ -322,9 +362,14 @@ impl<C: Clock + Clone> PersistedMeter<C> {
         let writer = Arc::new(Writer {
             meter: meter.clone(),
             db: store.db().clone(),
+            changes: Changes::new(),
             pending: Mutex::default(),
             pruned: std::sync::atomic::AtomicU32::new(0),
         });
+        // What the meter counted before it was given here is written with the first flush.
+        for ids in meter.ids() {
+            writer.changes.shards[0].lock().push(ids);
+        }
         writer.load()?;
         let (stop, stopped) = mpsc::channel::<()>();
         let background = writer.clone();
@@ -353,12 +398,13 @@ impl<C: Clock + Clone> PersistedMeter<C> {
         })
     }
 
-    /// The meter itself.
+    /// The meter itself, for [`LocalMeter::sweep`] and its size. Charge through the
+    /// `PersistedMeter`: what is charged through the `LocalMeter` directly is not written.
     pub fn local(&self) -> &LocalMeter<C> {
         &self.meter
     }
 
-    /// Writes what changed now; answers how many key-and-plan states were written.
+    /// Writes what changed now; answers how many counters' states were written.
     pub fn flush(&self) -> Result<usize, MeterError> {
         self.writer.flush()
     }
@@ -373,44 +419,49 @@ impl<C: Clock + Clone> PersistedMeter<C> {
 }
 
 impl<C: Clock + Clone> Meter for PersistedMeter<C> {
-    fn admit(
-        &self,
-        req: Admission<'_>,
-    ) -> impl Future<Output = Result<Verdict, MeterError>> + Send {
-        self.meter.admit(req)
+    type Admit = Ready<Result<Verdict, MeterError>>;
+    type Adjust = Ready<Result<(), MeterError>>;
+
+    #[inline]
+    fn admit(&self, charge: &Charge<'_>) -> Self::Admit {
+        let verdict = self.meter.decide(charge);
+        if verdict.outcome == Outcome::Admitted {
+            self.writer.changes.note(charge);
+        }
+        std::future::ready(Ok(verdict))
+    }
+
+    fn adjust(&self, charge: &Charge<'_>, receipt: &Receipt, delta: i64) -> Self::Adjust {
+        self.meter.correct(charge, receipt, delta);
+        self.writer.changes.note(charge);
+        std::future::ready(Ok(()))
     }
 
     fn usage(
         &self,
-        plan: &StagePlan,
-        key_id: &str,
+        counter: &Counter<'_>,
         start: Date,
         end: Date,
     ) -> impl Future<Output = Result<Vec<DayUsage>, MeterError>> + Send {
-        self.meter.usage(plan, key_id, start, end)
+        std::future::ready(self.meter.usage_now(counter, start, end))
     }
 
     fn set_remaining(
         &self,
-        plan: &StagePlan,
-        key_id: &str,
+        counter: &Counter<'_>,
         remaining: u64,
     ) -> impl Future<Output = Result<(), MeterError>> + Send {
-        let set = self.meter.set_remaining(plan, key_id, remaining);
-        async move {
-            set.await?;
-            // update-usage is a management change: in the file before it returns, as the
-            // store's changes are (not at the next flush, which a crash could lose).
-            self.writer.flush().map(drop)
-        }
-    }
-
-    #[inline]
-    fn admit_now(
-        &self,
-        req: Admission<'_>,
-        token: crate::sealed::Token,
-    ) -> Option<Result<Verdict, MeterError>> {
-        self.meter.admit_now(req, token)
+        let set = self
+            .meter
+            .set_remaining_now(counter, remaining)
+            .and_then(|()| {
+                self.writer
+                    .changes
+                    .note(&Charge::new(std::slice::from_ref(counter), 0)?);
+                // update-usage is a management change: in the file before it returns, as the
+                // store's changes are (not at the next flush, which a crash could lose).
+                self.writer.flush().map(drop)
+            });
+        std::future::ready(set)
     }
 }

@@ -79,7 +79,6 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::model::{ApiKey, StageRef, UsagePlan};
 use crate::patch::PatchOperation;
-use crate::plan::StagePlan;
 
 use super::{
     ApiKeyInfo, ApiKeyQuery, ImportKey, ImportResult, ImportWarning, KeyGrant, KeyStore,
@@ -233,11 +232,11 @@ impl<C: Clock> Shared<C> {
 ///
 /// Clones share the caches.
 pub struct CachingStore<S, C = SystemClock> {
-    inner: S,
+    inner: Arc<S>,
     shared: Arc<Shared<C>>,
 }
 
-impl<S: Clone, C> Clone for CachingStore<S, C> {
+impl<S, C> Clone for CachingStore<S, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -351,7 +350,7 @@ impl<S: KeyStore, C: Clock> CachingStoreBuilder<S, C> {
             .build();
         let now = self.clock.monotonic_nanos();
         CachingStore {
-            inner: self.inner,
+            inner: Arc::new(self.inner),
             shared: Arc::new(Shared {
                 found,
                 unknown,
@@ -412,53 +411,112 @@ impl<S: KeyStore, C: Clock> CachingStore<S, C> {
 }
 
 impl<S: KeyStore, C: Clock> KeyStore for CachingStore<S, C> {
-    async fn lookup(&self, value: &str, stage: &StageRef) -> Result<Option<KeyGrant>, StoreError> {
+    type Lookup = CachedLookup<S, C>;
+
+    /// A fresh cached answer is ready at once; a miss awaits the backing store's own future (a
+    /// ready one stays ready) and caches its answer. When the backing store's version is due
+    /// (one request per interval), that request reads it first, in a boxed future.
+    fn lookup(&self, value: &str, stage: &StageRef) -> Self::Lookup {
         let shared = &self.shared;
-        if shared.version_due(true) {
-            // A failed read is tried again an interval later; the cache answers meanwhile.
-            if let Ok(v) = self.inner.version().await {
-                shared.saw_version(v);
-            }
-        }
         let key = digest(value, stage);
+        if shared.version_due(true) {
+            let (inner, shared) = (self.inner.clone(), self.shared.clone());
+            let (value, stage) = (value.to_owned(), stage.clone());
+            return CachedLookup {
+                state: LookupState::Boxed {
+                    fut: Box::pin(async move {
+                        // A failed read is tried again an interval later; the cache answers
+                        // meanwhile.
+                        if let Ok(v) = inner.version().await {
+                            shared.saw_version(v);
+                        }
+                        if let Some(answer) = shared.cached(&key) {
+                            return Ok(answer);
+                        }
+                        let generation = shared.generation.load(Ordering::Acquire);
+                        let answer = inner.lookup(&value, &stage).await?;
+                        shared.keep(key, &answer, generation);
+                        Ok(answer)
+                    }),
+                },
+            };
+        }
         if let Some(answer) = shared.cached(&key) {
-            return Ok(answer);
+            return CachedLookup {
+                state: LookupState::Ready {
+                    answer: Some(Ok(answer)),
+                },
+            };
         }
         let generation = shared.generation.load(Ordering::Acquire);
-        let answer = self.inner.lookup(value, stage).await?;
-        shared.keep(key, &answer, generation);
-        Ok(answer)
+        CachedLookup {
+            state: LookupState::Miss {
+                fut: self.inner.lookup(value, stage),
+                key,
+                generation,
+                shared: self.shared.clone(),
+            },
+        }
     }
 
     fn version(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
         self.inner.version()
     }
+}
 
-    fn plans_now(&self, stage: &StageRef) -> Option<Vec<Arc<StagePlan>>> {
-        self.inner.plans_now(stage)
+type BoxLookup =
+    std::pin::Pin<Box<dyn Future<Output = Result<Option<KeyGrant>, StoreError>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The future of [`CachingStore`]'s [`lookup`](KeyStore::lookup).
+    pub struct CachedLookup<S: KeyStore, C> {
+        #[pin]
+        state: LookupState<S, C>,
     }
+}
 
-    fn lookup_now(
-        &self,
-        value: &str,
-        stage: &StageRef,
-        token: crate::sealed::Token,
-    ) -> Option<Result<Option<KeyGrant>, StoreError>> {
-        let shared = &self.shared;
-        if shared.version_due(false) {
-            return None;
+pin_project_lite::pin_project! {
+    #[project = LookupProj]
+    enum LookupState<S: KeyStore, C> {
+        Ready { answer: Option<Result<Option<KeyGrant>, StoreError>> },
+        Miss { #[pin] fut: S::Lookup, key: Digest32, generation: u64, shared: Arc<Shared<C>> },
+        Boxed { fut: BoxLookup },
+    }
+}
+
+impl<S: KeyStore, C> fmt::Debug for CachedLookup<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedLookup").finish_non_exhaustive()
+    }
+}
+
+impl<S: KeyStore, C: Clock> Future for CachedLookup<S, C> {
+    type Output = Result<Option<KeyGrant>, StoreError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.project().state.project() {
+            LookupProj::Ready { answer } => std::task::Poll::Ready(
+                answer
+                    .take()
+                    .expect("CachedLookup polled after it completed"),
+            ),
+            LookupProj::Miss {
+                fut,
+                key,
+                generation,
+                shared,
+            } => {
+                let answer = std::task::ready!(fut.poll(cx));
+                if let Ok(answer) = &answer {
+                    shared.keep(*key, answer, *generation);
+                }
+                std::task::Poll::Ready(answer)
+            }
+            LookupProj::Boxed { fut } => fut.as_mut().poll(cx),
         }
-        let key = digest(value, stage);
-        if let Some(answer) = shared.cached(&key) {
-            return Some(Ok(answer));
-        }
-        // A backing store that answers without waiting: cache what it says.
-        let generation = shared.generation.load(Ordering::Acquire);
-        let answer = self.inner.lookup_now(value, stage, token)?;
-        if let Ok(answer) = &answer {
-            shared.keep(key, answer, generation);
-        }
-        Some(answer)
     }
 }
 

@@ -15,7 +15,6 @@
 //!   and values of 20 and 128 characters work;
 //! - a disabled key answers `enabled: false` (with its plan: the layer decides);
 //! - [`StageRef::any`] answers one of the key's plans;
-//! - [`plans_now`](KeyStore::plans_now), if it answers, lists the plans on the stage;
 //! - lookups leave [`version`](KeyStore::version) alone, and a grant's `Debug` output holds no
 //!   value;
 //! - after each change, the next lookup sees it, and the version (if any) has moved.
@@ -64,7 +63,7 @@ use crate::config::Config;
 use crate::model::{
     ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, StageRef, Throttle, UsagePlan,
 };
-use crate::plan::StagePlan;
+use crate::plan::{Bucket, StagePlan};
 use crate::store::{KeyGrant, KeyStore};
 
 /// The API the fixture's plans are on.
@@ -229,20 +228,12 @@ pub enum Change {
     },
 }
 
-/// `store`'s answer for `value` on `stage`, checked against the fast path where there is one.
+/// `store`'s answer for `value` on `stage`.
 async fn lookup<S: KeyStore>(store: &S, value: &str, stage: &StageRef) -> Option<KeyGrant> {
     let grant = match store.lookup(value, stage).await {
         Ok(grant) => grant,
         Err(e) => panic!("lookup on {stage} failed: {e}"),
     };
-    if let Some(now) = store.lookup_now(value, stage, crate::sealed::Token(())) {
-        let now = now.unwrap_or_else(|e| panic!("lookup_now on {stage} failed: {e}"));
-        assert_eq!(
-            now.as_ref().map(summary),
-            grant.as_ref().map(summary),
-            "lookup_now and lookup disagree on {stage}"
-        );
-    }
     if let Some(g) = &grant {
         let debug = format!("{g:?}");
         assert!(
@@ -251,15 +242,6 @@ async fn lookup<S: KeyStore>(store: &S, value: &str, stage: &StageRef) -> Option
         );
     }
     grant
-}
-
-/// What a grant says, comparable.
-fn summary(g: &KeyGrant) -> (String, bool, Option<String>) {
-    (
-        g.key_id.to_string(),
-        g.enabled,
-        g.plan.as_ref().map(|p| p.id().to_string()),
-    )
 }
 
 /// The grant for `value` on `stage`, which must exist, with id `key_id`.
@@ -273,7 +255,7 @@ async fn known<S: KeyStore>(store: &S, value: &str, key_id: &str, stage: &StageR
 
 /// The id of the plan in `grant`, checked to be compiled for `stage`.
 fn plan_id(grant: &KeyGrant, stage: &StageRef) -> Option<String> {
-    let plan = grant.plan.as_ref()?;
+    let plan = grant.plan()?;
     assert!(
         stage.matches(plan.api_id(), plan.stage()),
         "key {:?}: the plan answered for {stage} is compiled for {}:{}",
@@ -308,9 +290,14 @@ pub async fn key_store<S: KeyStore>(store: &S) {
     let g = known(store, ENABLED_VALUE, ENABLED_KEY, &prod).await;
     assert!(g.enabled, "an enabled key answered disabled");
     assert_eq!(plan_id(&g, &prod).as_deref(), Some(PLAN_PROD));
-    let plan = g.plan.as_deref().expect("checked above");
+    let plan = g.plan().expect("checked above");
     let want = StagePlan::new(&fixture().usage_plans[0], &prod).expect("the fixture's plan");
-    assert_eq!(plan.throttle(), want.throttle(), "the plan's throttle");
+    let key: std::sync::Arc<str> = "k".into();
+    assert_eq!(
+        plan.counter(&key, Bucket::Plan).limits,
+        want.counter(&key, Bucket::Plan).limits,
+        "the plan's throttle and quota"
+    );
     assert_eq!(plan.quota(), want.quota(), "the plan's quota");
     assert_eq!(
         plan.methods(),
@@ -321,7 +308,7 @@ pub async fn key_store<S: KeyStore>(store: &S) {
     // A stage no plan of the key lists: the key, without a plan.
     for stage in [&dev, &other, &nowhere] {
         let g = known(store, ENABLED_VALUE, ENABLED_KEY, stage).await;
-        assert!(g.plan.is_none(), "a plan answered on {stage}, not listed");
+        assert!(g.plan().is_none(), "a plan answered on {stage}, not listed");
     }
 
     // A disabled key: known, disabled, with its plan.
@@ -337,15 +324,19 @@ pub async fn key_store<S: KeyStore>(store: &S) {
     let g = known(store, &two, TWO_PLAN_KEY, &dev).await;
     assert_eq!(plan_id(&g, &dev).as_deref(), Some(PLAN_DEV));
     assert!(
-        g.plan.as_deref().is_some_and(|p| p.throttle().is_none()),
+        g.plan()
+            .is_some_and(|p| p.bucket_for("/", &http::Method::GET) == Bucket::None),
         "{PLAN_DEV} has no throttle"
     );
     let g = known(store, &two, TWO_PLAN_KEY, &nowhere).await;
-    assert!(g.plan.is_none(), "a plan answered on {nowhere}, not listed");
+    assert!(
+        g.plan().is_none(),
+        "a plan answered on {nowhere}, not listed"
+    );
 
     // A key on no plan.
     let g = known(store, PLANLESS_VALUE, PLANLESS_KEY, &prod).await;
-    assert!(g.enabled && g.plan.is_none(), "a key on no plan");
+    assert!(g.enabled && g.plan().is_none(), "a key on no plan");
 
     // Any stage: one of the key's plans.
     let any = StageRef::any();
@@ -359,7 +350,7 @@ pub async fn key_store<S: KeyStore>(store: &S) {
     );
     let g = known(store, PLANLESS_VALUE, PLANLESS_KEY, &any).await;
     assert!(
-        g.plan.is_none(),
+        g.plan().is_none(),
         "a key on no plan answered one on any stage"
     );
 
@@ -372,20 +363,6 @@ pub async fn key_store<S: KeyStore>(store: &S) {
                 value.len()
             );
         }
-    }
-
-    // The plans on a stage, if the store can tell.
-    if let Some(plans) = store.plans_now(&prod) {
-        let mut ids: Vec<String> = plans.iter().map(|p| p.id().to_string()).collect();
-        ids.sort();
-        assert_eq!(ids, [PLAN_PROD, PLAN_WIDE], "plans_now on {prod}");
-        assert!(
-            plans.iter().all(|p| prod.matches(p.api_id(), p.stage())),
-            "plans_now answered a plan compiled for another stage"
-        );
-    }
-    if let Some(plans) = store.plans_now(&nowhere) {
-        assert!(plans.is_empty(), "plans_now on a stage no plan lists");
     }
 
     assert_eq!(version(store).await, v0, "a lookup changed the version");
@@ -437,7 +414,7 @@ where
     })
     .await;
     let g = known(store, &two, TWO_PLAN_KEY, &dev).await;
-    assert!(g.plan.is_none(), "a key unlinked still has its plan");
+    assert!(g.plan().is_none(), "a key unlinked still has its plan");
     let g = known(store, &two, TWO_PLAN_KEY, &prod).await;
     assert_eq!(plan_id(&g, &prod).as_deref(), Some(PLAN_WIDE));
 
@@ -447,14 +424,15 @@ where
     })
     .await;
     let g = known(store, &two, TWO_PLAN_KEY, &prod).await;
+    let key: std::sync::Arc<str> = "k".into();
     let rate = g
-        .plan
-        .as_deref()
-        .and_then(|p| p.throttle())
-        .map(|t| t.rate_limit);
+        .plan()
+        .and_then(|p| p.counter(&key, Bucket::Plan).limits.bucket)
+        .map(|b| b.period_nanos);
+    let seven = crate::model::Throttle::new(7.0, 1).expect("a throttle");
     assert_eq!(
         rate,
-        Some(7.0),
+        Some(crate::meter::policy::BucketLimits::from_throttle(&seven).period_nanos),
         "a plan's new throttle did not reach its key"
     );
 

@@ -14,10 +14,10 @@
 //!
 //! ```
 //! use tower_usage_plans::clock::ManualClock;
-//! use tower_usage_plans::meter::{Admission, Meter};
-//! use tower_usage_plans::model::{ApiStage, Quota, QuotaPeriod, StageRef, UsagePlan};
-//! use tower_usage_plans::period::Date;
-//! use tower_usage_plans::plan::{Bucket, StagePlan};
+//! use tower_usage_plans::meter::policy::{Limits, QuotaLimits};
+//! use tower_usage_plans::meter::{Charge, Counter, Meter};
+//! use tower_usage_plans::model::{ApiStage, Quota, QuotaPeriod, UsagePlan};
+//! use tower_usage_plans::period::{Calendar, Date};
 //! use tower_usage_plans::store::{MemoryStore, NewApiKey};
 //! use tower_usage_plans::usage::{get_usage, set_remaining, UsageQuery};
 //! use tower_usage_plans::LocalMeter;
@@ -34,10 +34,12 @@
 //!
 //! // 2024-01-15, three requests.
 //! let meter = LocalMeter::with_clock(ManualClock::at_unix_secs(1_705_312_800));
-//! let compiled = StagePlan::new(&plan, &StageRef::any()).unwrap();
-//! let id = key.id.as_str().into();
+//! // The key's counter on the plan, as the layer charges it (the plan has no throttle).
+//! let (plan_id, id) = ("plan111".into(), key.id.as_str().into());
+//! let quota = QuotaLimits::new(1000, Calendar::aws(QuotaPeriod::Month, 0));
+//! let counters = [Counter::new(&plan_id, &id, None, Limits::new(None, Some(quota)))];
 //! for _ in 0..3 {
-//!     meter.admit(Admission::new(&id, &compiled, Bucket::None)).await.unwrap();
+//!     meter.admit(&Charge::new(&counters, 1).unwrap()).await.unwrap();
 //! }
 //!
 //! let query = UsageQuery::new(

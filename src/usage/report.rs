@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use crate::error::FieldError;
-use crate::meter::Meter;
-use crate::model::{ApiStage, StageRef, UsagePlan};
+use crate::meter::policy::{Limits, QuotaLimits};
+use crate::meter::{Counter, Meter};
+use crate::model::UsagePlan;
 use crate::patch::{PatchOp, PatchOperation};
-use crate::period::Date;
-use crate::plan::StagePlan;
+use crate::period::{Calendar, Date};
 use crate::store::{Management, Page, PageRequest, UsagePlanQuery, MAX_LIMIT};
 
 use super::UsageError;
@@ -110,14 +112,14 @@ impl serde::Serialize for Usage {
     }
 }
 
-/// The plan as the meter keys it (by plan id; the stage does not matter). A plan that lists no
-/// stage is given a placeholder one, so that its quota can still be read.
-pub(crate) fn compiled(plan: &UsagePlan) -> StagePlan {
-    StagePlan::new(plan, &StageRef::any()).unwrap_or_else(|| {
-        let mut plan = plan.clone();
-        plan.api_stages.push(ApiStage::new("-", "-"));
-        StagePlan::new(&plan, &StageRef::any()).expect("the plan lists a stage")
-    })
+/// The limits a plan's usage is read and set by: its quota (no bucket: usage and update-usage
+/// touch no token).
+fn quota_limits(plan: &UsagePlan) -> Limits {
+    Limits::new(
+        None,
+        plan.quota
+            .map(|q| QuotaLimits::new(q.limit, Calendar::aws(q.period, q.offset))),
+    )
 }
 
 /// Checks that `key_id` is a key of `plan_id` (NotFound naming the key otherwise).
@@ -174,11 +176,13 @@ pub async fn get_usage<S: Management, M: Meter>(
             }
         }
     };
-    let compiled = compiled(&plan);
+    let (plan_id, limits): (Arc<str>, _) = (plan.id.as_str().into(), quota_limits(&plan));
     let mut items = BTreeMap::new();
     for key_id in keys.items {
+        let subject: Arc<str> = key_id.as_str().into();
+        let counter = Counter::new(&plan_id, &subject, None, limits);
         let days = meter
-            .usage(&compiled, &key_id, query.start_date, query.end_date)
+            .usage(&counter, query.start_date, query.end_date)
             .await?;
         items.insert(
             key_id,
@@ -218,9 +222,9 @@ pub async fn set_remaining<S: Management, M: Meter>(
         )
         .into());
     }
-    meter
-        .set_remaining(&compiled(&plan), key_id, remaining)
-        .await?;
+    let (plan_id, subject): (Arc<str>, Arc<str>) = (plan.id.as_str().into(), key_id.into());
+    let counter = Counter::new(&plan_id, &subject, None, quota_limits(&plan));
+    meter.set_remaining(&counter, remaining).await?;
     Ok(())
 }
 

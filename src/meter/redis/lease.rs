@@ -15,7 +15,7 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
 use crate::clock::Clock;
-use crate::meter::{LimitState, Outcome, Verdict};
+use crate::meter::{LimitState, Outcome, Receipt, Verdict};
 
 /// What leases are, for a meter: how many tokens, for how long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,12 +24,13 @@ pub(super) struct LeaseConfig {
     pub(super) ttl: Duration,
 }
 
-/// Which key, plan and bucket a lease is of.
+/// Which counter (plan and subject) and bucket a lease is of.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct LeaseKey {
-    plan: u32,
-    key_id: Arc<str>,
-    bucket: u64,
+pub(super) struct LeaseKey {
+    pub(super) plan: Arc<str>,
+    pub(super) subject: Arc<str>,
+    /// The bucket's name; empty for none.
+    pub(super) bucket: Arc<str>,
 }
 
 /// One key's lease on this instance.
@@ -86,48 +87,25 @@ impl Leases {
 
     /// Spends `cost` of the key's lease, if it holds that many and has not ended: the verdict,
     /// with what the lease still holds counted as left.
-    pub(super) fn take(
-        &self,
-        plan: u32,
-        key_id: &Arc<str>,
-        bucket: u64,
-        cost: u32,
-    ) -> Option<Verdict> {
+    pub(super) fn take(&self, key: &LeaseKey, cost: u32) -> Option<Verdict> {
         let now = self.clock.monotonic_nanos();
-        let key = LeaseKey {
-            plan,
-            key_id: key_id.clone(),
-            bucket,
-        };
-        let mut lease = self.map.get_mut(&key)?;
+        let mut lease = self.map.get_mut(key)?;
         if now >= lease.until || lease.left < cost {
             return None;
         }
         let v = lease.verdict?;
         lease.left -= cost;
         lease.hot_until = now.saturating_add(self.ttl_nanos());
-        Some(with_left(v, lease.left))
+        Some(with_left(v, lease.left, cost))
     }
 
     /// What to ask Redis for, when [`take`](Self::take) could not answer: a lease if the key is
     /// hot (seen within the time to live) and its bucket holds more than the request needs.
     /// Notes that the key was seen.
-    pub(super) fn ask(
-        &self,
-        plan: u32,
-        key_id: &Arc<str>,
-        bucket: u64,
-        cost: u32,
-        burst: Option<u32>,
-    ) -> Ask {
+    pub(super) fn ask(&self, key: &LeaseKey, cost: u32, burst: Option<u32>) -> Ask {
         let now = self.clock.monotonic_nanos();
         let ttl = self.ttl_nanos();
-        let key = LeaseKey {
-            plan,
-            key_id: key_id.clone(),
-            bucket,
-        };
-        let hot = match self.map.entry(key) {
+        let hot = match self.map.entry(key.clone()) {
             Entry::Occupied(mut e) => {
                 let lease = e.get_mut();
                 let hot = now < lease.hot_until;
@@ -157,9 +135,7 @@ impl Leases {
     /// request's verdict.
     pub(super) fn granted(
         &self,
-        plan: u32,
-        key_id: &Arc<str>,
-        bucket: u64,
+        key: LeaseKey,
         tokens: u32,
         cost: u32,
         verdict: Verdict,
@@ -167,11 +143,6 @@ impl Leases {
         let now = self.clock.monotonic_nanos();
         let until = now.saturating_add(self.ttl_nanos());
         let mut left = tokens - cost;
-        let key = LeaseKey {
-            plan,
-            key_id: key_id.clone(),
-            bucket,
-        };
         match self.map.entry(key) {
             Entry::Occupied(mut e) => {
                 let lease = e.get_mut();
@@ -195,13 +166,13 @@ impl Leases {
                 });
             }
         }
-        with_left(verdict, left)
+        with_left(verdict, left, cost)
     }
 
-    /// Drops what this instance holds of the key's leases on the plan (its quota was set anew).
-    pub(super) fn forget(&self, plan: u32, key_id: &str) {
+    /// Drops what this instance holds of the counter's leases (its quota was set anew).
+    pub(super) fn forget(&self, plan: &str, subject: &str) {
         self.map
-            .retain(|k, _| !(k.plan == plan && &*k.key_id == key_id));
+            .retain(|k, _| !(&*k.plan == plan && &*k.subject == subject));
     }
 
     /// Forgets the keys not seen within the time to live.
@@ -217,20 +188,24 @@ impl Leases {
     }
 }
 
-/// `v`, with `left` more tokens counted as left in the bucket and the quota: the lease's, which
-/// are the key's to spend.
-fn with_left(v: Verdict, left: u32) -> Verdict {
+/// `v`, with `left` more tokens counted as left in the bucket and the quota (the lease's, which
+/// are the key's to spend), for a request of `cost`: its receipt names the lease's window and
+/// day, and its own cost, so that a correction gives back what it spent.
+fn with_left(v: Verdict, left: u32, cost: u32) -> Verdict {
     let more = |s: Option<LimitState>| {
         s.map(|s| LimitState {
             remaining: s.remaining.saturating_add(u64::from(left)).min(s.limit),
             ..s
         })
     };
-    Verdict {
-        outcome: Outcome::Admitted,
-        burst: more(v.burst),
-        quota: more(v.quota),
-    }
+    let receipt = v.receipt.map(|r| Receipt { cost, ..r });
+    Verdict::new(
+        Outcome::Admitted,
+        more(v.burst),
+        more(v.quota),
+        None,
+        receipt,
+    )
 }
 
 /// Trims `leases` every few time-to-lives on a tokio task, until the meter is dropped: no request
@@ -254,20 +229,25 @@ mod tests {
             },
             Arc::new(clock.clone()),
         );
-        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
-        assert_eq!(leases.ask(1, &a, 1, 1, Some(100)), Ask::Own, "cold");
+        let key = |k: &str| LeaseKey {
+            plan: "p".into(),
+            subject: k.into(),
+            bucket: "plan".into(),
+        };
+        let (a, b) = (key("a"), key("b"));
+        assert_eq!(leases.ask(&a, 1, Some(100)), Ask::Own, "cold");
         assert_eq!(
-            leases.ask(1, &a, 1, 1, Some(5)),
+            leases.ask(&a, 1, Some(5)),
             Ask::Lease(5),
             "hot: at most the burst"
         );
         assert_eq!(
-            leases.ask(1, &a, 1, 5, Some(5)),
+            leases.ask(&a, 5, Some(5)),
             Ask::Own,
             "no lease of what one needs"
         );
         clock.advance(Duration::from_millis(600));
-        leases.ask(1, &b, 1, 1, None);
+        leases.ask(&b, 1, None);
         clock.advance(Duration::from_millis(600));
         leases.trim();
         assert_eq!(leases.map.len(), 1, "a went quiet 1.2 s ago; b 0.6 s ago");

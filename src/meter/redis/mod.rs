@@ -69,13 +69,25 @@
 //! With `tokens` = 20, a key busy on every instance costs one round trip per 20 requests.
 //! Keys not seen for a few `ttl`s are forgotten by a background task, never by a request.
 //!
+//! # Several counters in one charge
+//!
+//! A charge's counters are decided in one script call, all charged or none, so their hashes
+//! must be in one hash slot on a Cluster. A counter's hash is named by its plan and subject
+//! (`{prefix}{plan:subject}`, the hash tag), or, for a counter kept with another subject's (its
+//! [`group`](Counter::group), a key's customer), by its plan and group:
+//! `{prefix}{plan:group}subject`. Counters of several subjects charged together must share a
+//! group on a Cluster (else it refuses them: `CROSSSLOT`); on a single Redis any counters go
+//! together. Leases are taken only for charges of
+//! one counter: a charge of several is always one exact round trip.
+//!
 //! # Examples
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use tower_usage_plans::meter::{Admission, Meter, Outcome, RedisMeter};
-//! use tower_usage_plans::model::{ApiStage, Quota, QuotaPeriod, StageRef, UsagePlan};
-//! use tower_usage_plans::plan::{Bucket, StagePlan};
+//! use tower_usage_plans::meter::policy::{Limits, QuotaLimits};
+//! use tower_usage_plans::meter::{Charge, Counter, Meter, Outcome, RedisMeter};
+//! use tower_usage_plans::model::QuotaPeriod;
+//! use tower_usage_plans::period::Calendar;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -83,12 +95,10 @@
 //! // Or a cluster, from any of its nodes:
 //! // RedisMeter::builder().connect_cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
 //!
-//! let mut plan = UsagePlan::new("plan111", "FreePlan");
-//! plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
-//! plan.quota = Some(Quota::new(1000, QuotaPeriod::Day, 0)?);
-//! let plan = StagePlan::new(&plan, &StageRef::any()).unwrap();
-//! let key: Arc<str> = "key111aaa".into();
-//! let verdict = meter.admit(Admission::new(&key, &plan, Bucket::None)).await?;
+//! let (plan, key): (Arc<str>, Arc<str>) = ("plan111".into(), "key111aaa".into());
+//! let quota = QuotaLimits::new(1000, Calendar::aws(QuotaPeriod::Day, 0));
+//! let counters = [Counter::new(&plan, &key, None, Limits::new(None, Some(quota)))];
+//! let verdict = meter.admit(&Charge::new(&counters, 1)?).await?;
 //! assert_eq!(verdict.outcome, Outcome::Admitted);
 //! # Ok(())
 //! # }
@@ -96,18 +106,18 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::clock::{Clock, NANOS_PER_SEC};
-use crate::error::{BoxError, FieldError, MeterError};
-use crate::model::QuotaPeriod;
-use crate::period::Date;
-use crate::plan::{Bucket, StagePlan};
+use crate::error::{BoxError, MeterError};
+use crate::period::{Date, SECS_PER_DAY};
 use crate::redis_conn::Conn;
 
-use super::policy::{self, Limits, State};
-use super::{Admission, DayUsage, LimitState, Meter, Outcome, Verdict};
+use super::policy::{self, Limits, Receipt, State};
+use super::{Charge, Counter, DayUsage, LimitState, Meter, Outcome, Verdict};
 
 mod lease;
 #[cfg(all(test, feature = "testing"))]
@@ -200,6 +210,18 @@ impl RedisMeter {
     /// The Redis key holding `key_id`'s state on the plan `plan_id`: `{prefix}{plan:key}`, the
     /// ids percent-escaped.
     pub fn state_key(&self, plan_id: &str, key_id: &str) -> String {
+        self.counter_key(plan_id, key_id, None)
+    }
+
+    /// The Redis key of a counter: [`state_key`](Self::state_key), or for a counter kept with
+    /// another subject's (its [`group`](Counter::group)), `{prefix}{plan:group}subject`: in the
+    /// group's hash slot.
+    fn counter_key(&self, plan_id: &str, key_id: &str, group: Option<&str>) -> String {
+        if let Some(group) = group.filter(|g| *g != key_id) {
+            let mut out = self.counter_key(plan_id, group, None);
+            escape(key_id, &mut out);
+            return out;
+        }
         let mut out =
             String::with_capacity(self.inner.prefix.len() + plan_id.len() + key_id.len() + 3);
         out.push_str(&self.inner.prefix);
@@ -232,10 +254,14 @@ impl RedisMeter {
         }
     }
 
-    /// Runs the script with these arguments (`op` and what follows the clock and retention).
-    async fn call(&self, key: String, args: Args) -> Result<Vec<i64>, MeterError> {
+    /// Runs the script with these keys and arguments (`op` and what follows the clock and the
+    /// retention).
+    async fn call(&self, keys: Vec<String>, args: Args) -> Result<Vec<i64>, MeterError> {
         let inner = &*self.inner;
-        let mut inv = inner.script.key(key);
+        let mut inv = inner.script.prepare_invoke();
+        for key in keys {
+            inv.key(key);
+        }
         let (ms, mn, us, un) = match &inner.clock {
             Some(c) => {
                 let (m, u) = (c.monotonic_nanos(), c.unix_nanos());
@@ -255,15 +281,20 @@ impl RedisMeter {
             .arg(un)
             .arg(inner.retention_days)
             .arg(args.cost)
-            .arg(args.bucket)
-            .arg(args.blocked)
-            .arg(args.t)
-            .arg(args.tau)
-            .arg(args.tc)
-            .arg(args.period)
-            .arg(args.offset)
-            .arg(args.limit)
-            .arg(args.left);
+            .arg(args.value)
+            .arg(args.day);
+        for c in &args.counters {
+            inv.arg(&c.bucket)
+                .arg(c.blocked)
+                .arg(c.t)
+                .arg(c.tau)
+                .arg(c.tc)
+                .arg(&c.limit)
+                .arg(c.window.0)
+                .arg(c.window.1)
+                .arg(c.window.2)
+                .arg(c.charged_end);
+        }
         self.timed(inner.conn.clone().invoke(&inv)).await
     }
 
@@ -285,9 +316,8 @@ impl RedisMeter {
         self.timed(self.inner.conn.clone().query(&cmd)).await
     }
 
-    /// The policy's state of a key on a plan, with the arrival time of the bucket named
-    /// `bucket` ([`StagePlan::bucket_name`]), as Redis holds it (for the differential test), and
-    /// the earlier days' usage.
+    /// The policy's state of a subject on a plan, with the arrival time of the bucket named
+    /// `bucket`, as Redis holds it (for the differential test), and the earlier days' usage.
     #[cfg(all(test, feature = "testing"))]
     pub(crate) async fn state(
         &self,
@@ -298,6 +328,74 @@ impl RedisMeter {
         let fields = self.read(self.state_key(plan_id, key_id)).await?;
         Ok(parse_state(&fields, bucket))
     }
+
+    /// The Redis keys of a charge's counters.
+    fn keys(&self, charge: &Charge<'_>) -> Vec<String> {
+        charge
+            .counters
+            .iter()
+            .map(|c| self.counter_key(c.plan_id, c.subject, c.group.map(|g| &**g)))
+            .collect()
+    }
+
+    /// The wall clock's seconds by which the crate works out each quota's window: the test's
+    /// clock, or this instance's.
+    fn unix_secs(&self) -> u64 {
+        let nanos = match &self.inner.clock {
+            Some(c) => c.unix_nanos(),
+            None => crate::clock::SystemClock.unix_nanos(),
+        };
+        nanos / NANOS_PER_SEC
+    }
+
+    /// One round trip for `charge` (its own cost, or `cost` tokens for a lease).
+    async fn admit_remote(
+        self,
+        keys: Vec<String>,
+        args: Args,
+        limits: Vec<Limits>,
+    ) -> Result<Verdict, MeterError> {
+        let reply = self.call(keys, args).await?;
+        verdict(&reply, &limits)
+    }
+}
+
+/// One counter's arguments to the script.
+#[derive(Default)]
+struct CounterArgs {
+    bucket: String,
+    blocked: u8,
+    t: u64,
+    tau: u64,
+    tc: u64,
+    /// The quota's limit; empty for none.
+    limit: String,
+    /// The quota window holding the caller's now, and the end of the one after it.
+    window: (u64, u64, u64),
+    /// For a correction: the end of the window the charge was counted in.
+    charged_end: u64,
+}
+
+impl CounterArgs {
+    fn new(c: &Counter<'_>, cost: u32, unix_secs: u64) -> Self {
+        let mut a = CounterArgs::default();
+        if let (Some(b), Some(name)) = (c.limits.bucket, c.bucket) {
+            a.bucket = format!("b:{name}");
+            // As policy::gcra.
+            let t = b.period_nanos.max(1);
+            a.blocked = u8::from(b.is_blocked() || cost > b.burst);
+            a.t = t;
+            a.tau = t.saturating_mul(u64::from(b.burst));
+            a.tc = t.saturating_mul(u64::from(cost));
+        }
+        if let Some(q) = &c.limits.quota {
+            a.limit = q.limit.to_string();
+            let w = q.calendar.window_at(unix_secs);
+            let next = q.calendar.window_at(w.end);
+            a.window = (w.start, w.end, next.end);
+        }
+        a
+    }
 }
 
 /// The script's arguments after the clock and the retention.
@@ -305,27 +403,24 @@ impl RedisMeter {
 struct Args {
     op: &'static str,
     cost: u32,
-    bucket: String,
-    blocked: u8,
-    t: u64,
-    tau: u64,
-    tc: u64,
-    period: &'static str,
-    offset: u32,
-    limit: u64,
-    left: u64,
+    /// What is left (`s`), or the correction (`j`).
+    value: i64,
+    /// The charge's day (`j`).
+    day: u32,
+    counters: Vec<CounterArgs>,
 }
 
 impl Args {
-    fn quota(&mut self, limits: &Limits) {
-        if let Some(q) = &limits.quota {
-            self.period = match q.period {
-                QuotaPeriod::Day => "D",
-                QuotaPeriod::Week => "W",
-                QuotaPeriod::Month => "M",
-            };
-            self.offset = q.offset;
-            self.limit = q.limit;
+    fn admit(charge: &Charge<'_>, cost: u32, unix_secs: u64) -> Self {
+        Args {
+            op: "a",
+            cost,
+            counters: charge
+                .counters
+                .iter()
+                .map(|c| CounterArgs::new(c, cost, unix_secs))
+                .collect(),
+            ..Args::default()
         }
     }
 }
@@ -342,7 +437,7 @@ fn escape(id: &str, out: &mut String) {
     }
 }
 
-/// The policy's state from the hash's fields; the bucket `tag`'s arrival time in nanoseconds.
+/// The policy's state from the hash's fields; the bucket `bucket`'s arrival time in nanoseconds.
 fn parse_state(fields: &[(String, String)], bucket: &str) -> (State, Vec<(u32, u64)>) {
     let mut s = State::default();
     let mut history = Vec::new();
@@ -373,57 +468,74 @@ fn parse_state(fields: &[(String, String)], bucket: &str) -> (State, Vec<(u32, u
             }
         }
     }
+    if s.window_end != 0 && s.window_end < 10_000_000 {
+        // Written when windows were days.
+        s.window_start *= SECS_PER_DAY;
+        s.window_end *= SECS_PER_DAY;
+    }
     history.sort_unstable();
     (s, history)
 }
 
-/// The verdict from the script's reply.
-fn verdict(reply: &[i64], limits: &Limits) -> Result<Verdict, MeterError> {
-    let [outcome, retry, b_rem, b_reset, q_rem, q_reset, ws, we] = reply else {
+/// The verdict from the script's reply to a charge whose counters have `limits`.
+fn verdict(reply: &[i64], limits: &[Limits]) -> Result<Verdict, MeterError> {
+    let [outcome, retry, b_rem, b_reset, b_i, q_rem, q_reset, ws, we, q_i, refused, day, ends @ ..] =
+        reply
+    else {
         return Err(backend(format!(
-            "the meter's script answered {} values, not 8",
+            "the meter's script answered {} values, not 12 or more",
             reply.len()
         )));
     };
     let n = |v: &i64| u64::try_from(*v).unwrap_or(0);
+    let of = |i: &i64| usize::try_from(*i).ok().and_then(|i| i.checked_sub(1));
     let burst = |remaining, reset| {
-        limits.bucket.map(|b| LimitState {
-            limit: u64::from(b.burst),
+        let b = limits.get(of(b_i)?)?.bucket?;
+        Some(LimitState::new(
+            u64::from(b.burst),
             remaining,
-            reset_secs: reset,
-            window_secs: if b.period_nanos == u64::MAX {
-                0
-            } else {
-                crate::plan::fill_secs(b.period_nanos, b.burst)
-            },
-        })
+            reset,
+            b.fill_secs(),
+        ))
     };
-    let quota = limits.quota.map(|q| LimitState {
-        limit: q.limit,
-        remaining: n(q_rem),
-        reset_secs: n(q_reset),
-        window_secs: n(we).saturating_sub(n(ws)) * crate::period::SECS_PER_DAY,
-    });
+    let quota = of(q_i)
+        .and_then(|i| limits.get(i)?.quota)
+        .map(|q| LimitState::new(q.limit, n(q_rem), n(q_reset), n(we).saturating_sub(n(ws))));
+    let refused_by = of(refused);
+    let day = Date::from_days(u32::try_from(*day).unwrap_or(0));
     Ok(match outcome {
-        0 => Verdict {
-            outcome: Outcome::Admitted,
-            burst: burst(n(b_rem), n(b_reset)),
-            quota,
-        },
-        1 => Verdict {
-            outcome: Outcome::Throttled {
+        0 => {
+            // The cost is set by the caller (`with_cost`): the script does not repeat it.
+            let mut receipt = Receipt::new(0, day);
+            for (slot, end) in receipt.window_ends.iter_mut().zip(ends) {
+                *slot = n(end);
+            }
+            Verdict::new(
+                Outcome::Admitted,
+                burst(n(b_rem), n(b_reset)),
+                quota,
+                None,
+                Some(receipt),
+            )
+        }
+        1 => Verdict::new(
+            Outcome::Throttled {
                 retry_after_secs: n(retry),
             },
-            burst: burst(0, n(retry)),
+            burst(0, n(retry)),
             quota,
-        },
-        _ => Verdict {
-            outcome: Outcome::QuotaExceeded {
+            refused_by,
+            None,
+        ),
+        _ => Verdict::new(
+            Outcome::QuotaExceeded {
                 retry_after_secs: n(retry),
             },
-            burst: None,
+            None,
             quota,
-        },
+            refused_by,
+            None,
+        ),
     })
 }
 
@@ -560,111 +672,135 @@ impl fmt::Debug for Inner {
     }
 }
 
-/// The admit call's arguments for a request, asking for `cost` tokens.
-fn admit_args(req: &Admission<'_>, limits: &Limits, cost: u32) -> Args {
-    let mut args = Args {
-        op: "a",
-        cost,
-        ..Args::default()
-    };
-    if let Some(b) = limits.bucket {
-        args.bucket = format!("b:{}", req.plan.bucket_name(req.bucket));
-        // As policy::gcra.
-        let t = b.period_nanos.max(1);
-        args.blocked = u8::from(b.burst == 0 || b.period_nanos == u64::MAX || cost > b.burst);
-        args.t = t;
-        args.tau = t.saturating_mul(u64::from(b.burst));
-        args.tc = t.saturating_mul(u64::from(cost));
-    }
-    args.quota(limits);
-    args
+/// The future of [`RedisMeter`]'s [`admit`](Meter::admit): a verdict at once (a lease spent),
+/// or a round trip.
+pub struct RedisAdmit(Kind);
+
+enum Kind {
+    Ready(Option<Result<Verdict, MeterError>>),
+    Remote(Pin<Box<dyn Future<Output = Result<Verdict, MeterError>> + Send>>),
 }
 
-impl Meter for RedisMeter {
-    fn admit(
-        &self,
-        req: Admission<'_>,
-    ) -> impl Future<Output = Result<Verdict, MeterError>> + Send {
-        let limits = req.plan.limits(req.bucket);
-        let tag = req.plan.bucket_tag(req.bucket);
-        let (plan, cost) = (req.plan.number(), req.cost);
-        // With leases: spent from this instance's lease, or what to ask Redis for.
-        let (taken, lease) = match &self.inner.leases {
-            Some(leases) => match leases.take(plan, req.key_id, tag, cost) {
-                Some(v) => (Some(v), None),
-                None => {
-                    let burst = limits.bucket.map(|b| b.burst);
-                    match leases.ask(plan, req.key_id, tag, cost, burst) {
-                        Ask::Lease(tokens) => (
-                            None,
-                            Some((leases.clone(), tokens, admit_args(&req, &limits, tokens))),
-                        ),
-                        Ask::Own => (None, None),
-                    }
-                }
-            },
-            None => (None, None),
+impl fmt::Debug for RedisAdmit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.0 {
+            Kind::Ready(_) => "Ready",
+            Kind::Remote(_) => "Remote",
         };
-        let args = admit_args(&req, &limits, cost);
-        let key = self.state_key(req.plan.id(), req.key_id);
-        let key_id = req.key_id.clone();
-        async move {
-            if let Some(v) = taken {
-                return Ok(v);
+        f.debug_tuple("RedisAdmit").field(&kind).finish()
+    }
+}
+
+impl Future for RedisAdmit {
+    type Output = Result<Verdict, MeterError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            Kind::Ready(v) => Poll::Ready(v.take().expect("RedisAdmit polled after it completed")),
+            Kind::Remote(f) => f.as_mut().poll(cx),
+        }
+    }
+}
+
+/// A boxed future of the meter's.
+type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, MeterError>> + Send>>;
+
+impl Meter for RedisMeter {
+    type Admit = RedisAdmit;
+    type Adjust = BoxFuture<()>;
+
+    fn admit(&self, charge: &Charge<'_>) -> Self::Admit {
+        let cost = charge.cost;
+        let limits: Vec<Limits> = charge.counters.iter().map(|c| c.limits).collect();
+        let unix_secs = self.unix_secs();
+        let keys = self.keys(charge);
+        // With leases, a charge of one counter: spent from this instance's lease, or what to
+        // ask Redis for.
+        let lease = match (&self.inner.leases, charge.counters) {
+            (Some(leases), [c]) => {
+                let key = lease::LeaseKey {
+                    plan: c.plan_id.clone(),
+                    subject: c.subject.clone(),
+                    bucket: c.bucket_name().unwrap_or_default().into(),
+                };
+                if let Some(v) = leases.take(&key, cost) {
+                    return RedisAdmit(Kind::Ready(Some(Ok(v))));
+                }
+                let burst = c.limits.bucket.map(|b| b.burst);
+                match leases.ask(&key, cost, burst) {
+                    Ask::Lease(tokens) => Some((
+                        leases.clone(),
+                        key,
+                        tokens,
+                        Args::admit(charge, tokens, unix_secs),
+                    )),
+                    Ask::Own => None,
+                }
             }
-            if let Some((leases, tokens, lease_args)) = lease {
-                let v = verdict(&self.call(key.clone(), lease_args).await?, &limits)?;
+            _ => None,
+        };
+        let args = Args::admit(charge, cost, unix_secs);
+        let meter = self.clone();
+        RedisAdmit(Kind::Remote(Box::pin(async move {
+            if let Some((leases, key, tokens, lease_args)) = lease {
+                let v = meter
+                    .clone()
+                    .admit_remote(keys.clone(), lease_args, limits.clone())
+                    .await?;
                 if v.outcome == Outcome::Admitted {
-                    return Ok(leases.granted(plan, &key_id, tag, tokens, cost, v));
+                    return Ok(leases.granted(key, tokens, cost, with_cost(v, cost)));
                 }
                 // Not that many left: the request alone, as without leases.
             }
-            let reply = self.call(key, args).await?;
-            verdict(&reply, &limits)
-        }
+            meter
+                .admit_remote(keys, args, limits)
+                .await
+                .map(|v| with_cost(v, cost))
+        })))
     }
 
-    /// A request its instance's lease covers is answered here, without a round trip.
-    #[inline]
-    fn admit_now(
-        &self,
-        req: Admission<'_>,
-        _: crate::sealed::Token,
-    ) -> Option<Result<Verdict, MeterError>> {
-        let leases = self.inner.leases.as_ref()?;
-        let tag = req.plan.bucket_tag(req.bucket);
-        leases
-            .take(req.plan.number(), req.key_id, tag, req.cost)
-            .map(Ok)
+    fn adjust(&self, charge: &Charge<'_>, receipt: &Receipt, delta: i64) -> Self::Adjust {
+        let keys = self.keys(charge);
+        let unix_secs = self.unix_secs();
+        let args = Args {
+            op: "j",
+            cost: receipt.cost,
+            value: delta,
+            day: receipt.day.days(),
+            counters: charge
+                .counters
+                .iter()
+                .zip(receipt.window_ends)
+                .map(|(c, end)| CounterArgs {
+                    charged_end: end,
+                    ..CounterArgs::new(c, 0, unix_secs)
+                })
+                .collect(),
+        };
+        let meter = self.clone();
+        Box::pin(async move { meter.call(keys, args).await.map(drop) })
     }
 
     fn usage(
         &self,
-        plan: &StagePlan,
-        key_id: &str,
+        counter: &Counter<'_>,
         start: Date,
         end: Date,
     ) -> impl Future<Output = Result<Vec<DayUsage>, MeterError>> + Send {
-        let quota = plan.limits(Bucket::None).quota;
-        let key = self.state_key(plan.id(), key_id);
+        let quota = counter.limits.quota;
+        let key = self.counter_key(
+            counter.plan_id,
+            counter.subject,
+            counter.group.map(|g| &**g),
+        );
         async move {
-            if start > end {
-                return Err(FieldError::new(
-                    "startDate",
-                    format!("{start} is after the end date {end}"),
-                )
-                .into());
-            }
+            super::check_range(start, end)?;
             let fields = self.read(key).await?;
             let (state, history) = parse_state(&fields, "");
             Ok(
                 policy::usage(&history, &state, quota.as_ref(), start.days(), end.days())
                     .into_iter()
-                    .map(|(d, used, remaining)| DayUsage {
-                        date: Date::from_days(d),
-                        used,
-                        remaining,
-                    })
+                    .map(|(d, used, remaining)| DayUsage::new(Date::from_days(d), used, remaining))
                     .collect(),
             )
         }
@@ -672,33 +808,43 @@ impl Meter for RedisMeter {
 
     fn set_remaining(
         &self,
-        plan: &StagePlan,
-        key_id: &str,
+        counter: &Counter<'_>,
         remaining: u64,
     ) -> impl Future<Output = Result<(), MeterError>> + Send {
-        let limits = plan.limits(Bucket::None);
-        let key = self.state_key(plan.id(), key_id);
-        let plan_id = plan.id().clone();
-        let (number, key_id) = (plan.number(), key_id.to_owned());
+        let key = self.counter_key(
+            counter.plan_id,
+            counter.subject,
+            counter.group.map(|g| &**g),
+        );
+        let no_quota = counter
+            .limits
+            .quota
+            .is_none()
+            .then(|| super::no_quota(counter));
+        let args = Args {
+            op: "s",
+            value: i64::try_from(remaining).unwrap_or(i64::MAX),
+            counters: vec![CounterArgs::new(counter, 0, self.unix_secs())],
+            ..Args::default()
+        };
+        let ids = (counter.plan_id.clone(), counter.subject.clone());
         async move {
-            if limits.quota.is_none() {
-                return Err(FieldError::new(
-                    "remaining",
-                    format!("usage plan {plan_id:?} has no quota to set what is left of"),
-                )
-                .into());
+            if let Some(e) = no_quota {
+                return Err(e);
             }
-            let mut args = Args {
-                op: "s",
-                left: remaining,
-                ..Args::default()
-            };
-            args.quota(&limits);
-            self.call(key, args).await?;
+            self.call(vec![key], args).await?;
             if let Some(leases) = &self.inner.leases {
-                leases.forget(number, &key_id);
+                leases.forget(&ids.0, &ids.1);
             }
             Ok(())
         }
     }
+}
+
+/// `v` with its receipt's cost set to `cost` (the script does not repeat it).
+fn with_cost(mut v: Verdict, cost: u32) -> Verdict {
+    if let Some(r) = v.receipt.as_mut() {
+        r.cost = cost;
+    }
+    v
 }

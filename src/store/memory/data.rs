@@ -45,16 +45,16 @@ impl Hot {
     /// The key's grant on `stage`: two reference counts and a flag, copied out.
     #[inline]
     pub(super) fn grant(&self, stage: &StageRef) -> KeyGrant {
-        KeyGrant {
-            key_id: self.key_id.clone(),
-            enabled: self.enabled,
-            plan: self.plans.as_deref().and_then(|p| {
+        KeyGrant::compiled(
+            self.key_id.clone(),
+            self.enabled,
+            self.plans.as_deref().and_then(|p| {
                 p.compiled
                     .iter()
                     .find(|p| stage.matches(p.api_id(), p.stage()))
                     .cloned()
             }),
-        }
+        )
     }
 }
 

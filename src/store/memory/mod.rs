@@ -21,7 +21,6 @@ use crate::config::Config;
 use crate::error::{ConfigError, StoreError};
 use crate::model::{random_id, ApiKey, ApiKeyValue, StageRef, UsagePlan};
 use crate::patch::{self, PatchOperation};
-use crate::plan::StagePlan;
 
 use super::{KeyGrant, KeyStore};
 
@@ -605,44 +604,21 @@ impl MemoryStore {
     /// The grant for `value` on `stage`: the index's shard is read, and let go before this
     /// returns.
     #[inline]
-    fn grant(&self, value: &str, stage: &StageRef) -> Option<KeyGrant> {
+    pub(crate) fn grant(&self, value: &str, stage: &StageRef) -> Option<KeyGrant> {
         self.inner.index.get(value).map(|hot| hot.grant(stage))
     }
 }
 
 impl KeyStore for MemoryStore {
-    fn lookup(
-        &self,
-        value: &str,
-        stage: &StageRef,
-    ) -> impl Future<Output = Result<Option<KeyGrant>, StoreError>> + Send {
+    type Lookup = std::future::Ready<Result<Option<KeyGrant>, StoreError>>;
+
+    #[inline]
+    fn lookup(&self, value: &str, stage: &StageRef) -> Self::Lookup {
         std::future::ready(Ok(self.grant(value, stage)))
     }
 
     /// Counts changes: bumped once each change is in place.
     fn version(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
         std::future::ready(Ok(Some(self.inner.version.load(Ordering::Acquire))))
-    }
-
-    fn plans_now(&self, stage: &StageRef) -> Option<Vec<Arc<StagePlan>>> {
-        let data = self.inner.data.lock();
-        Some(
-            data.plans
-                .values()
-                .flat_map(|p| p.compiled.iter())
-                .filter(|p| stage.matches(p.api_id(), p.stage()))
-                .cloned()
-                .collect(),
-        )
-    }
-
-    #[inline]
-    fn lookup_now(
-        &self,
-        value: &str,
-        stage: &StageRef,
-        _: crate::sealed::Token,
-    ) -> Option<Result<Option<KeyGrant>, StoreError>> {
-        Some(Ok(self.grant(value, stage)))
     }
 }

@@ -4,7 +4,7 @@
 //! See [`RedisStore`].
 
 use std::fmt;
-use std::future::{ready, Future};
+use std::future::{ready, Future, Ready};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -15,7 +15,6 @@ use sha2::{Digest as _, Sha256};
 use crate::config::Config;
 use crate::error::{BoxError, StoreError};
 use crate::model::{ApiKey, StageRef, UsagePlan};
-use crate::plan::StagePlan;
 use crate::redis_conn::Conn;
 
 use super::{KeyGrant, KeyStore, MemoryStore};
@@ -258,9 +257,7 @@ impl RedisStore {
     fn grant(&self, value: &str, stage: &StageRef) -> Result<Option<KeyGrant>, StoreError> {
         let d = digest(value);
         let snap = self.inner.cache.read();
-        snap.store
-            .lookup_now(digest_str(&d), stage, crate::sealed::Token(()))
-            .unwrap_or(Ok(None))
+        Ok(snap.store.grant(digest_str(&d), stage))
     }
 }
 
@@ -467,33 +464,17 @@ impl RedisStoreBuilder {
 }
 
 impl KeyStore for RedisStore {
+    type Lookup = Ready<Result<Option<KeyGrant>, StoreError>>;
+
     /// Answered from the instance's copy, without a round trip.
-    fn lookup(
-        &self,
-        value: &str,
-        stage: &StageRef,
-    ) -> impl Future<Output = Result<Option<KeyGrant>, StoreError>> + Send {
+    #[inline]
+    fn lookup(&self, value: &str, stage: &StageRef) -> Self::Lookup {
         ready(self.grant(value, stage))
     }
 
     /// The version of the copy: Redis's version when it was last read.
     fn version(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
         ready(Ok(Some(self.inner.cache.read().version)))
-    }
-
-    fn plans_now(&self, stage: &StageRef) -> Option<Vec<Arc<StagePlan>>> {
-        let snap = self.inner.cache.read().clone();
-        snap.store.plans_now(stage)
-    }
-
-    #[inline]
-    fn lookup_now(
-        &self,
-        value: &str,
-        stage: &StageRef,
-        _: crate::sealed::Token,
-    ) -> Option<Result<Option<KeyGrant>, StoreError>> {
-        Some(self.grant(value, stage))
     }
 }
 

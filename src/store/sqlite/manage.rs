@@ -14,7 +14,7 @@ use crate::store::manage::{
     ApiKeyInfo, ApiKeyQuery, ImportKey, ImportResult, ImportWarning, Management, Page, PageRequest,
     UsagePlanKey, UsagePlanQuery,
 };
-use crate::store::{KeyStore, MemoryStore, NewApiKey};
+use crate::store::{MemoryStore, NewApiKey};
 
 use super::{schema, Db, DigestHex, SqliteStore};
 
@@ -171,11 +171,8 @@ impl SqliteStore {
             |mem| mem.import(rows, warnings, fail_on_warnings),
             |tx, mem, _| {
                 for (digest, value) in &clear {
-                    let Some(Ok(Some(grant))) = mem.lookup_now(
-                        digest.as_str(),
-                        &crate::model::StageRef::any(),
-                        crate::sealed::Token(()),
-                    ) else {
+                    let Some(grant) = mem.grant(digest.as_str(), &crate::model::StageRef::any())
+                    else {
                         continue;
                     };
                     if let Some(key) = mem.api_key(&grant.key_id) {

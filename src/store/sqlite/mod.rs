@@ -61,7 +61,7 @@
 //! let prod = StageRef::new("abc123def4", "prod");
 //! let grant = store.lookup(key.value.expose(), &prod).await.unwrap().unwrap();
 //! assert_eq!(&*grant.key_id, key.id.as_str());
-//! assert!(grant.plan.is_some());
+//! assert!(grant.plan_id().is_some());
 //! let shown = store.get_api_key(&key.id, true).await.unwrap();
 //! assert!(shown.value.is_none(), "only digests are kept");
 //! let bytes = std::fs::read(&path).unwrap();
@@ -85,7 +85,6 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::error::{ConfigError, StoreError};
 use crate::model::{ApiKeyValue, StageRef};
-use crate::plan::StagePlan;
 
 use super::{KeyGrant, KeyStore, MemoryStore};
 
@@ -312,41 +311,19 @@ impl SqliteStore {
 }
 
 impl KeyStore for SqliteStore {
-    fn lookup(
-        &self,
-        value: &str,
-        stage: &StageRef,
-    ) -> impl Future<Output = Result<Option<KeyGrant>, StoreError>> + Send {
-        std::future::ready(
-            self.inner
-                .mem
-                .lookup_now(
-                    DigestHex::of(value).as_str(),
-                    stage,
-                    crate::sealed::Token(()),
-                )
-                .unwrap_or(Ok(None)),
-        )
+    type Lookup = std::future::Ready<Result<Option<KeyGrant>, StoreError>>;
+
+    /// Answered from memory: the file is read at start and written through.
+    #[inline]
+    fn lookup(&self, value: &str, stage: &StageRef) -> Self::Lookup {
+        std::future::ready(Ok(self
+            .inner
+            .mem
+            .grant(DigestHex::of(value).as_str(), stage)))
     }
 
     fn version(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
         self.inner.mem.version()
-    }
-
-    fn plans_now(&self, stage: &StageRef) -> Option<Vec<Arc<StagePlan>>> {
-        self.inner.mem.plans_now(stage)
-    }
-
-    #[inline]
-    fn lookup_now(
-        &self,
-        value: &str,
-        stage: &StageRef,
-        token: crate::sealed::Token,
-    ) -> Option<Result<Option<KeyGrant>, StoreError>> {
-        self.inner
-            .mem
-            .lookup_now(DigestHex::of(value).as_str(), stage, token)
     }
 }
 

@@ -53,6 +53,9 @@ const MIGRATIONS: &[&str] = &[
         used INTEGER NOT NULL,
         PRIMARY KEY (plan_id, key_id, day)
     ) STRICT, WITHOUT ROWID;",
+    // 2: quota windows as instants (seconds since the epoch), no longer as days, so that a
+    // window may start at any time of day (the meter's second contract).
+    "UPDATE meter_state SET window_start = window_start * 86400, window_end = window_end * 86400;",
 ];
 
 /// The schema version this build writes.
