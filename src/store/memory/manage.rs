@@ -17,7 +17,7 @@ use crate::store::manage::{
 use crate::store::NewApiKey;
 
 use super::data::{plan_ids, stage_conflict, Data};
-use super::{not_found, unix_now, MemoryStore};
+use super::{not_found, MemoryStore};
 
 /// Takes up to `limit` items from `iter` (in order of id, starting at the page's position), and
 /// the position of the next page: the id of the first item left out.
@@ -212,7 +212,7 @@ impl MemoryStore {
                 return Err(refused(first));
             }
         }
-        let now = unix_now();
+        let now = inner.unix_now();
         let mut ids = Vec::with_capacity(good.len());
         for (row, holder) in good {
             // A value repeated in the file: the earlier row made the key; overwrite it.

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{ConfigError, StoreError};
 use crate::model::{random_id, ApiKey, ApiKeyValue, StageRef, UsagePlan};
@@ -70,6 +71,8 @@ struct Inner {
     data: Mutex<Data>,
     /// Bumped after every change; see [`KeyStore::version`].
     version: AtomicU64,
+    /// What `createdDate` and `lastUpdatedDate` are read from.
+    clock: Arc<dyn Clock>,
 }
 
 /// The embedded [`KeyStore`]: keys, usage plans and their links in memory, with AWS's management
@@ -135,13 +138,13 @@ fn not_found(kind: &'static str, id: &str) -> StoreError {
     }
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 impl Inner {
+    /// Now, in whole seconds since the epoch, by the store's clock (for `createdDate` and
+    /// `lastUpdatedDate`).
+    fn unix_now(&self) -> i64 {
+        i64::try_from(self.clock.unix_nanos() / 1_000_000_000).unwrap_or(i64::MAX)
+    }
+
     /// Marks a change done: called once it is in the index, so that a cache that reads the old
     /// number after the change will read a new one later.
     fn changed(&self) {
@@ -281,13 +284,28 @@ impl Inner {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store, dating keys by the system's clock.
     pub fn new() -> Self {
+        Self::with_clock(SystemClock)
+    }
+
+    /// An empty store that dates keys (`createdDate`, `lastUpdatedDate`) by `clock`.
+    ///
+    /// ```
+    /// use tower_usage_plans::clock::ManualClock;
+    /// use tower_usage_plans::store::{MemoryStore, NewApiKey};
+    ///
+    /// let store = MemoryStore::with_clock(ManualClock::at_unix_secs(1_700_000_000));
+    /// let key = store.create_api_key(NewApiKey::named("ClientA")).unwrap();
+    /// assert_eq!(key.created_date, Some(1_700_000_000));
+    /// ```
+    pub fn with_clock(clock: impl Clock) -> Self {
         Self {
             inner: Arc::new(Inner {
                 index: DashMap::with_hasher_and_shard_amount(Hasher::default(), SHARDS),
                 data: Mutex::new(Data::default()),
                 version: AtomicU64::new(0),
+                clock: Arc::new(clock),
             }),
         }
     }
@@ -395,7 +413,7 @@ impl MemoryStore {
         key.enabled = new.enabled.unwrap_or(true);
         key.customer_id = new.customer_id;
         key.tags = new.tags;
-        key.created_date = Some(unix_now());
+        key.created_date = Some(self.inner.unix_now());
         key.last_updated_date = key.created_date;
         let mut data = self.inner.data.lock();
         while data.keys.contains_key(key.id.as_str()) {
@@ -440,7 +458,7 @@ impl MemoryStore {
             .ok_or_else(|| not_found("API key", id))?
             .api_key(id);
         let mut key = patch::apply_to_key(&old, ops)?;
-        key.last_updated_date = Some(unix_now());
+        key.last_updated_date = Some(self.inner.unix_now());
         self.inner.put_key(&mut data, &key)?;
         self.inner.changed();
         Ok(key)

@@ -25,13 +25,9 @@ const ATTEMPTS: usize = 24;
 /// doubled per attempt, at most 100 ms ("full jitter"). The 24 attempts then span under two
 /// seconds.
 fn backoff(attempt: usize) -> std::time::Duration {
-    use std::hash::BuildHasher;
     let cap_micros = (2_000u64 << attempt.min(6)).min(100_000);
-    // A random number: the standard library's randomly keyed hasher, of the attempt and time.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let random = std::collections::hash_map::RandomState::new().hash_one((attempt, nanos));
+    // The operating system's random source (getrandom); without it, the whole cap.
+    let random = getrandom::u64().unwrap_or(cap_micros);
     std::time::Duration::from_micros(random % (cap_micros + 1))
 }
 
