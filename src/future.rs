@@ -11,11 +11,15 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::admission::{Decide, Decision, Gate};
+use http::header::{CONNECTION, EXPECT};
+use http::{HeaderValue, Version};
+
+use crate::admission::{grpc_flavour, Decide, Decision, Gate};
 use crate::body::ResponseBody;
 use crate::headers::RateInfo;
 use crate::meter::Meter;
-use crate::service::{close, refusal, Unread, DRAIN_LIMIT};
+use crate::rejection::Rejection;
+use crate::response::reject;
 use crate::store::KeyStore;
 
 pin_project! {
@@ -209,4 +213,65 @@ where
             self.as_mut().project().kind.set(next);
         }
     }
+}
+
+/// How much of a refused HTTP/1.1 request's body the layer reads and discards before answering,
+/// so that the connection stays usable and a client that writes its whole body before reading
+/// (Python's `http.client`, Node's `fetch`) sees the refusal. A larger body, or one behind
+/// `Expect: 100-continue`, is not read: the refusal says `Connection: close`.
+const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// What a refusal does with the request's body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unread {
+    /// Nothing to read: the body is empty, or HTTP/2 and later end the stream on their own.
+    Nothing,
+    /// Read and discard it (at most [`DRAIN_LIMIT`] bytes), then answer.
+    Drain,
+    /// Answer at once and close the connection (`Connection: close`).
+    Close,
+}
+
+fn unread<B: http_body::Body>(req: &Request<B>) -> Unread {
+    if req.version() >= Version::HTTP_2 || req.body().is_end_stream() {
+        // HTTP/2: hyper ends the request's stream with RST_STREAM(NO_ERROR) once the answer is
+        // sent (RFC 9113, section 8.1); the connection is unaffected.
+        return Unread::Nothing;
+    }
+    // A client waiting for `100 Continue` has sent no body: reading it would ask for it.
+    if req.headers().contains_key(EXPECT) || req.body().size_hint().lower() > DRAIN_LIMIT {
+        return Unread::Close;
+    }
+    Unread::Drain
+}
+
+/// `Connection: close`.
+fn close<B>(response: &mut Response<B>) {
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+}
+
+/// The answer to a refused request, in its protocol's form, and what to do with its body.
+fn refusal<St, M, B, ResBody>(
+    gate: &Gate<St, M>,
+    req: &Request<B>,
+    rejection: Rejection,
+    rate: Option<RateInfo>,
+) -> (Response<ResponseBody<ResBody>>, Unread)
+where
+    B: http_body::Body,
+{
+    let mut response = reject(
+        rejection,
+        rate.as_ref(),
+        grpc_flavour(req.headers()),
+        &gate.responses,
+        &gate.key_source,
+    );
+    let unread = unread(req);
+    if unread == Unread::Close {
+        close(&mut response);
+    }
+    (response, unread)
 }

@@ -77,13 +77,8 @@ impl Book {
         let day = receipt.day.days();
         for (i, c) in charge.counters.iter().enumerate().take(MAX_COUNTERS) {
             let rec = self.records.entry(ids(c)).or_default();
-            let (next, earlier) = policy::adjust(
-                &rec.state,
-                receipt.window_ends[i],
-                day,
-                receipt.cost,
-                delta,
-            );
+            let (next, earlier) =
+                policy::adjust(&rec.state, receipt.window_ends[i], day, receipt.cost, delta);
             rec.state = next;
             if earlier != 0 {
                 match rec.history.iter_mut().find(|(d, _)| *d == day) {
@@ -168,15 +163,19 @@ impl Meter for MapMeter {
     }
 
     async fn set_remaining(&self, counter: &Counter<'_>, remaining: u64) -> Result<(), MeterError> {
-        self.book().set_remaining(counter, remaining, self.clock.now())
+        self.book()
+            .set_remaining(counter, remaining, self.clock.now())
     }
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, MeterError>> + Send>>;
 
+/// A counter's names: plan id, subject, bucket.
+type Names = (Arc<str>, Arc<str>, Option<Arc<str>>);
+
 /// What a charge names, owned, for a future that outlives the borrow of the charge.
 struct OwnedCharge {
-    ids: Vec<(Arc<str>, Arc<str>, Option<Arc<str>>)>,
+    ids: Vec<Names>,
     limits: Vec<Limits>,
     cost: u32,
 }
@@ -219,7 +218,11 @@ impl Meter for WaitingMeter {
     type Adjust = BoxFuture<()>;
 
     fn admit(&self, charge: &Charge<'_>) -> Self::Admit {
-        let (book, clock, charge) = (self.book.clone(), self.clock.clone(), OwnedCharge::of(charge));
+        let (book, clock, charge) = (
+            self.book.clone(),
+            self.clock.clone(),
+            OwnedCharge::of(charge),
+        );
         Box::pin(async move {
             tokio::task::yield_now().await;
             let mut book = book.lock().await;

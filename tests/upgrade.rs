@@ -133,10 +133,17 @@ async fn redis_hashes_of_the_first_version_keep_their_quotas_and_usage() {
         .connect(&server.url())
         .await
         .unwrap();
-    let fixplan = plan("fixplan", Some((1000, QuotaPeriod::Month, 0)), Some((100.0, 100)));
+    let fixplan = plan(
+        "fixplan",
+        Some((1000, QuotaPeriod::Month, 0)),
+        Some((100.0, 100)),
+    );
     let fixday = plan("fixday", Some((50, QuotaPeriod::Day, 0)), None);
     let (start, end) = days();
-    for (p, key, want) in [(&fixplan, "fixkey1", FIXKEY1), (&fixday, "fixkey2", FIXKEY2)] {
+    for (p, key, want) in [
+        (&fixplan, "fixkey1", FIXKEY1),
+        (&fixday, "fixkey2", FIXKEY2),
+    ] {
         let key: Arc<str> = key.into();
         let got: Vec<(u64, Option<u64>)> = meter
             .usage(&p.counter(&key), start, end)

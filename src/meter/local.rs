@@ -14,8 +14,9 @@ use crate::clock::{Clock, Now, SystemClock, NANOS_PER_SEC};
 use crate::error::MeterError;
 use crate::period::Date;
 
+use super::contract::{Charge, Counter, DayUsage, Meter};
+use super::policy::Verdict;
 use super::policy::{self, Limits, Receipt, State, MAX_COUNTERS};
-use super::{Charge, Counter, DayUsage, Meter, Verdict};
 
 /// Shards of the map: each is locked and grown on its own, so that a shard's growth, or the sweep
 /// of one, holds up only the few requests that land on it, and briefly (a shard holds about 250
@@ -543,7 +544,7 @@ impl<C: Clock + Clone> LocalMeter<C> {
         start: Date,
         end: Date,
     ) -> Result<Vec<DayUsage>, MeterError> {
-        super::check_range(start, end)?;
+        super::contract::check_range(start, end)?;
         let probe = Probe(counter.plan_id, counter.subject);
         let (history, state) = match self.inner.map.get(&probe as &dyn Ids) {
             Some(found) => {
@@ -572,7 +573,7 @@ impl<C: Clock + Clone> LocalMeter<C> {
         remaining: u64,
     ) -> Result<(), MeterError> {
         let Some(q) = counter.limits.quota else {
-            return Err(super::no_quota(counter));
+            return Err(super::contract::no_quota(counter));
         };
         let unix_secs = self.inner.clock.unix_nanos() / NANOS_PER_SEC;
         self.with_state(counter.plan_id, counter.subject, |st| {

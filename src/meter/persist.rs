@@ -86,9 +86,11 @@ use crate::period::Date;
 use crate::store::sqlite::Db;
 use crate::store::SqliteStore;
 
+use super::contract::{Charge, Counter, DayUsage, Meter};
+use super::local::LocalMeter;
 use super::local::Saved;
+use super::policy::Verdict;
 use super::policy::{Outcome, Receipt};
-use super::{Charge, Counter, DayUsage, LocalMeter, Meter, Verdict};
 
 /// The default flush interval.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);

@@ -77,7 +77,7 @@ impl serde::Serialize for ApiKeyValue {
 #[cfg(feature = "json")]
 impl<'de> serde::Deserialize<'de> for ApiKeyValue {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        wire::key_value(d)
+        key_value(d)
     }
 }
 
@@ -233,6 +233,34 @@ pub(crate) fn check_id(field: &str, id: &str) -> Result<(), FieldError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(feature = "json")]
+use serde::{Deserialize, Deserializer};
+
+#[cfg(feature = "json")]
+use super::wire::{fail, Fields, Scalar};
+
+#[cfg(feature = "json")]
+/// A key's value: a string checked as [`ApiKeyValue::new`] checks it, never repeated.
+fn key_value<'de, D: Deserializer<'de>>(d: D) -> Result<ApiKeyValue, D::Error> {
+    match Scalar::deserialize(d)? {
+        Scalar::Str(s) => ApiKeyValue::new(s).map_err(|e| fail(None, e.reason)),
+        Scalar::Null => Err(fail(None, "is required".to_owned())),
+        other => Err(fail(
+            None,
+            format!(
+                "must be a string of 20 to 128 visible ASCII characters, not {}",
+                other.kind()
+            ),
+        )),
+    }
+}
+
+#[cfg(feature = "json")]
+impl Fields for ApiKey {
+    const SHAPE: &'static str = "an API key {\"id\", \"value\", \"name\", ...}";
+    const REQUIRED: &'static [&'static str] = &["id", "value"];
 }
 
 #[cfg(test)]

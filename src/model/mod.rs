@@ -33,48 +33,29 @@ mod key;
 mod method;
 mod plan;
 mod stage;
+mod text;
 #[cfg(feature = "json")]
 pub(crate) mod wire;
 
 pub(crate) use key::{check_id, random_id};
 pub use key::{ApiKey, ApiKeyValue, GENERATED_KEY_LEN, MAX_KEY_LEN, MIN_KEY_LEN};
 pub use method::MethodPath;
-#[cfg(feature = "json")]
-pub(crate) use plan::offset_error;
 pub(crate) use plan::{valid_rate, RATE_RANGE};
 pub use plan::{ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan, MAX_RATE, MIN_RATE};
 pub use stage::StageRef;
-
-/// A user-given string for an error message: quoted, and cut to 64 characters.
-pub(crate) fn shown(s: &str) -> String {
-    const MAX: usize = 64;
-    match s.char_indices().nth(MAX) {
-        None => format!("{s:?}"),
-        Some((cut, _)) => format!("{:?}...", &s[..cut]),
-    }
-}
-
-/// A number for an error message: short, whatever its size (`1e308`, not 309 digits).
-pub(crate) fn number(n: f64) -> String {
-    let a = n.abs();
-    if n.is_finite() && a != 0.0 && !(1e-4..1e16).contains(&a) {
-        format!("{n:e}")
-    } else {
-        format!("{n}")
-    }
-}
+pub(crate) use text::shown;
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn numbers_in_messages_stay_short() {
-        assert_eq!(super::number(1e308), "1e308");
-        assert_eq!(super::number(-1.5e300), "-1.5e300");
-        assert_eq!(super::number(5.0), "5");
-        assert_eq!(super::number(0.1), "0.1");
-        assert_eq!(super::number(1e-12), "1e-12");
-        assert_eq!(super::number(f64::NAN), "NaN");
-        assert_eq!(super::number(f64::INFINITY), "inf");
-        assert_eq!(super::number(4_294_967_296.0), "4294967296");
+        assert_eq!(super::text::number(1e308), "1e308");
+        assert_eq!(super::text::number(-1.5e300), "-1.5e300");
+        assert_eq!(super::text::number(5.0), "5");
+        assert_eq!(super::text::number(0.1), "0.1");
+        assert_eq!(super::text::number(1e-12), "1e-12");
+        assert_eq!(super::text::number(f64::NAN), "NaN");
+        assert_eq!(super::text::number(f64::INFINITY), "inf");
+        assert_eq!(super::text::number(4_294_967_296.0), "4294967296");
     }
 }

@@ -4,9 +4,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use super::text::number;
+#[cfg(feature = "json")]
 #[cfg(feature = "json")]
 use super::wire;
-use super::{check_id, number, MethodPath, StageRef};
+use super::{check_id, MethodPath, StageRef};
+#[cfg(feature = "json")]
+use serde::{Deserialize, Deserializer};
+
+#[cfg(feature = "json")]
+use super::wire::{fail, record, unique_map, whole, Checked, Fields, Scalar};
 use crate::error::FieldError;
 
 /// A token bucket: `burst_limit` tokens, refilled at `rate_limit` per second.
@@ -29,7 +36,7 @@ pub struct Throttle {
     #[cfg_attr(feature = "json", serde(deserialize_with = "wire::burst"))]
     pub burst_limit: u32,
     /// Requests per second, the refill rate; fractions are allowed (0.1 is one every ten seconds).
-    #[cfg_attr(feature = "json", serde(deserialize_with = "wire::rate"))]
+    #[cfg_attr(feature = "json", serde(deserialize_with = "rate"))]
     pub rate_limit: f64,
 }
 
@@ -167,7 +174,7 @@ impl serde::Serialize for QuotaPeriod {
 #[cfg(feature = "json")]
 impl<'de> serde::Deserialize<'de> for QuotaPeriod {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        wire::period(d)
+        period(d)
     }
 }
 
@@ -180,7 +187,7 @@ impl<'de> serde::Deserialize<'de> for QuotaPeriod {
 #[cfg_attr(
     feature = "json",
     derive(serde::Serialize, serde::Deserialize),
-    serde(try_from = "wire::QuotaWire")
+    serde(try_from = "QuotaWire")
 )]
 pub struct Quota {
     /// Requests allowed per window.
@@ -240,7 +247,7 @@ pub struct ApiStage {
         feature = "json",
         serde(
             default,
-            deserialize_with = "wire::throttle_map",
+            deserialize_with = "throttle_map",
             skip_serializing_if = "BTreeMap::is_empty"
         )
     )]
@@ -392,6 +399,146 @@ impl UsagePlan {
         }
         Ok(())
     }
+}
+
+// Reading plans from AWS's JSON (feature `json`), beside the types (the derives above name them).
+
+/// `rateLimit`: a number, or a string holding one (its range is checked by validation).
+#[cfg(feature = "json")]
+pub(crate) fn rate<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    match Scalar::deserialize(d)? {
+        Scalar::U64(n) => Ok(n as f64),
+        Scalar::I64(n) => Ok(n as f64),
+        Scalar::F64(f) => Ok(f),
+        Scalar::Str(s) => s.trim().parse::<f64>().map_err(|_| {
+            fail(
+                None,
+                format!("must be {RATE_RANGE}, not a string that holds no number"),
+            )
+        }),
+        Scalar::Null => Err(fail(None, format!("is required: {RATE_RANGE}"))),
+        other => Err(fail(
+            None,
+            format!("must be {RATE_RANGE}, not {}", other.kind()),
+        )),
+    }
+}
+
+/// A quota's period: `"DAY"`, `"WEEK"` or `"MONTH"`.
+#[cfg(feature = "json")]
+pub(crate) fn period<'de, D: Deserializer<'de>>(d: D) -> Result<QuotaPeriod, D::Error> {
+    match Scalar::deserialize(d)? {
+        Scalar::Str(s) => s
+            .parse()
+            .map_err(|e: crate::error::FieldError| fail(None, e.reason)),
+        Scalar::Null => Err(fail(None, "is required: DAY, WEEK or MONTH".to_owned())),
+        other => Err(fail(
+            None,
+            format!("must be DAY, WEEK or MONTH, not {}", other.kind()),
+        )),
+    }
+}
+
+/// A quota as JSON holds it, before its offset is checked against its period.
+#[cfg(feature = "json")]
+#[derive(Deserialize)]
+pub(crate) struct QuotaWire {
+    #[serde(deserialize_with = "limit")]
+    limit: u64,
+    #[serde(default, deserialize_with = "offset")]
+    offset: Offset,
+    period: QuotaPeriod,
+}
+
+#[cfg(feature = "json")]
+fn limit<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    whole(d, u64::MAX, "≥ 0")
+}
+
+/// An offset as written: a whole number (any sign) or what else it was, for the message.
+#[cfg(feature = "json")]
+enum Offset {
+    Whole(i128),
+    Other(String),
+}
+
+#[cfg(feature = "json")]
+impl Default for Offset {
+    fn default() -> Self {
+        Self::Whole(0)
+    }
+}
+
+#[cfg(feature = "json")]
+fn offset<'de, D: Deserializer<'de>>(d: D) -> Result<Offset, D::Error> {
+    let v = Scalar::deserialize(d)?;
+    Ok(match (&v, v.whole()) {
+        (Scalar::Null, _) => Offset::Whole(0),
+        (_, Some(n)) => Offset::Whole(n),
+        _ => Offset::Other(v.shown()),
+    })
+}
+
+#[cfg(feature = "json")]
+impl TryFrom<QuotaWire> for Quota {
+    type Error = String;
+
+    fn try_from(w: QuotaWire) -> Result<Self, String> {
+        let offset = match w.offset {
+            Offset::Whole(n) => u32::try_from(n)
+                .ok()
+                .filter(|o| *o <= w.period.max_offset())
+                .ok_or_else(|| n.to_string()),
+            Offset::Other(found) => Err(found),
+        };
+        match offset {
+            Ok(offset) => Ok(Quota {
+                limit: w.limit,
+                offset,
+                period: w.period,
+            }),
+            Err(found) => {
+                let e = offset_error(w.period, &found);
+                Err(record(Some(&e.field), e.reason))
+            }
+        }
+    }
+}
+
+#[cfg(feature = "json")]
+impl Fields for UsagePlan {
+    const SHAPE: &'static str = "a usage plan {\"id\", \"name\", \"apiStages\", ...}";
+    const REQUIRED: &'static [&'static str] = &["id"];
+}
+
+#[cfg(feature = "json")]
+impl Fields for ApiStage {
+    const SHAPE: &'static str = "a stage {\"apiId\", \"stage\", \"throttle\"}";
+    const REQUIRED: &'static [&'static str] = &["apiId", "stage"];
+}
+
+#[cfg(feature = "json")]
+impl Fields for Throttle {
+    const SHAPE: &'static str = "an object {\"burstLimit\", \"rateLimit\"}";
+    const REQUIRED: &'static [&'static str] = &["burstLimit", "rateLimit"];
+}
+
+#[cfg(feature = "json")]
+impl Fields for Quota {
+    const SHAPE: &'static str = "an object {\"limit\", \"offset\", \"period\"}";
+    const REQUIRED: &'static [&'static str] = &["limit", "period"];
+}
+
+/// A stage's per-method throttles: `{"/items/GET": {"burstLimit", "rateLimit"}}`.
+#[cfg(feature = "json")]
+pub(crate) fn throttle_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Throttle>, D::Error> {
+    unique_map(
+        d,
+        "an object of per-method throttles {\"/items/GET\": {\"burstLimit\", \"rateLimit\"}}",
+        |t: Checked<Throttle>| t.0,
+    )
 }
 
 #[cfg(test)]

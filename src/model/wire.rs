@@ -20,10 +20,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserialize
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Serializer};
 
-use super::{
-    number, offset_error, ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan,
-    RATE_RANGE,
-};
+use super::text::number;
 
 // ------------------------------------------------------------------------------------- problems
 
@@ -49,7 +46,7 @@ pub(crate) fn take_problem() -> Option<Problem> {
     PROBLEM.with(|p| p.borrow_mut().take())
 }
 
-fn record(field: Option<&str>, reason: String) -> String {
+pub(crate) fn record(field: Option<&str>, reason: String) -> String {
     let text = match field {
         Some(f) => format!("{f}: {reason}"),
         None => reason.clone(),
@@ -71,7 +68,7 @@ pub(crate) fn fail<E: de::Error>(field: Option<&str>, reason: String) -> E {
 // ------------------------------------------------------------------------------------- scalars
 
 /// Any JSON value, keeping only what the helpers need; lists and objects are skipped.
-enum Scalar {
+pub(crate) enum Scalar {
     Null,
     Bool(bool),
     U64(u64),
@@ -84,7 +81,7 @@ enum Scalar {
 
 impl Scalar {
     /// What the value is, for a message; never the value itself.
-    fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::Null => "null",
             Self::Bool(_) => "true or false",
@@ -96,7 +93,7 @@ impl Scalar {
     }
 
     /// A number as written for a message (numbers are not secret), or the kind.
-    fn shown(&self) -> String {
+    pub(crate) fn shown(&self) -> String {
         match self {
             Self::U64(n) => n.to_string(),
             Self::I64(n) => n.to_string(),
@@ -106,7 +103,7 @@ impl Scalar {
     }
 
     /// A whole number, if it is one (`1000`, `1000.0`, `1e3`).
-    fn whole(&self) -> Option<i128> {
+    pub(crate) fn whole(&self) -> Option<i128> {
         match *self {
             Self::U64(n) => Some(i128::from(n)),
             Self::I64(n) => Some(i128::from(n)),
@@ -213,23 +210,12 @@ pub(crate) fn enabled<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error>
     }
 }
 
-/// A key's value: a string checked as [`ApiKeyValue::new`] checks it, never repeated.
-pub(crate) fn key_value<'de, D: Deserializer<'de>>(d: D) -> Result<ApiKeyValue, D::Error> {
-    match Scalar::deserialize(d)? {
-        Scalar::Str(s) => ApiKeyValue::new(s).map_err(|e| fail(None, e.reason)),
-        Scalar::Null => Err(fail(None, "is required".to_owned())),
-        other => Err(fail(
-            None,
-            format!(
-                "must be a string of 20 to 128 visible ASCII characters, not {}",
-                other.kind()
-            ),
-        )),
-    }
-}
-
 /// A whole number from 0 to `max`.
-fn whole<'de, D: Deserializer<'de>>(d: D, max: u64, range: &str) -> Result<u64, D::Error> {
+pub(crate) fn whole<'de, D: Deserializer<'de>>(
+    d: D,
+    max: u64,
+    range: &str,
+) -> Result<u64, D::Error> {
     let v = Scalar::deserialize(d)?;
     if let Scalar::Null = v {
         return Err(fail(None, format!("is required: a whole number {range}")));
@@ -247,100 +233,6 @@ fn whole<'de, D: Deserializer<'de>>(d: D, max: u64, range: &str) -> Result<u64, 
 pub(crate) fn burst<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let n = whole(d, u64::from(u32::MAX), "from 0 to 4294967295")?;
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
-}
-
-/// `rateLimit`: a number, or a string holding one (its range is checked by validation).
-pub(crate) fn rate<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    match Scalar::deserialize(d)? {
-        Scalar::U64(n) => Ok(n as f64),
-        Scalar::I64(n) => Ok(n as f64),
-        Scalar::F64(f) => Ok(f),
-        Scalar::Str(s) => s.trim().parse::<f64>().map_err(|_| {
-            fail(
-                None,
-                format!("must be {RATE_RANGE}, not a string that holds no number"),
-            )
-        }),
-        Scalar::Null => Err(fail(None, format!("is required: {RATE_RANGE}"))),
-        other => Err(fail(
-            None,
-            format!("must be {RATE_RANGE}, not {}", other.kind()),
-        )),
-    }
-}
-
-/// A quota's period: `"DAY"`, `"WEEK"` or `"MONTH"`.
-pub(crate) fn period<'de, D: Deserializer<'de>>(d: D) -> Result<QuotaPeriod, D::Error> {
-    match Scalar::deserialize(d)? {
-        Scalar::Str(s) => s
-            .parse()
-            .map_err(|e: crate::error::FieldError| fail(None, e.reason)),
-        Scalar::Null => Err(fail(None, "is required: DAY, WEEK or MONTH".to_owned())),
-        other => Err(fail(
-            None,
-            format!("must be DAY, WEEK or MONTH, not {}", other.kind()),
-        )),
-    }
-}
-
-/// A quota as JSON holds it, before its offset is checked against its period.
-#[derive(Deserialize)]
-pub(crate) struct QuotaWire {
-    #[serde(deserialize_with = "limit")]
-    limit: u64,
-    #[serde(default, deserialize_with = "offset")]
-    offset: Offset,
-    period: QuotaPeriod,
-}
-
-fn limit<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    whole(d, u64::MAX, "≥ 0")
-}
-
-/// An offset as written: a whole number (any sign) or what else it was, for the message.
-enum Offset {
-    Whole(i128),
-    Other(String),
-}
-
-impl Default for Offset {
-    fn default() -> Self {
-        Self::Whole(0)
-    }
-}
-
-fn offset<'de, D: Deserializer<'de>>(d: D) -> Result<Offset, D::Error> {
-    let v = Scalar::deserialize(d)?;
-    Ok(match (&v, v.whole()) {
-        (Scalar::Null, _) => Offset::Whole(0),
-        (_, Some(n)) => Offset::Whole(n),
-        _ => Offset::Other(v.shown()),
-    })
-}
-
-impl TryFrom<QuotaWire> for Quota {
-    type Error = String;
-
-    fn try_from(w: QuotaWire) -> Result<Self, String> {
-        let offset = match w.offset {
-            Offset::Whole(n) => u32::try_from(n)
-                .ok()
-                .filter(|o| *o <= w.period.max_offset())
-                .ok_or_else(|| n.to_string()),
-            Offset::Other(found) => Err(found),
-        };
-        match offset {
-            Ok(offset) => Ok(Quota {
-                limit: w.limit,
-                offset,
-                period: w.period,
-            }),
-            Err(found) => {
-                let e = offset_error(w.period, &found);
-                Err(record(Some(&e.field), e.reason))
-            }
-        }
-    }
 }
 
 // ------------------------------------------------------------------------------------- dates
@@ -409,31 +301,6 @@ pub(crate) trait Fields {
     const SHAPE: &'static str;
     /// The fields that must be present (and not `null`).
     const REQUIRED: &'static [&'static str];
-}
-
-impl Fields for ApiKey {
-    const SHAPE: &'static str = "an API key {\"id\", \"value\", \"name\", ...}";
-    const REQUIRED: &'static [&'static str] = &["id", "value"];
-}
-
-impl Fields for UsagePlan {
-    const SHAPE: &'static str = "a usage plan {\"id\", \"name\", \"apiStages\", ...}";
-    const REQUIRED: &'static [&'static str] = &["id"];
-}
-
-impl Fields for ApiStage {
-    const SHAPE: &'static str = "a stage {\"apiId\", \"stage\", \"throttle\"}";
-    const REQUIRED: &'static [&'static str] = &["apiId", "stage"];
-}
-
-impl Fields for Throttle {
-    const SHAPE: &'static str = "an object {\"burstLimit\", \"rateLimit\"}";
-    const REQUIRED: &'static [&'static str] = &["burstLimit", "rateLimit"];
-}
-
-impl Fields for Quota {
-    const SHAPE: &'static str = "an object {\"limit\", \"offset\", \"period\"}";
-    const REQUIRED: &'static [&'static str] = &["limit", "period"];
 }
 
 /// A `T` read from a JSON object that repeats no key and has every required field.
@@ -625,7 +492,7 @@ impl<'de, T: Deserialize<'de> + Fields> Deserialize<'de> for ListOf<T> {
 }
 
 /// An object of string keys whose values are read by `V`, refusing a repeated key.
-fn unique_map<'de, D, V, T>(
+pub(crate) fn unique_map<'de, D, V, T>(
     d: D,
     shape: &'static str,
     each: fn(V) -> T,
@@ -702,17 +569,6 @@ pub(crate) fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, S
     unique_map(d, "an object of tag names to strings", |t: Text| t.0)
 }
 
-/// A stage's per-method throttles: `{"/items/GET": {"burstLimit", "rateLimit"}}`.
-pub(crate) fn throttle_map<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, Throttle>, D::Error> {
-    unique_map(
-        d,
-        "an object of per-method throttles {\"/items/GET\": {\"burstLimit\", \"rateLimit\"}}",
-        |t: Checked<Throttle>| t.0,
-    )
-}
-
 /// An object of string keys, refusing a repeated key (for the configuration's `usagePlanKeys`).
 pub(crate) fn map_of<'de, D, V>(d: D, shape: &'static str) -> Result<BTreeMap<String, V>, D::Error>
 where
@@ -725,6 +581,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{ApiKey, ApiKeyValue, Quota, QuotaPeriod, Throttle, UsagePlan};
 
     #[test]
     fn dates_are_written_in_rfc3339_within_years_0_to_9999() {

@@ -21,8 +21,6 @@ use crate::error::{FieldError, StoreError};
 use crate::model::{ApiKey, ApiKeyValue, UsagePlan};
 use crate::patch::PatchOperation;
 
-use super::NewApiKey;
-
 /// The page size when a request sets none (AWS's default).
 pub const DEFAULT_LIMIT: u32 = 25;
 /// The largest page a request may ask for (AWS's maximum).
@@ -460,5 +458,32 @@ impl<T: Management> Management for std::sync::Arc<T> {
         fail_on_warnings: bool,
     ) -> impl Future<Output = Result<ImportResult, StoreError>> + Send {
         (**self).import_api_keys(keys, warnings, fail_on_warnings)
+    }
+}
+
+/// What to create a key with; see [`Management::create_api_key`].
+#[derive(Clone, Debug, Default)]
+pub struct NewApiKey {
+    /// A name.
+    pub name: String,
+    /// A description.
+    pub description: Option<String>,
+    /// Whether the key starts enabled (`None`: enabled).
+    pub enabled: Option<bool>,
+    /// The secret value; `None` generates 40 characters from the CSPRNG.
+    pub value: Option<ApiKeyValue>,
+    /// An AWS Marketplace customer id.
+    pub customer_id: Option<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl NewApiKey {
+    /// An enabled key with this name and a generated value.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
     }
 }

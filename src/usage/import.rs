@@ -6,7 +6,7 @@ use crate::error::FieldError;
 use crate::model::ApiKeyValue;
 use crate::store::{ImportKey, ImportResult, ImportWarning, Management};
 
-use super::UsageError;
+use super::error::UsageError;
 
 /// Where each known column is in the file's header.
 struct Columns {

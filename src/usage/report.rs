@@ -12,7 +12,7 @@ use crate::patch::{PatchOp, PatchOperation};
 use crate::period::{Calendar, Date};
 use crate::store::{Management, Page, PageRequest, UsagePlanQuery, MAX_LIMIT};
 
-use super::UsageError;
+use super::error::UsageError;
 
 /// The longest range a report may cover, in days (AWS's limit).
 pub const MAX_USAGE_DAYS: u32 = 90;

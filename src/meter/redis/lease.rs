@@ -15,7 +15,7 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
 use crate::clock::Clock;
-use crate::meter::{LimitState, Outcome, Receipt, Verdict};
+use crate::meter::policy::{LimitState, Outcome, Receipt, Verdict};
 
 /// What leases are, for a meter: how many tokens, for how long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -116,8 +116,9 @@ use crate::error::{BoxError, MeterError};
 use crate::period::{Date, SECS_PER_DAY};
 use crate::redis_conn::Conn;
 
+use super::contract::{Charge, Counter, DayUsage, Meter};
 use super::policy::{self, Limits, Receipt, State};
-use super::{Charge, Counter, DayUsage, LimitState, Meter, Outcome, Verdict};
+use super::policy::{LimitState, Outcome, Verdict};
 
 mod lease;
 #[cfg(all(test, feature = "testing"))]
@@ -794,7 +795,7 @@ impl Meter for RedisMeter {
             counter.group.map(|g| &**g),
         );
         async move {
-            super::check_range(start, end)?;
+            super::contract::check_range(start, end)?;
             let fields = self.read(key).await?;
             let (state, history) = parse_state(&fields, "");
             Ok(
@@ -820,7 +821,7 @@ impl Meter for RedisMeter {
             .limits
             .quota
             .is_none()
-            .then(|| super::no_quota(counter));
+            .then(|| super::contract::no_quota(counter));
         let args = Args {
             op: "s",
             value: i64::try_from(remaining).unwrap_or(i64::MAX),

@@ -23,6 +23,7 @@ use crate::error::{ConfigError, StoreError};
 use crate::model::{random_id, ApiKey, ApiKeyValue, StageRef, UsagePlan};
 use crate::patch::{self, PatchOperation};
 
+use super::manage::NewApiKey;
 use super::{KeyGrant, KeyStore};
 
 mod data;
@@ -35,33 +36,6 @@ use data::{plan_ids, stage_conflict, Cold, Data, Hasher, Hot, KeyPlans, PlanRec}
 /// Shards of the lookup index: each grows on its own, so a growth (under a change) holds up only
 /// the requests that land on that shard, briefly.
 const SHARDS: usize = 64;
-
-/// What to create a key with; see [`MemoryStore::create_api_key`].
-#[derive(Clone, Debug, Default)]
-pub struct NewApiKey {
-    /// A name.
-    pub name: String,
-    /// A description.
-    pub description: Option<String>,
-    /// Whether the key starts enabled (`None`: enabled).
-    pub enabled: Option<bool>,
-    /// The secret value; `None` generates 40 characters from the CSPRNG.
-    pub value: Option<ApiKeyValue>,
-    /// An AWS Marketplace customer id.
-    pub customer_id: Option<String>,
-    /// Tags.
-    pub tags: BTreeMap<String, String>,
-}
-
-impl NewApiKey {
-    /// An enabled key with this name and a generated value.
-    pub fn named(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            ..Self::default()
-        }
-    }
-}
 
 /// The lookup index: key value -> what a request reads.
 type Index = DashMap<Arc<str>, Hot, Hasher>;
