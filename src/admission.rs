@@ -12,7 +12,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Method, Request, Version};
@@ -88,15 +88,22 @@ pub(crate) enum Decision {
     Reject(Rejection, Option<RateInfo>),
 }
 
-pin_project_lite::pin_project! {
-    /// Where a decision stands: not started, awaiting the store, awaiting the meter, or done.
-    #[project = DecideProj]
-    pub(crate) enum Decide<St: KeyStore, M: Meter> {
-        Start,
-        Lookup { #[pin] fut: St::Lookup, cost: u32 },
-        Admit { #[pin] fut: M::Admit, key_id: Arc<str>, plan: Arc<StagePlan>, bucket: Bucket },
-        Done,
-    }
+/// Where a decision stands: not started, awaiting the store, awaiting the meter, or done. The
+/// store's and the meter's futures are `Unpin` (a boxed future is), so a future that answered at
+/// once is never stored here.
+pub(crate) enum Decide<St: KeyStore, M: Meter> {
+    Start,
+    Lookup {
+        fut: St::Lookup,
+        cost: u32,
+    },
+    Admit {
+        fut: M::Admit,
+        key_id: Arc<str>,
+        plan: Arc<StagePlan>,
+        bucket: Bucket,
+    },
+    Done,
 }
 
 impl<St: KeyStore, M: Meter> fmt::Debug for Decide<St, M> {
@@ -216,11 +223,12 @@ struct Report<'a> {
 
 impl<St: KeyStore, M: Meter> Gate<St, M> {
     /// Advances the decision on `req`: `Ready(None)` for a request that needs no key (pass it
-    /// through, uncounted), `Ready(Some(decision))` once decided.
+    /// through, uncounted), `Ready(Some(decision))` once decided. A store or meter future that
+    /// is pending is kept in `state`, and polled again from there.
     #[inline]
     pub(crate) fn poll_decide<B>(
         &self,
-        mut state: Pin<&mut Decide<St, M>>,
+        state: &mut Decide<St, M>,
         cx: &mut Context<'_>,
         req: &Request<B>,
         timer: &mut crate::observe::Timer,
@@ -228,13 +236,14 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
         // What the start worked out, kept for the rest of this poll (a later poll works it out
         // again from the request: only a store or meter that waited pays for that).
         let mut at = None;
-        if let DecideProj::Start = state.as_mut().project() {
+        let (mut fut, cost) = if let Decide::Start = state {
+            // Not moved out of `state`: the start holds nothing.
             let (method, path) = target(req);
             let route = self.routes.resolve(method, path);
             let labels = self.labels.get(&route, method);
             timer.label(&labels);
             if !route.key_required || (self.pass_preflight && is_preflight(req)) {
-                state.set(Decide::Done);
+                *state = Decide::Done;
                 self.report(
                     req,
                     Some((method, path, &route)),
@@ -245,110 +254,122 @@ impl<St: KeyStore, M: Meter> Gate<St, M> {
             let value = match self.key_source.read(req) {
                 Ok(value) => value,
                 Err(rejection) => {
-                    state.set(Decide::Done);
+                    *state = Decide::Done;
                     let told = Report::new(Told::Refused(&rejection));
                     self.report(req, Some((method, path, &route)), told);
                     return Poll::Ready(Some(Decision::Reject(rejection, None)));
                 }
             };
             let cost = req.extensions().get::<RequestCost>().map_or(1, |c| c.get());
-            let fut = self.store.lookup(value, &self.stage);
-            state.set(Decide::Lookup { fut, cost });
             at = Some((method, path, route));
-        }
-        if let DecideProj::Lookup { fut, cost } = state.as_mut().project() {
-            let grant = ready!(fut.poll(cx));
-            let cost = *cost;
-            let (method, path) = match &at {
-                Some((m, p, _)) => (*m, *p),
-                None => target(req),
-            };
-            let route = at.as_ref().map(|a| &a.2);
-            let grant = match grant {
-                Ok(grant) => grant,
-                Err(e) => {
-                    state.set(Decide::Done);
-                    let decision = self.store_failed();
-                    let told = Told::Failed {
-                        what: "key store",
-                        error: &e,
-                        refused: refusal(&decision),
-                    };
-                    self.report(req, route.map(|r| (method, path, r)), Report::new(told));
-                    return Poll::Ready(Some(decision));
-                }
-            };
-            let (key_id, plan) = match plan_of(grant) {
-                Ok(found) => found,
-                Err((key_id, rejection)) => {
-                    state.set(Decide::Done);
-                    let told = Report {
-                        key_id: Some(key_id.as_deref().unwrap_or("-")),
-                        plan_id: None,
-                        told: Told::Refused(&rejection),
-                    };
-                    self.report(req, route.map(|r| (method, path, r)), told);
-                    return Poll::Ready(Some(Decision::Reject(rejection, None)));
-                }
-            };
-            let bucket = plan.bucket_for(path, method);
-            let counters = [plan.counter(&key_id, bucket)];
-            let fut = self.meter.admit(&Charge {
-                counters: &counters,
-                cost,
-            });
-            state.set(Decide::Admit {
-                fut,
-                key_id,
-                plan,
-                bucket,
-            });
-        }
-        let DecideProj::Admit {
-            fut,
-            key_id,
-            plan,
-            bucket,
-        } = state.as_mut().project()
-        else {
-            // Polled after it was decided: nothing more to decide.
-            return Poll::Ready(None);
-        };
-        let verdict = ready!(fut.poll(cx));
-        let (key_id, plan, bucket) = (key_id.clone(), plan.clone(), *bucket);
-        state.set(Decide::Done);
-        let place = at.as_ref().map(|(m, p, r)| (*m, *p, r));
-        let decision = match verdict {
-            Ok(verdict) => {
-                let decision = self.decision(&verdict, &plan, bucket);
-                let told = match &decision {
-                    Decision::Admit(_) => Told::Admitted,
-                    Decision::Reject(r, _) => Told::Refused(r),
-                };
-                let report = Report {
-                    key_id: Some(&key_id),
-                    plan_id: Some(plan.id()),
-                    told,
-                };
-                self.report(req, place, report);
-                decision
+            *state = Decide::Done;
+            (self.store.lookup(value, &self.stage), cost)
+        } else {
+            match std::mem::replace(state, Decide::Done) {
+                Decide::Lookup { fut, cost } => (fut, cost),
+                Decide::Admit {
+                    fut,
+                    key_id,
+                    plan,
+                    bucket,
+                } => return self.poll_admit(state, fut, key_id, plan, bucket, cx, req, None),
+                Decide::Start | Decide::Done => return Poll::Ready(None),
             }
+        };
+        let grant = match Pin::new(&mut fut).poll(cx) {
+            Poll::Ready(grant) => grant,
+            Poll::Pending => {
+                *state = Decide::Lookup { fut, cost };
+                return Poll::Pending;
+            }
+        };
+        let (method, path) = match &at {
+            Some((m, p, _)) => (*m, *p),
+            None => target(req),
+        };
+        let place = at.as_ref().map(|(m, p, r)| (*m, *p, r));
+        let grant = match grant {
+            Ok(grant) => grant,
             Err(e) => {
-                let decision = self.meter_failed();
+                let decision = self.store_failed();
                 let told = Told::Failed {
-                    what: "meter",
+                    what: "key store",
                     error: &e,
                     refused: refusal(&decision),
                 };
-                let report = Report {
-                    key_id: Some(&key_id),
-                    plan_id: Some(plan.id()),
-                    told,
-                };
-                self.report(req, place, report);
-                decision
+                self.report(req, place, Report::new(told));
+                return Poll::Ready(Some(decision));
             }
         };
+        let (key_id, plan) = match plan_of(grant) {
+            Ok(found) => found,
+            Err((key_id, rejection)) => {
+                let told = Report {
+                    key_id: Some(key_id.as_deref().unwrap_or("-")),
+                    plan_id: None,
+                    told: Told::Refused(&rejection),
+                };
+                self.report(req, place, told);
+                return Poll::Ready(Some(Decision::Reject(rejection, None)));
+            }
+        };
+        let bucket = plan.bucket_for(path, method);
+        let counters = [plan.counter(&key_id, bucket)];
+        let fut = self.meter.admit(&Charge {
+            counters: &counters,
+            cost,
+        });
+        self.poll_admit(state, fut, key_id, plan, bucket, cx, req, place)
+    }
+
+    /// Polls the meter's future, and decides on its verdict.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn poll_admit<B>(
+        &self,
+        state: &mut Decide<St, M>,
+        mut fut: M::Admit,
+        key_id: Arc<str>,
+        plan: Arc<StagePlan>,
+        bucket: Bucket,
+        cx: &mut Context<'_>,
+        req: &Request<B>,
+        place: Option<(&Method, &str, &RouteMatch<'_>)>,
+    ) -> Poll<Option<Decision>> {
+        let verdict = match Pin::new(&mut fut).poll(cx) {
+            Poll::Ready(verdict) => verdict,
+            Poll::Pending => {
+                *state = Decide::Admit {
+                    fut,
+                    key_id,
+                    plan,
+                    bucket,
+                };
+                return Poll::Pending;
+            }
+        };
+        let (decision, told) = match &verdict {
+            Ok(verdict) => {
+                let decision = self.decision(verdict, &plan, bucket);
+                (decision, None)
+            }
+            Err(_) => (self.meter_failed(), Some("meter")),
+        };
+        let told = match (&verdict, told, &decision) {
+            (Err(e), Some(what), d) => Told::Failed {
+                what,
+                error: e,
+                refused: refusal(d),
+            },
+            (_, _, Decision::Admit(_)) => Told::Admitted,
+            (_, _, Decision::Reject(r, _)) => Told::Refused(r),
+        };
+        let report = Report {
+            key_id: Some(&key_id),
+            plan_id: Some(plan.id()),
+            told,
+        };
+        self.report(req, place, report);
         Poll::Ready(Some(decision))
     }
 

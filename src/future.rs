@@ -39,7 +39,6 @@ pin_project! {
     {
         #[pin]
         kind: Kind<S, St, M, ReqBody, ResBody>,
-        gate: Arc<Gate<St, M>>,
         // Durations for the `metrics` feature (a unit without it).
         timer: crate::observe::Timer,
     }
@@ -53,8 +52,9 @@ pin_project! {
         St: KeyStore,
         M: Meter,
     {
-        // Deciding: the store's and the meter's futures, in turn.
-        Deciding { #[pin] decide: Decide<St, M>, svc: Option<S>, req: Option<Request<ReqBody>> },
+        // Deciding: a store's or a meter's future that was pending when the service was called
+        // (boxed: only a store or meter that waits pays for its size).
+        Deciding { deciding: Box<Deciding<S, St, M, ReqBody>> },
         // Admitted: waits for a clone of the inner service to be ready, then calls it.
         Admitted { svc: S, req: Option<Request<ReqBody>>, rate: Option<RateInfo> },
         Inner { #[pin] fut: S::Future, rate: Option<RateInfo> },
@@ -64,23 +64,90 @@ pin_project! {
     }
 }
 
+/// A decision waiting for a store or a meter, with what follows it.
+struct Deciding<S, St: KeyStore, M: Meter, ReqBody> {
+    decide: Decide<St, M>,
+    gate: Arc<Gate<St, M>>,
+    svc: Option<S>,
+    req: Option<Request<ReqBody>>,
+}
+
 impl<S, St, M, ReqBody, ResBody> ResponseFuture<S, St, M, ReqBody, ResBody>
 where
     S: Service<Request<ReqBody>>,
     St: KeyStore,
     M: Meter,
 {
-    /// Decides `req` by `gate`, then calls `svc` with it if admitted.
+    /// A future for `req`, which `gate` has begun to decide (`state`): decided at once (the
+    /// in-memory store and meter), or waiting for a store or meter.
     #[inline]
-    pub(crate) fn new(gate: Arc<Gate<St, M>>, svc: S, req: Request<ReqBody>) -> Self {
-        Self {
-            kind: Kind::Deciding {
-                decide: Decide::Start,
-                svc: Some(svc),
-                req: Some(req),
+    pub(crate) fn new(
+        gate: &Arc<Gate<St, M>>,
+        state: &mut Decide<St, M>,
+        decided: Poll<Option<Decision>>,
+        svc: S,
+        req: Request<ReqBody>,
+        timer: crate::observe::Timer,
+    ) -> Self
+    where
+        ReqBody: http_body::Body,
+    {
+        let kind = match decided {
+            Poll::Ready(decision) => Kind::decided(gate, decision, svc, req),
+            Poll::Pending => Kind::Deciding {
+                deciding: Box::new(Deciding {
+                    decide: std::mem::replace(state, Decide::Done),
+                    gate: gate.clone(),
+                    svc: Some(svc),
+                    req: Some(req),
+                }),
             },
-            gate,
-            timer: crate::observe::Timer::start(),
+        };
+        Self { kind, timer }
+    }
+}
+
+impl<S, St, M, ReqBody, ResBody> Kind<S, St, M, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>>,
+    St: KeyStore,
+    M: Meter,
+{
+    /// What follows a decision: calling the inner service, or the refusal.
+    #[inline]
+    fn decided(
+        gate: &Gate<St, M>,
+        decision: Option<Decision>,
+        svc: S,
+        req: Request<ReqBody>,
+    ) -> Self
+    where
+        ReqBody: http_body::Body,
+    {
+        match decision {
+            None => Kind::Admitted {
+                svc,
+                req: Some(req),
+                rate: None,
+            },
+            Some(Decision::Admit(rate)) => Kind::Admitted {
+                svc,
+                req: Some(req),
+                rate,
+            },
+            Some(Decision::Reject(rejection, rate)) => {
+                let (response, unread) = refusal(gate, &req, rejection, rate);
+                match unread {
+                    Unread::Drain => Kind::Draining {
+                        body: req.into_body(),
+                        read: 0,
+                        response: Some(response),
+                    },
+                    Unread::Nothing | Unread::Close => Kind::Ready {
+                        response: Some(response),
+                    },
+                }
+            }
         }
     }
 }
@@ -131,35 +198,17 @@ where
         loop {
             let this = self.as_mut().project();
             let next = match this.kind.project() {
-                KindProj::Deciding { decide, svc, req } => {
+                KindProj::Deciding { deciding } => {
+                    let Deciding {
+                        decide,
+                        gate,
+                        svc,
+                        req,
+                    } = &mut **deciding;
                     let request = req.as_ref().expect(COMPLETED);
-                    let decision = ready!(this.gate.poll_decide(decide, cx, request, this.timer));
+                    let decision = ready!(gate.poll_decide(decide, cx, request, this.timer));
                     let (svc, req) = (svc.take().expect(COMPLETED), req.take().expect(COMPLETED));
-                    match decision {
-                        None => Kind::Admitted {
-                            svc,
-                            req: Some(req),
-                            rate: None,
-                        },
-                        Some(Decision::Admit(rate)) => Kind::Admitted {
-                            svc,
-                            req: Some(req),
-                            rate,
-                        },
-                        Some(Decision::Reject(rejection, rate)) => {
-                            let (response, unread) = refusal(this.gate, &req, rejection, rate);
-                            match unread {
-                                Unread::Drain => Kind::Draining {
-                                    body: req.into_body(),
-                                    read: 0,
-                                    response: Some(response),
-                                },
-                                Unread::Nothing | Unread::Close => Kind::Ready {
-                                    response: Some(response),
-                                },
-                            }
-                        }
-                    }
+                    Kind::decided(gate, decision, svc, req)
                 }
                 KindProj::Admitted { svc, req, rate } => {
                     ready!(svc.poll_ready(cx))?;

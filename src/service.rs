@@ -3,13 +3,13 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::admission::Gate;
+use crate::admission::{Decide, Gate};
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
 use crate::meter::{LocalMeter, Meter};
@@ -76,8 +76,26 @@ where
     /// there: the layer never readies `self.inner` (it does not forward `poll_ready`), so no
     /// clone is called unready, see
     /// <https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services>.
+    ///
+    /// The decision is begun here, with a waker that does nothing: a store and a meter that
+    /// answer at once (the in-memory ones, a `Ready` future) decide the request before `call`
+    /// returns, and the response future then holds only what follows (no state machine to move,
+    /// no `Arc` of the layer to clone). A future that is pending is kept and polled again by the
+    /// response future with its task's waker, as the `Future` contract allows (only the waker of
+    /// the latest poll is to be woken).
     #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        ResponseFuture::new(self.gate.clone(), self.inner.clone(), req)
+        let mut timer = crate::observe::Timer::start();
+        let mut state = Decide::Start;
+        let mut cx = Context::from_waker(Waker::noop());
+        let decided = self.gate.poll_decide(&mut state, &mut cx, &req, &mut timer);
+        ResponseFuture::new(
+            &self.gate,
+            &mut state,
+            decided,
+            self.inner.clone(),
+            req,
+            timer,
+        )
     }
 }

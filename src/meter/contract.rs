@@ -223,11 +223,13 @@ pub(crate) fn no_quota(counter: &Counter<'_>) -> MeterError {
 /// (Bucket names are left out here for brevity: a real meter keeps one arrival time per bucket
 /// name; `tests/outside_meters.rs` has two complete meters that pass the conformance suite.)
 pub trait Meter: Send + Sync + 'static {
-    /// The future [`admit`](Self::admit) returns.
-    type Admit: Future<Output = Result<Verdict, MeterError>> + Send + 'static;
+    /// The future [`admit`](Self::admit) returns: `Unpin`, as [`std::future::Ready`] and a
+    /// boxed future are, so that the layer polls a verdict that is ready where it was made and
+    /// keeps only a pending one.
+    type Admit: Future<Output = Result<Verdict, MeterError>> + Send + Unpin + 'static;
 
     /// The future [`adjust`](Self::adjust) returns.
-    type Adjust: Future<Output = Result<(), MeterError>> + Send + 'static;
+    type Adjust: Future<Output = Result<(), MeterError>> + Send + Unpin + 'static;
 
     /// Checks every counter of `charge` and charges all or none: takes `cost` tokens from each
     /// bucket, counts `cost` against each quota and each counter's day. An admitted verdict

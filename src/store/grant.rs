@@ -127,8 +127,10 @@ impl KeyGrant {
 /// # }
 /// ```
 pub trait KeyStore: Send + Sync + 'static {
-    /// The future [`lookup`](Self::lookup) returns.
-    type Lookup: Future<Output = Result<Option<KeyGrant>, StoreError>> + Send + 'static;
+    /// The future [`lookup`](Self::lookup) returns: `Unpin`, as [`std::future::Ready`] and a
+    /// boxed future are, so that the layer polls an answer that is ready where it was made and
+    /// keeps only a pending one.
+    type Lookup: Future<Output = Result<Option<KeyGrant>, StoreError>> + Send + Unpin + 'static;
 
     /// The key whose secret value is `value`, with its plan on `stage`; `Ok(None)` if no key has
     /// this value. An error makes the layer answer 503, or admit unmetered
