@@ -24,7 +24,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .meter(meter.clone())
         .require_key(Method::GET, "/items/{id}") // AWS's apiKeyRequired
         .no_key(Method::GET, "/health")
-        .build()?; // refuses plan overrides that could never apply
+        .build_checked() // reads the store's plans: refuses overrides that could never apply
+        .await?;
     let app = Router::new()
         .route("/items/{id}", get(item))
         .route("/health", get(health))

@@ -41,10 +41,11 @@
 //!   [`patch`]: AWS's patch operations.
 //! - [`store`]: the [`KeyStore`](store::KeyStore) trait (*who is this, and what plan are they
 //!   on*, answered as an owned grant) and [`MemoryStore`], with the management operations.
-//! - [`meter`]: the [`Meter`](meter::Meter) trait (*may this request go now*, and usage) and
-//!   [`LocalMeter`]: the crate's limit policy (GCRA token buckets with a cost, checked against
-//!   governor itself; exact quota windows; usage per UTC day) over a concurrent map.
-//! - [`period`]: quota windows in UTC; [`clock`]: a monotonic clock for buckets and UTC wall time
+//! - [`meter`]: the [`Meter`](meter::Meter) trait (*may this request go now*: a charge against
+//!   counters, all or none, corrected after the response; and usage), its reference semantics
+//!   [`meter::policy`] (GCRA token buckets with a cost, checked against governor itself; exact
+//!   quota windows; usage per UTC day) and [`LocalMeter`], the policy over a concurrent map.
+//! - [`period`]: quota windows and their [`Calendar`](period::Calendar); [`clock`]: a monotonic clock for buckets and UTC wall time
 //!   for quotas, and a manual clock for tests.
 //! - [`response`]: the answers, their gRPC forms and the rate-limit headers; [`key`]: where the
 //!   key is read; [`RequestCost`]: what a request counts.
