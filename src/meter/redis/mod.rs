@@ -65,6 +65,12 @@
 //!   instance until it ends; the instance that sets the quota drops its own leases of the key.
 //! - A lease taken just before a quota window or a UTC day ends counts in that window and day.
 //! - The rate-limit headers of a leased request count the lease's unspent tokens as left.
+//! - Only a charge of one counter takes or spends a lease: a charge of several (a key and its
+//!   customer) is always one exact round trip, all or none, since a lease of one counter could
+//!   not be exact for the others.
+//! - A request spent from a lease has its own receipt (its cost, the lease's window and day): a
+//!   correction of it ([`Meter::adjust`]) goes to Redis, through the same script, and changes the
+//!   counts there; the lease itself is not refilled (its tokens were taken from the bucket).
 //!
 //! With `tokens` = 20, a key busy on every instance costs one round trip per 20 requests.
 //! Keys not seen for a few `ttl`s are forgotten by a background task, never by a request.
