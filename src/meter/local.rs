@@ -380,9 +380,10 @@ impl<C: Clock + Clone> LocalMeter<C> {
     /// plenty; see `spawn_sweeper` with the `tokio` feature), never from a request.
     ///
     /// On glibc, forgetting hundreds of thousands of counters at once leaves their records in
-    /// malloc's fast bins, which the next larger allocation consolidates in one go (about 25 ms
-    /// for 700,000 records, on the thread that makes it): a service that sweeps that many should
-    /// run with `GLIBC_TUNABLES=glibc.malloc.mxfast=0` or another allocator.
+    /// malloc's fast bins, which the next larger allocation consolidates in one go (about 100 ms
+    /// for 700,000 records here, on the thread that makes it; BENCHMARKS.md): a service that
+    /// sweeps that many should run with `GLIBC_TUNABLES=glibc.malloc.mxfast=0` (6 ms) or another
+    /// allocator.
     pub fn sweep(&self) -> usize {
         let inner = &*self.inner;
         let now = inner.clock.now();
