@@ -82,7 +82,21 @@ impl<'a> Charge<'a> {
     ///
     /// # Errors
     ///
-    /// [`MeterError::Invalid`] for no counter, or more than [`policy::MAX_COUNTERS`].
+    /// [`MeterError::Invalid`] for no counter, more than [`policy::MAX_COUNTERS`], or two
+    /// counters of the same subject on the same plan (one counter: its quota and day would be
+    /// charged twice).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_usage_plans::meter::policy::Limits;
+    /// use tower_usage_plans::meter::{Charge, Counter};
+    ///
+    /// let (plan, key): (Arc<str>, Arc<str>) = ("plan111".into(), "key111".into());
+    /// let one = Counter::new(&plan, &key, None, Limits::default());
+    /// assert!(Charge::new(&[one], 1).is_ok());
+    /// assert!(Charge::new(&[one, one], 1).is_err());
+    /// assert!(Charge::new(&[], 1).is_err());
+    /// ```
     pub fn new(counters: &'a [Counter<'a>], cost: u32) -> Result<Self, MeterError> {
         if counters.is_empty() || counters.len() > policy::MAX_COUNTERS {
             return Err(FieldError::new(
@@ -95,17 +109,22 @@ impl<'a> Charge<'a> {
             )
             .into());
         }
-        Ok(Self { counters, cost })
-    }
-
-    /// Each counter's limits, in order, into `out` (at most [`policy::MAX_COUNTERS`]); answers
-    /// how many.
-    pub fn limits(&self, out: &mut [policy::Limits; policy::MAX_COUNTERS]) -> usize {
-        let n = self.counters.len().min(policy::MAX_COUNTERS);
-        for (slot, c) in out.iter_mut().zip(self.counters) {
-            *slot = c.limits;
+        for (i, a) in counters.iter().enumerate() {
+            if counters[i + 1..]
+                .iter()
+                .any(|b| a.plan_id == b.plan_id && a.subject == b.subject)
+            {
+                return Err(FieldError::new(
+                    "counters",
+                    format!(
+                        "the subject {:?} is named twice on the plan {:?}: one counter a charge",
+                        &**a.subject, &**a.plan_id
+                    ),
+                )
+                .into());
+            }
         }
-        n
+        Ok(Self { counters, cost })
     }
 }
 
