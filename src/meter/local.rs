@@ -23,6 +23,15 @@ use super::policy::{self, Limits, Receipt, State, MAX_COUNTERS};
 /// counters at 1,000,000).
 const SHARDS: usize = 4096;
 
+/// Shards of the spare records a sweep leaves for new counters (a new counter takes one of its
+/// shard's under that shard's lock alone).
+const SPARE_SHARDS: usize = 64;
+
+/// The most spare records a sweep frees: what it forgot beyond what new counters took is freed
+/// this many at a time, one batch a sweep, so that glibc never has hundreds of thousands of
+/// freed records to consolidate at once on the thread that next allocates (BENCHMARKS.md).
+const SPARE_FREED_PER_SWEEP: usize = 16_384;
+
 /// Everything metered of one counter (a subject on a plan).
 #[derive(Debug, Default)]
 struct KeyState {
@@ -255,6 +264,8 @@ struct Inner<C> {
     clock: C,
     retention_days: u32,
     map: Map,
+    /// Records a sweep forgot, kept for new counters (see [`SPARE_FREED_PER_SWEEP`]).
+    spare: Box<[Mutex<Vec<RecordArc>>]>,
 }
 
 /// The in-process [`Meter`]: the crate's limit policy (GCRA token buckets with a cost, exact quota
@@ -344,6 +355,7 @@ impl<C: Clock + Clone> LocalMeterBuilder<C> {
                     foldhash::fast::RandomState::default(),
                     SHARDS,
                 ),
+                spare: (0..SPARE_SHARDS).map(|_| Mutex::default()).collect(),
             }),
         }
     }
@@ -379,11 +391,14 @@ impl<C: Clock + Clone> LocalMeter<C> {
     /// under a write lock of its own. Call it from a background task (every few minutes is
     /// plenty; see `spawn_sweeper` with the `tokio` feature), never from a request.
     ///
-    /// On glibc, forgetting hundreds of thousands of counters at once leaves their records in
-    /// malloc's fast bins, which the next larger allocation consolidates in one go (about 100 ms
-    /// for 700,000 records here, on the thread that makes it; BENCHMARKS.md): a service that
-    /// sweeps that many should run with `GLIBC_TUNABLES=glibc.malloc.mxfast=0` (6 ms) or another
-    /// allocator.
+    /// The records it forgets are not freed at once: they are kept for new counters (a counter
+    /// created after the sweep takes one, allocating nothing), and what no new counter took is
+    /// freed by the next sweeps, 16,384 records a sweep at most. Freeing hundreds of thousands
+    /// at once left them in glibc malloc's fast bins, which the next larger allocation
+    /// consolidated in one go on the request thread that made it (about 100 ms for 700,000
+    /// records here). A request can still wait some 25 to 35 ms during a sweep of 700,000 on
+    /// glibc's default allocator; with `GLIBC_TUNABLES=glibc.malloc.mxfast=0`, about 5 ms
+    /// (BENCHMARKS.md, section 0).
     pub fn sweep(&self) -> usize {
         let inner = &*self.inner;
         let now = inner.clock.now();
@@ -418,15 +433,44 @@ impl<C: Clock + Clone> LocalMeter<C> {
             .filter(|entry| trim(&mut entry.key().0.state.lock()))
             .map(|entry| entry.key().clone())
             .collect();
-        idle.iter()
-            .filter(|rec| {
-                // Seen again since the walk? Then it stays.
-                inner
-                    .map
-                    .remove_if(*rec, |rec, _| trim(&mut rec.0.state.lock()))
-                    .is_some()
-            })
-            .count()
+        // What the last sweep left spare and no new counter took: freed, a bounded batch.
+        let mut freed = 0;
+        for shard in inner.spare.iter() {
+            let mut spare = shard.lock();
+            let n = spare.len().min(SPARE_FREED_PER_SWEEP / SPARE_SHARDS);
+            let keep = spare.len() - n;
+            let gone: Vec<RecordArc> = spare.drain(keep..).collect();
+            drop(spare);
+            freed += gone.len();
+            drop(gone);
+        }
+        let _ = freed;
+        let mut forgotten = 0;
+        for rec in idle {
+            // Seen again since the walk? Then it stays.
+            let removed = inner
+                .map
+                .remove_if(&rec, |rec, _| trim(&mut rec.0.state.lock()));
+            if removed.is_some() {
+                forgotten += 1;
+                drop(removed);
+                // Unless a request still holds it, the record is kept for a new counter rather
+                // than freed here.
+                let mut rec = rec.0;
+                if let Some(r) = RecordArc::get_mut(&mut rec) {
+                    *r.state.get_mut() = KeyState::default();
+                    let shard = (RecordArc::as_ptr(&rec) as usize >> 7) % SPARE_SHARDS;
+                    inner.spare[shard].lock().push(rec);
+                }
+            }
+        }
+        forgotten
+    }
+
+    /// How many forgotten records are kept for new counters (for tests).
+    #[cfg(test)]
+    fn spare_len(&self) -> usize {
+        self.inner.spare.iter().map(|s| s.lock().len()).sum()
     }
 
     /// The record of `plan` and `subject`, created if new.
@@ -436,12 +480,31 @@ impl<C: Clock + Clone> LocalMeter<C> {
         if let Some(found) = map.get(&Probe(plan, subject) as &dyn Ids) {
             return found.key().0.clone();
         }
-        let rec = Rec(RecordArc::new(Record {
+        let rec = Rec(self.new_record(plan, subject));
+        map.entry(rec).or_insert(()).key().0.clone()
+    }
+
+    /// A record for a new counter: one a sweep left spare, if its shard holds one (no
+    /// allocation), else a new one.
+    #[inline]
+    fn new_record(&self, plan: &Arc<str>, subject: &Arc<str>) -> RecordArc {
+        let shard = (Arc::as_ptr(subject).cast::<u8>() as usize >> 4) % SPARE_SHARDS;
+        let spare = {
+            let mut spare = self.inner.spare[shard].lock();
+            spare.pop()
+        };
+        if let Some(mut rec) = spare {
+            if let Some(r) = RecordArc::get_mut(&mut rec) {
+                r.plan = plan.clone();
+                r.subject = subject.clone();
+                return rec;
+            }
+        }
+        RecordArc::new(Record {
             plan: plan.clone(),
             subject: subject.clone(),
             state: Mutex::new(KeyState::default()),
-        }));
-        map.entry(rec).or_insert(()).key().0.clone()
+        })
     }
 
     /// Runs `f` on the state of `plan` and `subject` under its lock, creating it if new.
@@ -743,5 +806,59 @@ mod tests {
         st.tat = 100;
         assert!(matches!(st.slot(&b, 0), (Slot::First, 100)));
         assert!(matches!(st.slot(&c, 0), (Slot::Rest(0), 0)));
+    }
+
+    #[test]
+    fn a_swept_record_is_kept_for_a_new_counter_and_spares_are_freed_in_batches() {
+        use crate::clock::ManualClock;
+        use crate::meter::policy::{Limits, QuotaLimits};
+        use crate::model::QuotaPeriod;
+        use crate::period::Calendar;
+
+        let clock = ManualClock::at_unix_secs(1_700_000_000);
+        let meter = LocalMeter::builder()
+            .clock(clock.clone())
+            .retention_days(1)
+            .build();
+        let plan: Arc<str> = "p".into();
+        let limits = Limits::new(
+            None,
+            Some(QuotaLimits::new(10, Calendar::aws(QuotaPeriod::Day, 0))),
+        );
+        let n = SPARE_FREED_PER_SWEEP + 1000;
+        let keys: Vec<Arc<str>> = (0..n).map(|i| format!("k{i}").into()).collect();
+        for k in &keys {
+            let counters = [Counter::new(&plan, k, None, limits)];
+            meter.decide(&Charge::new(&counters, 1).unwrap());
+        }
+        clock.advance(std::time::Duration::from_secs(3 * 86_400));
+        assert_eq!(meter.sweep(), n);
+        assert_eq!(
+            meter.spare_len(),
+            n,
+            "every forgotten record kept, none freed yet"
+        );
+        // A new counter takes a spare record (from its shard, if that shard has one): the
+        // counter starts from nothing, whatever the record held.
+        let fresh: Vec<Arc<str>> = (0..64).map(|i| format!("new{i}").into()).collect();
+        for k in &fresh {
+            let counters = [Counter::new(&plan, k, None, limits)];
+            let v = meter.decide(&Charge::new(&counters, 1).unwrap());
+            assert_eq!(
+                v.quota.unwrap().remaining,
+                9,
+                "a reused record starts empty"
+            );
+        }
+        let taken = n - meter.spare_len();
+        assert!(taken > 0, "no spare record was reused");
+        // The next sweep frees at most a batch of what is left.
+        meter.sweep();
+        let left = meter.spare_len();
+        assert!(
+            left >= n - taken - SPARE_FREED_PER_SWEEP && left < n - taken,
+            "{left} spare records left of {}",
+            n - taken
+        );
     }
 }
