@@ -54,8 +54,10 @@ pub(crate) fn policy_value(
 #[derive(Clone, Debug)]
 pub(crate) struct RateInfo {
     policy: HeaderValue,
-    burst: Option<LimitState>,
-    quota: Option<(LimitState, QuotaPeriod)>,
+    /// What is left of the bucket, and seconds until it is whole.
+    burst: Option<(u64, u64)>,
+    /// What is left of the quota, seconds until its window ends, and its period.
+    quota: Option<(u64, u64, QuotaPeriod)>,
 }
 
 impl RateInfo {
@@ -67,10 +69,15 @@ impl RateInfo {
         policy: Option<&HeaderValue>,
         period: Option<QuotaPeriod>,
     ) -> Option<Self> {
+        let left = |s: &LimitState| (s.remaining, s.reset_secs);
         Some(Self {
             policy: policy?.clone(),
-            burst: verdict.burst,
-            quota: verdict.quota.zip(period),
+            burst: verdict.burst.as_ref().map(left),
+            quota: verdict
+                .quota
+                .as_ref()
+                .zip(period)
+                .map(|(q, p)| (q.remaining, q.reset_secs, p)),
         })
     }
 
@@ -85,8 +92,8 @@ impl RateInfo {
             len = end;
         };
         let mut buf = itoa::Buffer::new();
-        let quota = self.quota.map(|(q, p)| (period_name(p), q));
-        for (i, (name, s)) in self
+        let quota = self.quota.map(|(r, t, p)| (period_name(p), (r, t)));
+        for (i, (name, (remaining, reset))) in self
             .burst
             .map(|b| ("burst", b))
             .into_iter()
@@ -99,9 +106,9 @@ impl RateInfo {
             put(b"\"");
             put(name.as_bytes());
             put(b"\";r=");
-            put(buf.format(s.remaining).as_bytes());
+            put(buf.format(remaining).as_bytes());
             put(b";t=");
-            put(buf.format(s.reset_secs).as_bytes());
+            put(buf.format(reset).as_bytes());
         }
         if let Ok(state) = HeaderValue::from_bytes(&line[..len]) {
             headers.insert(RATELIMIT_POLICY.clone(), self.policy.clone());
