@@ -124,20 +124,13 @@ where
     where
         ReqBody: http_body::Body,
     {
-        match decision {
-            None => Kind::Admitted {
-                svc,
-                req: Some(req),
-                rate: None,
-            },
-            Some(Decision::Admit(rate)) => Kind::Admitted {
-                svc,
-                req: Some(req),
-                rate,
-            },
+        let rate = match decision {
+            // No key needed: passed through, uncounted.
+            None => None,
+            Some(Decision::Admit(rate)) => rate,
             Some(Decision::Reject(rejection, rate)) => {
                 let (response, unread) = refusal(gate, &req, rejection, rate);
-                match unread {
+                return match unread {
                     Unread::Drain => Kind::Draining {
                         body: req.into_body(),
                         read: 0,
@@ -146,8 +139,13 @@ where
                     Unread::Nothing | Unread::Close => Kind::Ready {
                         response: Some(response),
                     },
-                }
+                };
             }
+        };
+        Kind::Admitted {
+            svc,
+            req: Some(req),
+            rate,
         }
     }
 }

@@ -555,24 +555,16 @@ impl<C: Clock + Clone> LocalMeter<C> {
             .collect();
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by_key(|&i| RecordArc::as_ptr(&recs[i]) as usize);
+        // The counters of a charge name distinct subjects (`Charge::new`): a record each.
         let mut guards: Vec<Option<MutexGuard<'_, KeyState>>> = (0..n).map(|_| None).collect();
         for &i in &order {
-            // A counter named twice (the same plan and subject) shares the first one's lock.
-            if !(0..n).any(|j| guards[j].is_some() && RecordArc::ptr_eq(&recs[j], &recs[i])) {
-                guards[i] = Some(recs[i].state.lock());
-            }
+            guards[i] = Some(recs[i].state.lock());
         }
-        let owner = |i: usize| {
-            (0..n)
-                .find(|&j| guards[j].is_some() && RecordArc::ptr_eq(&recs[j], &recs[i]))
-                .unwrap_or(i)
-        };
-        let owners: Vec<usize> = (0..n).map(owner).collect();
         let mut slots = [(Slot::None, 0u64); MAX_COUNTERS];
         let mut states = [State::default(); MAX_COUNTERS];
         let mut limits = [Limits::default(); MAX_COUNTERS];
-        for i in 0..n {
-            if let Some(st) = guards[owners[i]].as_deref_mut() {
+        for (i, st) in guards.iter_mut().enumerate() {
+            if let Some(st) = st.as_deref_mut() {
                 slots[i] = st.bucket_of(&counters[i], now.monotonic_nanos);
                 states[i] = st.policy_state(slots[i].1);
                 limits[i] = counters[i].limits;
@@ -580,8 +572,8 @@ impl<C: Clock + Clone> LocalMeter<C> {
         }
         let verdict = policy::decide(&mut states[..n], &limits[..n], now, cost);
         let retention = self.inner.retention_days;
-        for i in 0..n {
-            if let Some(st) = guards[owners[i]].as_deref_mut() {
+        for (i, st) in guards.iter_mut().enumerate() {
+            if let Some(st) = st.as_deref_mut() {
                 st.keep(&states[i], slots[i].0, retention);
             }
         }
