@@ -1,5 +1,6 @@
-//! The layer alone over many keys, timed per request: the harness behind the before/after figures
-//! in BENCHMARKS.md that criterion's noise could not resolve.
+//! A measurement, not a usage example: the layer alone over many keys, timed per request (the
+//! harness behind the before/after figures in BENCHMARKS.md that criterion's noise could not
+//! resolve).
 //!
 //! ```text
 //! N=10000 cargo run --release --example admit_loop -- 1000000   # keys, requests

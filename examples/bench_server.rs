@@ -1,5 +1,6 @@
-//! The quickstart's shape for `wrk`: GET /items needing a key, with 10,000 keys registered whose
-//! values the wrk script can compute (`benchkey` and the index on 32 digits).
+//! A measurement, not a usage example: the quickstart's shape for `wrk`: GET /items needing a key,
+//! with 10,000 keys registered whose values the wrk script can compute (`benchkey` and the index on
+//! 32 digits).
 //!
 //! ```text
 //! cargo run --release --example bench_server -- [--listen ADDR] [--keys N] [--no-layer] [--no-headers]

@@ -1,4 +1,5 @@
-//! What a `PersistedMeter` flush costs when few of many keys changed.
+//! A measurement, not a usage example: what a `PersistedMeter` flush costs when few of many keys
+//! changed.
 //!
 //! `cargo run --release --example flush [KEYS] [CHANGED]` meters KEYS keys (default 1,000,000)
 //! once each, writes them all (the first flush), then meters CHANGED of them (default 1,000) and

@@ -1,5 +1,5 @@
-//! Per-request latency while the meter grows and while it is swept: no request may wait for
-//! housekeeping.
+//! A measurement, not a usage example: per-request latency while the meter grows and while it is
+//! swept: no request may wait for housekeeping.
 //!
 //! `cargo run --release --example latency [KEYS]` (default 1,000,000): a [`MemoryStore`] of KEYS
 //! keys on one plan; then one request for each key through the layer (each a new key for the

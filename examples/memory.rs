@@ -1,4 +1,5 @@
-//! Measures what the in-memory store and meter hold per key, with a counting allocator.
+//! A measurement, not a usage example: what the in-memory store and meter hold per key, with a
+//! counting allocator.
 //!
 //! `cargo run --release --example memory [KEYS]` (default 1,000,000): a [`MemoryStore`] of KEYS
 //! keys with 40-character values and short names, all linked to one plan; then a [`LocalMeter`]

@@ -1,4 +1,5 @@
-//! What the management and usage operations cost, and what they cost the request path.
+//! A measurement, not a usage example: what the management and usage operations cost, and what they
+//! cost the request path.
 //!
 //! `cargo run --release --example operate_bench --features csv,metrics` times, on the in-memory
 //! store and meter:
