@@ -57,7 +57,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `json` (default) | loading and saving the configuration as AWS-shaped JSON (serde) |
-//! | `sqlite` (default) | `SqliteStore` and `PersistedMeter`: keys, plans and usage that survive a restart |
+//! | `sqlite` | `SqliteStore` and `PersistedMeter`: keys, plans and usage that survive a restart (SQLite bundled: a C compiler builds it) |
 //! | `cache` | `CachingStore`: a bounded cache in front of any `KeyStore` |
 //! | `metrics` | request counters and duration histograms through the `metrics` facade |
 //! | `csv` | `usage::import_csv`: import-api-keys from CSV |
@@ -66,6 +66,13 @@
 //! | `axum` (default) | routes matched on axum's `OriginalUri` (the path the client sent, also inside `Router::nest`) |
 //! | `testing` | `tower_usage_plans::testing`: the conformance suites for stores and meters |
 //! | `admin` | `tower_usage_plans::admin`: API Gateway's management API (rest-json, SigV4) as an axum Router, for the aws CLI and boto3 |
+//!
+//! The default build is `axum` and `json`: what the ten lines above need. `axum` is on because
+//! without it a layer inside axum's `Router::nest` sees the path with the nest's prefix stripped
+//! and matches other routes than the client asked for, silently; an axum or tonic app (tonic's
+//! router is axum's) compiles axum already, so it costs them nothing. A plain hyper or Tower
+//! service turns it off: `default-features = false, features = ["json"]`. `sqlite` is a choice
+//! of where state lives, and builds SQLite's C source, so it is asked for by name.
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
