@@ -95,7 +95,7 @@ async fn main() -> ExitCode {
 fn client_commands(addr: &str) -> String {
     let client = "  .venv/bin/python examples/greeter/client.py";
     format!(
-        "\nTry it from the crate root with the Python client (grpcio; README \"tonic (gRPC)\"):\n\
+        "\nTry it from the crate root with the Python client (grpcio; docs/grpc.md):\n\
          \x20 python3 -m venv .venv && .venv/bin/pip install grpcio grpcio-tools   # once\n\
          no key (UNAUTHENTICATED):\n\
          {client} {addr}\n\

@@ -29,7 +29,7 @@
 //! assert_eq!(REQUEST_DURATION, "usage_plans_request_duration_seconds");
 //! ```
 //!
-//! The README shows the PromQL for CloudWatch's `Count`, `4XXError`, `5XXError`, `Latency` and
+//! docs/operating.md shows the PromQL for CloudWatch's `Count`, `4XXError`, `5XXError`, `Latency` and
 //! `IntegrationLatency`.
 
 use std::sync::{Arc, OnceLock};

@@ -20,7 +20,7 @@ try:
     import grpc
     import grpc_tools  # noqa: F401  (grpc.protos_and_services needs it)
 except ImportError as e:
-    sys.exit(f"error: {e.name} is missing: pip install grpcio grpcio-tools (in a venv, see the README)")
+    sys.exit(f"error: {e.name} is missing: pip install grpcio grpcio-tools (in a venv, see docs/grpc.md)")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
