@@ -18,7 +18,9 @@ use tower_usage_plans::meter::{Charge, Meter, Outcome, RedisMeter};
 use tower_usage_plans::model::QuotaPeriod;
 use tower_usage_plans::period::Calendar;
 use tower_usage_plans::testing::meter::{plan, TestPlan};
-use tower_usage_plans::testing::redis::RedisServer;
+#[path = "../tests/support/redis.rs"]
+mod redis_server;
+use redis_server::RedisServer;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)

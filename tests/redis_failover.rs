@@ -25,7 +25,9 @@ use tower::ServiceExt;
 use tower_usage_plans::meter::RedisMeter;
 use tower_usage_plans::model::{ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan};
 use tower_usage_plans::store::NewApiKey;
-use tower_usage_plans::testing::redis::RedisCluster;
+#[path = "support/redis.rs"]
+mod redis_server;
+use redis_server::RedisCluster;
 use tower_usage_plans::{FailMode, MemoryStore, UsagePlanLayer};
 
 const TIMEOUT: Duration = Duration::from_millis(300);

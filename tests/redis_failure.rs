@@ -18,7 +18,9 @@ use tower::ServiceExt;
 use tower_usage_plans::meter::RedisMeter;
 use tower_usage_plans::model::{ApiStage, StageRef, Throttle, UsagePlan};
 use tower_usage_plans::store::{KeyStore, Management, NewApiKey, RedisStore};
-use tower_usage_plans::testing::redis::RedisServer;
+#[path = "support/redis.rs"]
+mod redis_server;
+use redis_server::RedisServer;
 use tower_usage_plans::{FailMode, MemoryStore, UsagePlanLayer};
 
 const TIMEOUT: Duration = Duration::from_millis(200);

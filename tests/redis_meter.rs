@@ -13,7 +13,9 @@ use redis::AsyncCommands;
 use tower_usage_plans::meter::{Charge, Meter, Outcome, RedisMeter};
 use tower_usage_plans::model::QuotaPeriod;
 use tower_usage_plans::testing::meter::{plan, TestPlan};
-use tower_usage_plans::testing::redis::{RedisCluster, RedisServer};
+#[path = "support/redis.rs"]
+mod redis_server;
+use redis_server::{RedisCluster, RedisServer};
 
 /// The suite's `make`: meters on `base`'s connection, each with a prefix of its own (so that
 /// checks never share state) and the suite's clock.

@@ -14,7 +14,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use example_support::{Server, PATIENCE};
-use tower_usage_plans::testing::redis::RedisServer;
+#[path = "support/redis.rs"]
+mod redis_server;
+use redis_server::RedisServer;
 
 /// ClientA-Free's value in the bundled demo configuration (public).
 const FREE: &str = "aBcDeFgHiJkLmNoPqRsTuVwXyZ123456789";

@@ -16,7 +16,9 @@ use tower_usage_plans::period::Date;
 use tower_usage_plans::store::{
     ApiKeyQuery, KeyStore, Management, NewApiKey, PageRequest, RedisStore,
 };
-use tower_usage_plans::testing::redis::{RedisCluster, RedisServer};
+#[path = "support/redis.rs"]
+mod redis_server;
+use redis_server::{RedisCluster, RedisServer};
 use tower_usage_plans::testing::store::{self as suite, Change};
 use tower_usage_plans::usage::{get_usage, set_remaining, UsageQuery};
 

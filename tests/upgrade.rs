@@ -99,10 +99,14 @@ async fn a_sqlite_file_of_the_first_version_keeps_its_quotas_and_usage() {
 }
 
 #[cfg(feature = "redis")]
+#[path = "support/redis.rs"]
+mod redis_server;
+
+#[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_hashes_of_the_first_version_keep_their_quotas_and_usage() {
+    use crate::redis_server::RedisServer;
     use tower_usage_plans::meter::RedisMeter;
-    use tower_usage_plans::testing::redis::RedisServer;
 
     let Some(server) = RedisServer::start() else {
         return;

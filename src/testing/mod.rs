@@ -4,6 +4,4 @@
 
 pub mod manage;
 pub mod meter;
-#[cfg(feature = "redis")]
-pub mod redis;
 pub mod store;

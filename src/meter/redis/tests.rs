@@ -11,7 +11,9 @@ use crate::clock::{ManualClock, Now};
 use crate::meter::policy::{BucketLimits, QuotaLimits};
 use crate::model::QuotaPeriod;
 use crate::period::Calendar;
-use crate::testing::redis::RedisServer;
+#[path = "../../../tests/support/redis.rs"]
+mod redis_server;
+use redis_server::RedisServer;
 
 /// splitmix64: a small, seeded source of test cases.
 struct Rng(u64);

@@ -1,4 +1,4 @@
-//! Real Redis servers for tests (features `testing` and `redis`): a [`RedisServer`] or a
+//! Real Redis servers for the tests and benches (included with `#[path]`): a [`RedisServer`] or a
 //! [`RedisCluster`] of three masters (with a replica each, or none) started on free loopback
 //! ports, and stopped (killed, their directories removed) when dropped.
 //!
@@ -8,15 +8,12 @@
 //! environment variable `CI` is set (to anything but `false` or `0`), they panic instead: in CI a
 //! missing Redis is a failure, never a skip.
 //!
-//! # Examples
-//!
-//! ```no_run
-//! use tower_usage_plans::testing::redis::RedisServer;
-//!
+//! ```text
 //! let Some(server) = RedisServer::start() else { return };
 //! println!("Redis on {}", server.url());
 //! // Stopped here.
 //! ```
+#![allow(dead_code, unreachable_pub)]
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::PathBuf;
