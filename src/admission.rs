@@ -1,10 +1,10 @@
 //! The decision for one request, in one place: route, key, store, bucket, meter, answer.
 //!
-//! The response future ([`ResponseFuture`](crate::ResponseFuture)) drives one state machine,
-//! [`Decide`], through [`Gate::poll_decide`]: the store's future, then the meter's, each polled
-//! where it was made. An in-memory store and meter answer with ready futures, so the whole
-//! decision is made in the future's first poll, without allocating; a store or meter that waits
-//! is awaited in the same code. Nothing borrowed from the store outlives its answer: the store's
+//! One state machine, [`Decide`], advanced by [`Gate::poll_decide`]: the store's future, then
+//! the meter's, each polled where it was made. The service's `call` begins it; an in-memory
+//! store and meter answer with ready futures, so the whole decision is made there, without
+//! allocating; a store or meter that waits is awaited by the response future
+//! ([`ResponseFuture`](crate::ResponseFuture)) in the same code. Nothing borrowed from the store outlives its answer: the store's
 //! [`KeyGrant`] is owned, so no lock of the store is held while the meter, or any other code,
 //! runs. Observability is told once, at the end.
 

@@ -26,11 +26,12 @@ pin_project! {
     /// The future of a [`UsagePlanService`](crate::UsagePlanService): the inner service's
     /// answer (with the rate-limit headers added), or the layer's own.
     ///
-    /// It decides the request first (its key, its plan, its meter), then, if admitted, waits
-    /// for the inner service to be ready and calls it (the layer itself is always ready, so
-    /// that refusals never wait for a busy inner service). With an in-memory store and meter the
-    /// decision is made in the first poll, and nothing is allocated on the way; a refused
-    /// HTTP/1.1 request's unread body is read and discarded here before the answer.
+    /// The request is decided first (its key, its plan, its meter), then, if admitted, a clone
+    /// of the inner service is readied and called (the layer itself is always ready, so that
+    /// refusals never wait for a busy inner service). With an in-memory store and meter and an
+    /// inner service that is always ready, both happen in the service's `call`, and nothing is
+    /// allocated on the way; what waits is awaited here. A refused HTTP/1.1 request's unread
+    /// body is read and discarded here before the answer.
     pub struct ResponseFuture<S, St, M, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>>,
@@ -58,6 +59,8 @@ pin_project! {
         // Admitted: waits for a clone of the inner service to be ready, then calls it.
         Admitted { svc: S, req: Option<Request<ReqBody>>, rate: Option<RateInfo> },
         Inner { #[pin] fut: S::Future, rate: Option<RateInfo> },
+        // The inner service failed to become ready: its error is the answer.
+        Failed { error: Option<S::Error> },
         // Refused: reads what is left of the request's body (HTTP/1.1), then answers.
         Draining { #[pin] body: ReqBody, read: u64, response: Option<Response<ResponseBody<ResBody>>> },
         Ready { response: Option<Response<ResponseBody<ResBody>>> },
@@ -87,13 +90,18 @@ where
         decided: Poll<Option<Decision>>,
         svc: S,
         req: Request<ReqBody>,
-        timer: crate::observe::Timer,
+        mut timer: crate::observe::Timer,
     ) -> Self
     where
         ReqBody: http_body::Body,
     {
         let kind = match decided {
-            Poll::Ready(decision) => Kind::decided(gate, decision, svc, req),
+            Poll::Ready(decision) => {
+                // No waker to register yet: a clone that is not ready at once is polled again,
+                // with the task's waker, by the future.
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                Kind::decided(gate, decision, svc, req, &mut cx, &mut timer)
+            }
             Poll::Pending => Kind::Deciding {
                 deciding: Box::new(Deciding {
                     decide: std::mem::replace(state, Decide::Done),
@@ -113,13 +121,16 @@ where
     St: KeyStore,
     M: Meter,
 {
-    /// What follows a decision: calling the inner service, or the refusal.
+    /// What follows a decision: the refusal; or the inner service's future, if the clone `svc`
+    /// is ready now (polled with `cx`); or waiting for it to be.
     #[inline]
     fn decided(
         gate: &Gate<St, M>,
         decision: Option<Decision>,
-        svc: S,
+        mut svc: S,
         req: Request<ReqBody>,
+        cx: &mut Context<'_>,
+        timer: &mut crate::observe::Timer,
     ) -> Self
     where
         ReqBody: http_body::Body,
@@ -142,10 +153,20 @@ where
                 };
             }
         };
-        Kind::Admitted {
-            svc,
-            req: Some(req),
-            rate,
+        match svc.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {
+                timer.inner_started_now();
+                Kind::Inner {
+                    fut: svc.call(req),
+                    rate,
+                }
+            }
+            Poll::Ready(Err(error)) => Kind::Failed { error: Some(error) },
+            Poll::Pending => Kind::Admitted {
+                svc,
+                req: Some(req),
+                rate,
+            },
         }
     }
 }
@@ -161,6 +182,7 @@ where
             Kind::Deciding { .. } => "Deciding",
             Kind::Admitted { .. } => "Admitted",
             Kind::Inner { .. } => "Inner",
+            Kind::Failed { .. } => "Failed",
             Kind::Draining { .. } => "Draining",
             Kind::Ready { .. } => "Ready",
         };
@@ -206,7 +228,7 @@ where
                     let request = req.as_ref().expect(COMPLETED);
                     let decision = ready!(gate.poll_decide(decide, cx, request, this.timer));
                     let (svc, req) = (svc.take().expect(COMPLETED), req.take().expect(COMPLETED));
-                    Kind::decided(gate, decision, svc, req)
+                    Kind::decided(gate, decision, svc, req, cx, this.timer)
                 }
                 KindProj::Admitted { svc, req, rate } => {
                     ready!(svc.poll_ready(cx))?;
@@ -221,6 +243,9 @@ where
                     let response = ready!(fut.poll(cx))?;
                     this.timer.finish(response.status());
                     return Poll::Ready(Ok(wrap(response, rate.as_ref())));
+                }
+                KindProj::Failed { error } => {
+                    return Poll::Ready(Err(error.take().expect(COMPLETED)));
                 }
                 KindProj::Draining {
                     mut body,

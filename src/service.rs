@@ -71,17 +71,17 @@ where
         Poll::Ready(Ok(()))
     }
 
-    /// Hands the request to its [`ResponseFuture`], which decides it (in its first poll, at once
-    /// for an in-memory store and meter) and then calls a clone of the inner service, readied
-    /// there: the layer never readies `self.inner` (it does not forward `poll_ready`), so no
+    /// Decides the request and, if it is admitted, calls a clone of the inner service, readied
+    /// first: the layer never readies `self.inner` (it does not forward `poll_ready`), so no
     /// clone is called unready, see
     /// <https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services>.
     ///
-    /// The decision is begun here, with a waker that does nothing: a store and a meter that
-    /// answer at once (the in-memory ones, a `Ready` future) decide the request before `call`
-    /// returns, and the response future then holds only what follows (no state machine to move,
-    /// no `Arc` of the layer to clone). A future that is pending is kept and polled again by the
-    /// response future with its task's waker, as the `Future` contract allows (only the waker of
+    /// Both are begun here, with a waker that does nothing: a store and a meter that answer at
+    /// once (the in-memory ones, a `Ready` future) decide the request before `call` returns, and
+    /// a clone that is ready at once (an axum `Router` always is) is called here too, so the
+    /// [`ResponseFuture`] holds only the inner service's future. A store's or meter's future that
+    /// is pending, or a clone that is not ready, is kept and polled again by the response future
+    /// with its task's waker, as the `Future` and `Service` contracts allow (only the waker of
     /// the latest poll is to be woken).
     #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {

@@ -562,3 +562,124 @@ async fn behind_a_saturated_inner_service_refusals_are_instant() {
         "the limit of one still held"
     );
 }
+
+/// An inner service whose readiness the test sets: ready, not yet ready, or failed.
+#[derive(Clone)]
+struct Gated {
+    state: Arc<std::sync::Mutex<(Readiness, Option<std::task::Waker>)>>,
+    calls: Arc<AtomicUsize>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Readiness {
+    Ready,
+    NotYet,
+    Failed,
+}
+
+impl Gated {
+    fn new(readiness: Readiness) -> Self {
+        Self {
+            state: Arc::new(std::sync::Mutex::new((readiness, None))),
+            calls: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn set(&self, readiness: Readiness) {
+        let mut state = self.state.lock().unwrap();
+        state.0 = readiness;
+        if let Some(waker) = state.1.take() {
+            waker.wake();
+        }
+    }
+}
+
+impl tower::Service<Request<Body>> for Gated {
+    type Response = http::Response<Body>;
+    type Error = &'static str;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        let mut state = self.state.lock().unwrap();
+        match state.0 {
+            Readiness::Ready => std::task::Poll::Ready(Ok(())),
+            Readiness::Failed => std::task::Poll::Ready(Err("backend gone")),
+            Readiness::NotYet => {
+                state.1 = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    }
+
+    fn call(&mut self, _req: Request<Body>) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Ok(http::Response::new(Body::from("served"))))
+    }
+}
+
+#[tokio::test]
+async fn an_admitted_request_waits_for_a_clone_that_is_not_ready_and_gets_its_readiness_error() {
+    use tower::Service as _;
+    let clock = ManualClock::at_unix_secs(noon());
+    let layer = common::builder(article_store(), &clock).build().unwrap();
+    let get = || get_req("/items", Some(FREE));
+
+    // Not ready when called: the request waits, and is served once the clone is ready.
+    let inner = Gated::new(Readiness::NotYet);
+    let mut svc = layer.layer(inner.clone());
+    let mut fut = tokio_test_poll(svc.call(get()));
+    assert!(fut.poll_once().await.is_none(), "waits for readiness");
+    assert_eq!(inner.calls.load(Ordering::SeqCst), 0);
+    inner.set(Readiness::Ready);
+    let response = fut.finish().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
+
+    // Ready at once: served (the clone is called in `call`).
+    let response = svc.call(get()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
+
+    // Failed readiness, at once or later: the inner service's error is the answer, and the
+    // clone is never called.
+    inner.set(Readiness::Failed);
+    assert_eq!(svc.call(get()).await.unwrap_err(), "backend gone");
+    inner.set(Readiness::NotYet);
+    let mut fut = tokio_test_poll(svc.call(get()));
+    assert!(fut.poll_once().await.is_none());
+    inner.set(Readiness::Failed);
+    assert_eq!(fut.finish().await.unwrap_err(), "backend gone");
+    assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
+    // A refusal never asks the inner service.
+    inner.set(Readiness::NotYet);
+    let refused = svc.call(get_req("/items", None)).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+}
+
+/// A future polled by hand: once (to see it wait), then to its end.
+struct Polled<F>(std::pin::Pin<Box<F>>);
+
+fn tokio_test_poll<F: std::future::Future>(fut: F) -> Polled<F> {
+    Polled(Box::pin(fut))
+}
+
+impl<F: std::future::Future> Polled<F> {
+    async fn poll_once(&mut self) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match self.0.as_mut().poll(cx) {
+                std::task::Poll::Ready(out) => Some(out),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
+    }
+
+    async fn finish(self) -> F::Output {
+        timeout(Duration::from_secs(5), self.0)
+            .await
+            .expect("the future ends once woken")
+    }
+}
