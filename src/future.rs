@@ -83,7 +83,7 @@ where
 {
     /// A future for `req`, which `gate` has begun to decide (`state`): decided at once (the
     /// in-memory store and meter), or waiting for a store or meter.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(
         gate: &Arc<Gate<St, M>>,
         state: &mut Decide<St, M>,
@@ -123,7 +123,7 @@ where
 {
     /// What follows a decision: the refusal; or the inner service's future, if the clone `svc`
     /// is ready now (polled with `cx`); or waiting for it to be.
-    #[inline]
+    #[inline(always)]
     fn decided(
         gate: &Gate<St, M>,
         decision: Option<Decision>,
