@@ -23,6 +23,11 @@ use tower_usage_plans::model::{
     ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan,
 };
 use tower_usage_plans::{LocalMeter, MemoryStore, UsagePlanLayer};
+use tower_usage_plans::store::Management;
+
+#[path = "support/now.rs"]
+mod now;
+use now::now;
 
 /// The system allocator, counting live bytes and allocations.
 struct Counting;
@@ -120,7 +125,7 @@ fn store(n: usize, throttle: Throttle, quota: Quota) -> (MemoryStore, isize) {
     plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
     plan.throttle = Some(throttle);
     plan.quota = Some(quota);
-    store.create_usage_plan(plan).unwrap();
+    now(store.create_usage_plan(plan)).unwrap();
     for i in 0..n {
         let id = format!("k{i:09}");
         store
@@ -130,7 +135,7 @@ fn store(n: usize, throttle: Throttle, quota: Quota) -> (MemoryStore, isize) {
                 ApiKeyValue::new(value(i)).unwrap(),
             ))
             .unwrap();
-        store.create_usage_plan_key("plan111", &id).unwrap();
+        now(store.create_usage_plan_key("plan111", &id)).unwrap();
     }
     (store, live() - before)
 }

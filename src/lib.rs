@@ -22,9 +22,10 @@
 //! #     if let Some(k) = key { r = r.header("x-api-key", k); }
 //! #     r.body(axum::body::Body::empty()).unwrap()
 //! # };
-//! # let key = store.api_key("key111aaa").unwrap();
+//! # use tower_usage_plans::store::Management;
+//! # let key = store.get_api_key("key111aaa", true).await?.value.unwrap();
 //! # assert_eq!(app.clone().oneshot(req(None)).await?.status(), 403);
-//! # assert_eq!(app.clone().oneshot(req(Some(key.value.expose()))).await?.status(), 200);
+//! # assert_eq!(app.clone().oneshot(req(Some(key.expose()))).await?.status(), 200);
 //! // No key: 403 {"message":"Forbidden"}; the free key: 200, until its burst (20 for GET /items)
 //! // is spent: 429 {"message":"Too Many Requests"}, with Retry-After.
 //! # Ok(())

@@ -231,14 +231,14 @@ fn thousand_keys(rng: &mut Rng) -> (MemoryStore, Vec<String>, Vec<String>) {
     let store = MemoryStore::new();
     let mut plan = UsagePlan::new("plan1", "Plan");
     plan.api_stages.push(ApiStage::new(API, STAGE));
-    store.create_usage_plan(plan).unwrap();
+    now(store.create_usage_plan(plan)).unwrap();
     let valid: Vec<String> = (0..1_000).map(|_| rng.value()).collect();
     for (i, value) in valid.iter().enumerate() {
         let id = format!("key{i:04}");
         store
             .put_api_key(ApiKey::new(&id, &id, ApiKeyValue::new(value).unwrap()))
             .unwrap();
-        store.create_usage_plan_key("plan1", &id).unwrap();
+        now(store.create_usage_plan_key("plan1", &id)).unwrap();
     }
     let invalid: Vec<String> = (0..100_000).map(|_| rng.value()).collect();
     (store, valid, invalid)
@@ -361,7 +361,7 @@ async fn answers_expire_by_the_clock_and_a_backing_version_that_moves_empties_th
     assert_eq!(store.inner().lookups(), 2);
     // A change made behind the cache's back: not seen until the answer expires.
     let off = PatchOperation::replace("/enabled", "false");
-    backing.update_api_key("key111aaa", &[off]).unwrap();
+    backing.update_api_key("key111aaa", &[off]).await.unwrap();
     clock.advance(Duration::from_secs(59));
     assert!(store.lookup(FREE, &prod).await.unwrap().unwrap().enabled);
     assert!(store.lookup(&unknown, &prod).await.unwrap().is_none());
@@ -385,7 +385,7 @@ async fn answers_expire_by_the_clock_and_a_backing_version_that_moves_empties_th
     assert!(store.lookup(FREE, &prod).await.unwrap().unwrap().enabled);
     assert_eq!(store.inner().lookups(), on_cache);
     let off = PatchOperation::replace("/enabled", "false");
-    backing.update_api_key("key111aaa", &[off]).unwrap();
+    backing.update_api_key("key111aaa", &[off]).await.unwrap();
     clock.advance(Duration::from_millis(999));
     assert!(store.lookup(FREE, &prod).await.unwrap().unwrap().enabled);
     clock.advance(Duration::from_millis(1));

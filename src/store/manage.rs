@@ -239,10 +239,10 @@ pub struct ImportResult {
 /// let store = MemoryStore::new();
 /// let mut plan = UsagePlan::new("plan111", "FreePlan");
 /// plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
-/// Management::create_usage_plan(&store, plan).await.unwrap();
+/// store.create_usage_plan(plan).await.unwrap();
 /// for name in ["ClientA", "ClientB", "Other"] {
-///     let key = Management::create_api_key(&store, NewApiKey::named(name)).await.unwrap();
-///     store.create_usage_plan_key("plan111", &key.id).unwrap();
+///     let key = store.create_api_key(NewApiKey::named(name)).await.unwrap();
+///     store.create_usage_plan_key("plan111", &key.id).await.unwrap();
 /// }
 ///
 /// // Names starting "Client", one per page; values hidden unless asked.
