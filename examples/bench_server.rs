@@ -22,8 +22,8 @@ use http::Method;
 use tower_usage_plans::model::{
     ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan,
 };
-use tower_usage_plans::{MemoryStore, UsagePlanLayer};
 use tower_usage_plans::store::Management;
+use tower_usage_plans::{MemoryStore, UsagePlanLayer};
 
 #[path = "support/now.rs"]
 mod now;
@@ -47,9 +47,7 @@ fn store(keys: usize) -> MemoryStore {
         store
             .put_api_key(ApiKey::new(id.clone(), format!("c{i}"), value))
             .expect("a new key");
-        now(store
-            .create_usage_plan_key("plan111", &id))
-            .expect("a new link");
+        now(store.create_usage_plan_key("plan111", &id)).expect("a new link");
     }
     store
 }

@@ -22,8 +22,8 @@ use tower::{service_fn, Service, ServiceBuilder};
 use tower_usage_plans::model::{
     ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan,
 };
-use tower_usage_plans::{LocalMeter, MemoryStore, UsagePlanLayer};
 use tower_usage_plans::store::Management;
+use tower_usage_plans::{LocalMeter, MemoryStore, UsagePlanLayer};
 
 #[path = "support/now.rs"]
 mod now;

@@ -15,8 +15,8 @@ use http::{Method, Request, StatusCode};
 use tower_usage_plans::clock::ManualClock;
 use tower_usage_plans::model::{ApiKey, ApiKeyValue, ApiStage, UsagePlan};
 use tower_usage_plans::patch::PatchOperation;
-use tower_usage_plans::{LocalMeter, MemoryStore, UsagePlanLayer};
 use tower_usage_plans::store::Management;
+use tower_usage_plans::{LocalMeter, MemoryStore, UsagePlanLayer};
 
 const OTHER_API: &str = "zzz999yyy8";
 
@@ -168,14 +168,16 @@ async fn patches_may_set_a_throttle_to_zero_and_back() {
                 PatchOperation::replace(format!("{at}/rateLimit"), "0"),
                 PatchOperation::replace(format!("{at}/burstLimit"), "0"),
             ],
-        ).await
+        )
+        .await
         .expect("0/0 switches a method off, as the console and CDK do");
     assert_eq!(f.statuses(Method::GET, "/items", 1).await, [429]);
     f.store
         .update_usage_plan(
             "plan111",
             &[PatchOperation::replace("/throttle/burstLimit", "0")],
-        ).await
+        )
+        .await
         .expect("a plan's burst may be 0");
     assert_eq!(f.statuses(Method::GET, "/items/1", 1).await, [429]);
     f.store
@@ -185,7 +187,8 @@ async fn patches_may_set_a_throttle_to_zero_and_back() {
                 PatchOperation::replace("/throttle/burstLimit", "3"),
                 PatchOperation::remove(at),
             ],
-        ).await
+        )
+        .await
         .unwrap();
     assert_eq!(f.statuses(Method::GET, "/items", 1).await, [200]);
 }
@@ -287,7 +290,8 @@ async fn a_templated_override_added_at_run_time_applies_to_the_next_request() {
                 PatchOperation::replace(format!("{at}/burstLimit"), "1"),
                 PatchOperation::replace(format!("{at}/rateLimit"), "0.001"),
             ],
-        ).await
+        )
+        .await
         .unwrap();
     assert_eq!(f.statuses(Method::GET, "/items/8", 2).await, [200, 429]);
     // And a change of it too.
@@ -295,7 +299,8 @@ async fn a_templated_override_added_at_run_time_applies_to_the_next_request() {
         .update_usage_plan(
             "plan111",
             &[PatchOperation::replace(format!("{at}/burstLimit"), "3")],
-        ).await
+        )
+        .await
         .unwrap();
     assert_eq!(
         f.statuses(Method::GET, "/items/9", 3).await,
@@ -428,12 +433,14 @@ async fn every_form_of_a_method_throttle_path_is_stored_canonically() {
                     PatchOperation::replace(format!("{at}/rateLimit"), "1"),
                     PatchOperation::replace(format!("{at}/burstLimit"), "2"),
                 ],
-            ).await
+            )
+            .await
             .unwrap_or_else(|e| panic!("{form}: {e}"));
         let keys: Vec<&String> = plan.api_stages[0].throttle.keys().collect();
         assert_eq!(keys, [key], "{form}");
         let plan = store
-            .update_usage_plan("plan111", &[PatchOperation::remove(at.clone())]).await
+            .update_usage_plan("plan111", &[PatchOperation::remove(at.clone())])
+            .await
             .unwrap_or_else(|e| panic!("remove {form}: {e}"));
         assert!(plan.api_stages[0].throttle.is_empty(), "{form}");
     }
@@ -455,7 +462,8 @@ async fn the_clis_form_of_the_issue_applies() {
                     "1",
                 ),
             ],
-        ).await
+        )
+        .await
         .unwrap();
     assert_eq!(f.statuses(Method::GET, "/items", 2).await, [200, 429]);
     assert_eq!(f.statuses(Method::GET, "/", 2).await, [200, 200]);

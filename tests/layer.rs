@@ -15,8 +15,8 @@ use tower_usage_plans::patch::PatchOperation;
 use tower_usage_plans::period::window;
 use tower_usage_plans::response::{GatewayResponse, ResponseType};
 use tower_usage_plans::store::NewApiKey;
-use tower_usage_plans::{MemoryStore, UsagePlanLayer};
 use tower_usage_plans::store::{ApiKeyQuery, Management};
+use tower_usage_plans::{MemoryStore, UsagePlanLayer};
 
 #[tokio::test]
 async fn the_articles_step_5() {
@@ -109,13 +109,15 @@ async fn fractional_rates_refill_slowly() {
         .update_usage_plan(
             "plan111",
             &[PatchOperation::replace("/throttle/rateLimit", "0.1")],
-        ).await
+        )
+        .await
         .unwrap();
     store
         .update_usage_plan(
             "plan111",
             &[PatchOperation::replace("/throttle/burstLimit", "1")],
-        ).await
+        )
+        .await
         .unwrap();
     let app = app_from(store, ManualClock::at_unix_secs(noon()), |b| b);
     assert_eq!(
@@ -169,7 +171,8 @@ async fn templated_overrides_match_concrete_paths() {
                     "1",
                 ),
             ],
-        ).await
+        )
+        .await
         .unwrap();
     let app = app_from(store, ManualClock::at_unix_secs(noon()), |b| b);
     let (ok, throttled) = burst(&app.router, Method::GET, "/items/42", PREMIUM, 5).await;
@@ -182,7 +185,8 @@ async fn templated_overrides_match_concrete_paths() {
 async fn quota_used_up_is_429_limit_exceeded_until_midnight_utc() {
     let store = article_store();
     store
-        .update_usage_plan("plan111", &[PatchOperation::replace("/quota/limit", "3")]).await
+        .update_usage_plan("plan111", &[PatchOperation::replace("/quota/limit", "3")])
+        .await
         .unwrap();
     let app = app_from(store, ManualClock::at_unix_secs(noon()), |b| b);
     let (ok, refused) = burst(&app.router, Method::GET, "/items", FREE, 5).await;
@@ -259,7 +263,8 @@ async fn each_plan_reports_its_own_policy_even_when_requests_alternate() {
         .update_usage_plan(
             "plan222",
             &[PatchOperation::replace("/quota/limit", "5000")],
-        ).await
+        )
+        .await
         .unwrap();
     let a = send(&app.router, Method::GET, "/items", Some(PREMIUM)).await;
     assert_eq!(
@@ -303,7 +308,8 @@ async fn answers_can_be_customised() {
 async fn a_custom_answers_own_headers_win_over_the_layers() {
     let store = article_store();
     store
-        .update_usage_plan("plan111", &[PatchOperation::replace("/quota/limit", "1")]).await
+        .update_usage_plan("plan111", &[PatchOperation::replace("/quota/limit", "1")])
+        .await
         .unwrap();
     let mut custom = GatewayResponse::json(StatusCode::TOO_MANY_REQUESTS, "come back tomorrow");
     custom
@@ -352,7 +358,10 @@ async fn disabled_keys_and_keys_without_a_plan_on_the_stage_get_403() {
             ApiKeyValue::new("D".repeat(30)).unwrap(),
         ))
         .unwrap();
-    store.create_usage_plan_key("devplan", "devkey").await.unwrap();
+    store
+        .create_usage_plan_key("devplan", "devkey")
+        .await
+        .unwrap();
     let app = app_from(store.clone(), ManualClock::at_unix_secs(noon()), |b| b);
     for key in ["L".repeat(30), "D".repeat(30)] {
         let a = send(&app.router, Method::GET, "/items", Some(&key)).await;
@@ -360,7 +369,8 @@ async fn disabled_keys_and_keys_without_a_plan_on_the_stage_get_403() {
     }
     // Changes apply to the next request, with no rebuild.
     store
-        .update_api_key("key111aaa", &[PatchOperation::replace("/enabled", "false")]).await
+        .update_api_key("key111aaa", &[PatchOperation::replace("/enabled", "false")])
+        .await
         .unwrap();
     assert_eq!(
         send(&app.router, Method::GET, "/items", Some(FREE))
@@ -369,7 +379,8 @@ async fn disabled_keys_and_keys_without_a_plan_on_the_stage_get_403() {
         StatusCode::FORBIDDEN
     );
     store
-        .update_api_key("key111aaa", &[PatchOperation::replace("/enabled", "true")]).await
+        .update_api_key("key111aaa", &[PatchOperation::replace("/enabled", "true")])
+        .await
         .unwrap();
     assert_eq!(
         send(&app.router, Method::GET, "/items", Some(FREE))
@@ -377,14 +388,20 @@ async fn disabled_keys_and_keys_without_a_plan_on_the_stage_get_403() {
             .status,
         StatusCode::OK
     );
-    store.create_usage_plan_key("plan111", "lonely").await.unwrap();
+    store
+        .create_usage_plan_key("plan111", "lonely")
+        .await
+        .unwrap();
     assert_eq!(
         send(&app.router, Method::GET, "/items", Some(&"L".repeat(30)))
             .await
             .status,
         StatusCode::OK
     );
-    store.delete_usage_plan_key("plan111", "lonely").await.unwrap();
+    store
+        .delete_usage_plan_key("plan111", "lonely")
+        .await
+        .unwrap();
     assert_eq!(
         send(&app.router, Method::GET, "/items", Some(&"L".repeat(30)))
             .await
@@ -411,7 +428,8 @@ async fn runtime_plan_changes_apply_to_the_next_request() {
         .update_usage_plan(
             "plan111",
             &[PatchOperation::replace("/throttle/burstLimit", "30")],
-        ).await
+        )
+        .await
         .unwrap();
     let (ok, throttled) = burst(&app.router, Method::GET, "/items/1", FREE, 21).await;
     assert_eq!((ok, throttled), (20, 1));
@@ -421,7 +439,8 @@ async fn runtime_plan_changes_apply_to_the_next_request() {
 async fn a_key_is_in_one_plan_per_stage() {
     let store = article_store();
     let err = store
-        .create_usage_plan_key("plan222", "key111aaa").await
+        .create_usage_plan_key("plan222", "key111aaa")
+        .await
         .unwrap_err();
     assert!(err.to_string().contains("only one plan per stage"), "{err}");
     assert!(!err.to_string().contains(FREE));
@@ -449,7 +468,8 @@ async fn mistake_1_an_override_on_a_method_without_key_is_reported() {
                     "1",
                 ),
             ],
-        ).await
+        )
+        .await
         .unwrap();
     let err = builder(store.clone(), &ManualClock::default())
         .build_checked()
@@ -587,7 +607,8 @@ async fn the_root_resource_is_written_with_two_slashes() {
                 PatchOperation::replace("/apiStages/abc123def4:prod/throttle//GET/burstLimit", "2"),
                 PatchOperation::replace("/apiStages/abc123def4:prod/throttle//GET/rateLimit", "1"),
             ],
-        ).await
+        )
+        .await
         .unwrap();
     assert!(store.get_usage_plan("plan222").await.unwrap().api_stages[0]
         .throttle

@@ -116,9 +116,13 @@ async fn get_usage_pages_by_key() {
     for i in 0..5 {
         let k = app
             .store
-            .create_api_key(tower_usage_plans::store::NewApiKey::named(format!("k{i}"))).await
+            .create_api_key(tower_usage_plans::store::NewApiKey::named(format!("k{i}")))
+            .await
             .unwrap();
-        app.store.create_usage_plan_key("plan222", &k.id).await.unwrap();
+        app.store
+            .create_usage_plan_key("plan222", &k.id)
+            .await
+            .unwrap();
     }
     let mut q = UsageQuery::new("plan222", day(2024, 3, 10), day(2024, 3, 10));
     q.page = PageRequest::first(2);

@@ -24,10 +24,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceExt;
 use tower_usage_plans::meter::RedisMeter;
 use tower_usage_plans::model::{ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan};
+use tower_usage_plans::store::Management;
 use tower_usage_plans::store::NewApiKey;
 use tower_usage_plans::testing::redis::RedisCluster;
 use tower_usage_plans::{FailMode, MemoryStore, UsagePlanLayer};
-use tower_usage_plans::store::Management;
 
 const TIMEOUT: Duration = Duration::from_millis(300);
 /// What a request may take beyond the timeout on a loaded machine.
@@ -57,7 +57,10 @@ async fn store() -> (MemoryStore, String, Vec<(String, String)>) {
         let mut new = NewApiKey::named(format!("other{i}"));
         new.value = Some(ApiKeyValue::new(value.clone()).unwrap());
         let other = store.create_api_key(new).await.unwrap();
-        store.create_usage_plan_key("plan1", &other.id).await.unwrap();
+        store
+            .create_usage_plan_key("plan1", &other.id)
+            .await
+            .unwrap();
         others.push((other.id.to_string(), value));
     }
     (store, key.id.to_string(), others)

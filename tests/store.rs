@@ -19,10 +19,10 @@ use tower_usage_plans::meter::{Charge, Counter, DayUsage, LocalMeter, Meter, Rec
 use tower_usage_plans::model::StageRef;
 use tower_usage_plans::patch::PatchOperation;
 use tower_usage_plans::period::Date;
+use tower_usage_plans::store::Management;
 use tower_usage_plans::store::{KeyGrant, KeyStore};
 use tower_usage_plans::testing::store::{self as suite, Change};
 use tower_usage_plans::{FailMode, MemoryStore, UsagePlanLayer};
-use tower_usage_plans::store::Management;
 
 /// A store that must always be awaited (like a database), and can be made to fail.
 #[derive(Clone)]
@@ -237,7 +237,8 @@ impl Meter for DisablingMeter {
 async fn a_meter_may_change_the_store_while_it_admits() {
     let store = article_store();
     store
-        .update_usage_plan("plan111", &[PatchOperation::replace("/quota/limit", "2")]).await
+        .update_usage_plan("plan111", &[PatchOperation::replace("/quota/limit", "2")])
+        .await
         .unwrap();
     let disabled = Arc::new(AtomicUsize::new(0));
     let meter = DisablingMeter {
@@ -473,7 +474,8 @@ fn a_bad_configuration_loads_nothing() {
 async fn management_errors_say_what_to_fix() {
     let store = article_store();
     let err = store
-        .create_usage_plan_key("nope", "key111aaa").await
+        .create_usage_plan_key("nope", "key111aaa")
+        .await
         .unwrap_err();
     assert_eq!(err.to_string(), "no usage plan with id \"nope\"");
     let err = store
@@ -492,17 +494,26 @@ async fn management_errors_say_what_to_fix() {
                 "/quota/offset",
                 "9",
             )],
-        ).await
+        )
+        .await
         .unwrap_err();
     assert!(err.to_string().contains("offset"), "{err}");
     assert_eq!(
-        store.get_usage_plan("plan111").await.unwrap().quota.unwrap().offset,
+        store
+            .get_usage_plan("plan111")
+            .await
+            .unwrap()
+            .quota
+            .unwrap()
+            .offset,
         0,
         "nothing changed"
     );
     store.delete_api_key("key111aaa").await.unwrap();
     let gone = store.lookup(FREE, &StageRef::any()).await.unwrap();
     assert!(gone.is_none());
-    let keys = store.get_usage_plan_keys("plan111", &Default::default()).await;
+    let keys = store
+        .get_usage_plan_keys("plan111", &Default::default())
+        .await;
     assert!(keys.unwrap().items.is_empty());
 }

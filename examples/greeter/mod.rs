@@ -18,8 +18,8 @@ use http::Method;
 use tower_usage_plans::model::{
     ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan,
 };
-use tower_usage_plans::{LocalMeter, MemoryStore, UsagePlanLayer, UsagePlanLayerBuilder};
 use tower_usage_plans::store::Management;
+use tower_usage_plans::{LocalMeter, MemoryStore, UsagePlanLayer, UsagePlanLayerBuilder};
 
 #[path = "../support/now.rs"]
 mod now;
@@ -70,12 +70,8 @@ pub fn store() -> MemoryStore {
     premium.api_stages.push(stage);
     now(store.create_usage_plan(premium)).expect("a new plan");
 
-    now(store
-        .create_usage_plan_key("freeplan", "freekey01"))
-        .expect("a plan key");
-    now(store
-        .create_usage_plan_key("premiumplan", "premiumkey01"))
-        .expect("a plan key");
+    now(store.create_usage_plan_key("freeplan", "freekey01")).expect("a plan key");
+    now(store.create_usage_plan_key("premiumplan", "premiumkey01")).expect("a plan key");
     store
 }
 

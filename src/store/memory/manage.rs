@@ -317,10 +317,7 @@ impl Management for MemoryStore {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<UsagePlan, StoreError>> + Send {
-        ready(
-            self.plan(id)
-                .ok_or_else(|| not_found("usage plan", id)),
-        )
+        ready(self.plan(id).ok_or_else(|| not_found("usage plan", id)))
     }
 
     fn get_usage_plans(

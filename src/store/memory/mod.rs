@@ -418,7 +418,6 @@ impl MemoryStore {
         data.keys.get(id).map(|cold| cold.api_key(id))
     }
 
-
     /// Changes a key with AWS's patch operations; see [`Management::update_api_key`].
     pub(crate) fn patch_key(&self, id: &str, ops: &[PatchOperation]) -> Result<ApiKey, StoreError> {
         let mut data = self.inner.data.lock();
@@ -483,7 +482,6 @@ impl MemoryStore {
     pub(crate) fn plan(&self, id: &str) -> Option<UsagePlan> {
         self.inner.data.lock().plans.get(id).map(|p| p.plan.clone())
     }
-
 
     /// Changes a plan with AWS's patch operations; see [`Management::update_usage_plan`].
     pub(crate) fn patch_plan(
@@ -552,7 +550,6 @@ impl MemoryStore {
         self.inner.changed();
         Ok(())
     }
-
 
     /// The ids of the plans the key `id` is in, in the order it was linked (none for an unknown
     /// key): what a store that writes through keeps of a key's links.

@@ -73,9 +73,7 @@ fn links_keep_their_order_and_survive_plan_changes() {
     assert_eq!(plan_of(&store, &value(0), &any).as_deref(), Some("b"));
     assert_eq!(plan_of(&store, &value(1), &any).as_deref(), Some("a"));
     assert_eq!(plan_of(&store, &value(2), &any), None);
-    let ids = |plan: &str| -> Vec<String> {
-        store.to_config().usage_plan_keys[plan].clone()
-    };
+    let ids = |plan: &str| -> Vec<String> { store.to_config().usage_plan_keys[plan].clone() };
     assert_eq!(ids("a"), ["k0", "k1"]);
     assert_eq!(ids("b"), ["k0"]);
 

@@ -447,8 +447,7 @@ impl Management for RedisStore {
             let (rows, warnings, values) = (rows.clone(), warnings.clone(), values.clone());
             async move {
                 let digests: Vec<ApiKeyValue> = rows.iter().map(|r| r.value.clone()).collect();
-                let result =
-                    s.import_api_keys(rows, warnings, fail_on_warnings).await?;
+                let result = s.import_api_keys(rows, warnings, fail_on_warnings).await?;
                 let mut sealed = Vec::new();
                 if keep {
                     let any = StageRef::any();

@@ -298,13 +298,10 @@ impl Management for SqliteStore {
                 |tx, mem, ()| write_links(tx, key_id, &mem.key_plan_ids(key_id)),
             )
             .and_then(|()| {
-                let key = self
-                    .mem()
-                    .key(key_id)
-                    .ok_or_else(|| StoreError::NotFound {
-                        kind: "API key",
-                        id: key_id.to_owned(),
-                    })?;
+                let key = self.mem().key(key_id).ok_or_else(|| StoreError::NotFound {
+                    kind: "API key",
+                    id: key_id.to_owned(),
+                })?;
                 Ok(UsagePlanKey {
                     id: key.id,
                     name: key.name,
