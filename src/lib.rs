@@ -48,6 +48,8 @@
 //!   quota windows; usage per UTC day) and [`LocalMeter`], the policy over a concurrent map.
 //! - [`period`]: quota windows and their [`Calendar`](period::Calendar); [`clock`]: a monotonic clock for buckets and UTC wall time
 //!   for quotas, and a manual clock for tests.
+//! - [`tags`]: AWS's rules for the tags on keys and plans, and the grammar of this crate's own
+//!   (`usageplans:` keys), set with the aws CLI (`tag-resource`) or [`Management`](store::Management).
 //! - [`response`]: the answers, their gRPC forms and the rate-limit headers; [`key`]: where the
 //!   key is read; [`RequestCost`]: what a request counts.
 //! - `testing` (feature `testing`): the conformance suites every store and meter passes.
@@ -103,6 +105,7 @@ pub mod response;
 mod route;
 mod service;
 pub mod store;
+pub mod tags;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod usage;

@@ -43,7 +43,7 @@
 pub mod caching;
 mod grant;
 mod manage;
-mod memory;
+pub(crate) mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "sqlite")]
@@ -54,7 +54,7 @@ pub use caching::{CachingStore, CachingStoreBuilder};
 pub use grant::{KeyGrant, KeyStore};
 pub use manage::{
     ApiKeyInfo, ApiKeyQuery, ImportKey, ImportResult, ImportWarning, Management, NewApiKey, Page,
-    PageRequest, UsagePlanKey, UsagePlanQuery, DEFAULT_LIMIT, MAX_LIMIT,
+    PageRequest, Resource, UsagePlanKey, UsagePlanQuery, DEFAULT_LIMIT, MAX_LIMIT,
 };
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]

@@ -4,6 +4,7 @@
 //! None of this takes a lock the request path takes, except the lookup index's shards, one key at
 //! a time, as every change does.
 
+use std::collections::BTreeMap;
 use std::future::{ready, Future};
 use std::ops::Bound;
 
@@ -12,7 +13,7 @@ use crate::model::{random_id, ApiKey, UsagePlan};
 use crate::patch::PatchOperation;
 use crate::store::manage::{
     refused, ApiKeyInfo, ApiKeyQuery, ImportKey, ImportResult, ImportWarning, Management, Page,
-    PageRequest, UsagePlanKey, UsagePlanQuery,
+    PageRequest, Resource, UsagePlanKey, UsagePlanQuery,
 };
 use crate::store::NewApiKey;
 
@@ -373,5 +374,21 @@ impl Management for MemoryStore {
         fail_on_warnings: bool,
     ) -> impl Future<Output = Result<ImportResult, StoreError>> + Send {
         ready(self.import(keys, warnings, fail_on_warnings))
+    }
+
+    fn tag_resource(
+        &self,
+        resource: &Resource,
+        tags: BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.retag(resource, tags, &[]).map(drop))
+    }
+
+    fn untag_resource(
+        &self,
+        resource: &Resource,
+        keys: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.retag(resource, BTreeMap::new(), keys).map(drop))
     }
 }

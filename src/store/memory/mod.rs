@@ -23,7 +23,7 @@ use crate::error::{ConfigError, StoreError};
 use crate::model::{random_id, ApiKey, ApiKeyValue, StageRef, UsagePlan};
 use crate::patch::{self, PatchOperation};
 
-use super::manage::NewApiKey;
+use super::manage::{NewApiKey, Resource};
 use super::{KeyGrant, KeyStore};
 
 mod data;
@@ -32,6 +32,12 @@ mod manage;
 mod tests;
 
 use data::{plan_ids, stage_conflict, Cold, Data, Hasher, Hot, KeyPlans, PlanRec};
+
+/// A key or plan as a change of its tags left it ([`MemoryStore::retag`]).
+pub(crate) enum Retagged {
+    Key(ApiKey),
+    Plan(UsagePlan),
+}
 
 /// Shards of the lookup index: each grows on its own, so a growth (under a change) holds up only
 /// the requests that land on that shard, briefly.
@@ -381,6 +387,7 @@ impl MemoryStore {
 
     /// Creates a key; see [`Management::create_api_key`].
     pub(crate) fn insert_new_key(&self, new: NewApiKey) -> Result<ApiKey, StoreError> {
+        crate::tags::check(&new.tags)?;
         let mut key = ApiKey::new(
             random_id(),
             new.name,
@@ -451,6 +458,7 @@ impl MemoryStore {
     /// Creates a plan; see [`Management::create_usage_plan`]. Refused if a plan with the id
     /// exists.
     pub(crate) fn insert_plan(&self, mut plan: UsagePlan) -> Result<UsagePlan, StoreError> {
+        crate::tags::check(&plan.tags)?;
         let mut data = self.inner.data.lock();
         if plan.id.is_empty() {
             plan.id = random_id();
@@ -549,6 +557,52 @@ impl MemoryStore {
         self.inner.set_plans(&mut data, key_id, new);
         self.inner.changed();
         Ok(())
+    }
+
+    /// Adds the tags `add` to a key or plan and removes those keyed `remove` (unknown ones are
+    /// ignored); the key or plan as it now is. Each tag added is checked
+    /// ([`tags::check_tag`](crate::tags::check_tag)), and their number if any is added.
+    pub(crate) fn retag(
+        &self,
+        resource: &Resource,
+        add: BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<Retagged, StoreError> {
+        for (k, v) in &add {
+            crate::tags::check_tag(k, v)?;
+        }
+        let change = |tags: &mut BTreeMap<String, String>| -> Result<(), StoreError> {
+            for k in remove {
+                tags.remove(k);
+            }
+            let adds = !add.is_empty();
+            tags.extend(add);
+            if adds && tags.len() > crate::tags::MAX_TAGS {
+                return Err(crate::tags::check(tags)
+                    .expect_err("more than MAX_TAGS")
+                    .into());
+            }
+            Ok(())
+        };
+        let mut data = self.inner.data.lock();
+        let out = match resource {
+            Resource::ApiKey(id) => {
+                let cold = data.keys.get(id.as_str());
+                let mut key = cold.ok_or_else(|| not_found("API key", id))?.api_key(id);
+                change(&mut key.tags)?;
+                self.inner.put_key(&mut data, &key)?;
+                Retagged::Key(key)
+            }
+            Resource::UsagePlan(id) => {
+                let rec = data.plans.get(id.as_str());
+                let mut plan = rec.ok_or_else(|| not_found("usage plan", id))?.plan.clone();
+                change(&mut plan.tags)?;
+                self.inner.put_plan(&mut data, plan.clone())?;
+                Retagged::Plan(plan)
+            }
+        };
+        self.inner.changed();
+        Ok(out)
     }
 
     /// The ids of the plans the key `id` is in, in the order it was linked (none for an unknown

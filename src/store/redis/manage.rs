@@ -12,7 +12,7 @@ use crate::model::{ApiKey, ApiKeyValue, StageRef, UsagePlan};
 use crate::patch::PatchOperation;
 use crate::store::manage::{
     ApiKeyInfo, ApiKeyQuery, ImportKey, ImportResult, ImportWarning, Management, Page, PageRequest,
-    UsagePlanKey, UsagePlanQuery,
+    Resource, UsagePlanKey, UsagePlanQuery,
 };
 use crate::store::{KeyStore, MemoryStore, NewApiKey};
 
@@ -459,6 +459,26 @@ impl Management for RedisStore {
                 }
                 Ok((result, sealed))
             }
+        })
+        .await
+    }
+
+    async fn tag_resource(
+        &self,
+        resource: &Resource,
+        tags: BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        self.change(|s| {
+            let r = s.retag(resource, tags.clone(), &[]);
+            async move { r.map(|_| ((), Vec::new())) }
+        })
+        .await
+    }
+
+    async fn untag_resource(&self, resource: &Resource, keys: &[String]) -> Result<(), StoreError> {
+        self.change(|s| {
+            let r = s.retag(resource, BTreeMap::new(), keys);
+            async move { r.map(|_| ((), Vec::new())) }
         })
         .await
     }

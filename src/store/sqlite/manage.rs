@@ -2,6 +2,7 @@
 //! one transaction, under the file's lock (so changes reach the file in the order they were
 //! made). If the write fails, memory is read back from the file and the error returned.
 
+use std::collections::BTreeMap;
 use std::future::{ready, Future};
 
 use rusqlite::{params, Connection, Transaction};
@@ -12,8 +13,9 @@ use crate::model::{ApiKey, UsagePlan};
 use crate::patch::PatchOperation;
 use crate::store::manage::{
     ApiKeyInfo, ApiKeyQuery, ImportKey, ImportResult, ImportWarning, Management, Page, PageRequest,
-    UsagePlanKey, UsagePlanQuery,
+    Resource, UsagePlanKey, UsagePlanQuery,
 };
+use crate::store::memory::Retagged;
 use crate::store::{MemoryStore, NewApiKey};
 
 use super::{schema, Db, DigestHex, SqliteStore};
@@ -150,6 +152,23 @@ impl SqliteStore {
             key.value = value.and_then(|v| crate::model::ApiKeyValue::new(v).ok());
         }
         Ok(key)
+    }
+
+    /// Changes a key's or plan's tags in memory, then writes the key or plan.
+    fn retag(
+        &self,
+        resource: &Resource,
+        add: BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<(), StoreError> {
+        self.change(
+            |mem| mem.retag(resource, add, remove),
+            |tx, _, changed| match changed {
+                Retagged::Key(key) => write_key(tx, key, None),
+                Retagged::Plan(plan) => write_plan(tx, plan),
+            },
+        )
+        .map(drop)
     }
 
     fn import(
@@ -337,5 +356,21 @@ impl Management for SqliteStore {
         fail_on_warnings: bool,
     ) -> impl Future<Output = Result<ImportResult, StoreError>> + Send {
         ready(self.import(keys, warnings, fail_on_warnings))
+    }
+
+    fn tag_resource(
+        &self,
+        resource: &Resource,
+        tags: BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.retag(resource, tags, &[]))
+    }
+
+    fn untag_resource(
+        &self,
+        resource: &Resource,
+        keys: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.retag(resource, BTreeMap::new(), keys))
     }
 }
