@@ -727,6 +727,16 @@ async fn a_plan_change_the_layer_could_never_apply_is_refused_when_made() {
     assert!(build(&store).await.is_err());
 }
 
+/// A request refused: method, path, body, status, error type, what the message names.
+type Refusal = (
+    &'static str,
+    String,
+    &'static [u8],
+    u16,
+    &'static str,
+    &'static str,
+);
+
 /// `arn` as botocore writes it in a path: every byte but `A-Za-z0-9-_.~` percent-encoded.
 fn encoded(arn: &str) -> String {
     arn.bytes()
@@ -813,7 +823,8 @@ async fn tags_round_trip_on_the_arns_aws_gives_keys_and_plans() {
     // Refusals: AWS's statuses, a message naming the fix, and nothing changed.
     let before = snapshot(&addr).await;
     let key_arn = encoded(&format!("arn:aws:apigateway:us-east-1::/apikeys/{key_id}"));
-    let cases: Vec<(&str, String, &[u8], u16, &str, &str)> = vec![
+    // (method, path, body, status, error type, what the message names)
+    let cases: Vec<Refusal> = vec![
         (
             "PUT",
             format!("/tags/{key_arn}"),

@@ -33,7 +33,9 @@ mod tests;
 
 use data::{plan_ids, stage_conflict, Cold, Data, Hasher, Hot, KeyPlans, PlanRec};
 
-/// A key or plan as a change of its tags left it ([`MemoryStore::retag`]).
+/// A key or plan as a change of its tags left it ([`MemoryStore::retag`]): what a store that
+/// writes through writes.
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub(crate) enum Retagged {
     Key(ApiKey),
     Plan(UsagePlan),
@@ -385,7 +387,7 @@ impl MemoryStore {
         }
     }
 
-    /// Creates a key; see [`Management::create_api_key`].
+    /// Creates a key; see [`Management::create_api_key`](super::Management::create_api_key).
     pub(crate) fn insert_new_key(&self, new: NewApiKey) -> Result<ApiKey, StoreError> {
         crate::tags::check(&new.tags)?;
         let mut key = ApiKey::new(
@@ -410,8 +412,8 @@ impl MemoryStore {
 
     /// Stores `key` as it is, id and dates included, replacing any key with that id and keeping
     /// its plans: for fixtures and migrations that need a key under a chosen id (AWS's
-    /// `create-api-key`, [`Management::create_api_key`], always makes a new id). Refused if another
-    /// key has the same value. To change a key, use [`Management::update_api_key`].
+    /// `create-api-key`, [`Management::create_api_key`](super::Management::create_api_key), always makes a new id). Refused if another
+    /// key has the same value. To change a key, use [`Management::update_api_key`](super::Management::update_api_key).
     pub fn put_api_key(&self, key: ApiKey) -> Result<(), StoreError> {
         let mut data = self.inner.data.lock();
         self.inner.put_key(&mut data, &key)?;
@@ -425,7 +427,7 @@ impl MemoryStore {
         data.keys.get(id).map(|cold| cold.api_key(id))
     }
 
-    /// Changes a key with AWS's patch operations; see [`Management::update_api_key`].
+    /// Changes a key with AWS's patch operations; see [`Management::update_api_key`](super::Management::update_api_key).
     pub(crate) fn patch_key(&self, id: &str, ops: &[PatchOperation]) -> Result<ApiKey, StoreError> {
         let mut data = self.inner.data.lock();
         let old = data
@@ -455,7 +457,7 @@ impl MemoryStore {
         Ok(())
     }
 
-    /// Creates a plan; see [`Management::create_usage_plan`]. Refused if a plan with the id
+    /// Creates a plan; see [`Management::create_usage_plan`](super::Management::create_usage_plan). Refused if a plan with the id
     /// exists.
     pub(crate) fn insert_plan(&self, mut plan: UsagePlan) -> Result<UsagePlan, StoreError> {
         crate::tags::check(&plan.tags)?;
@@ -491,7 +493,7 @@ impl MemoryStore {
         self.inner.data.lock().plans.get(id).map(|p| p.plan.clone())
     }
 
-    /// Changes a plan with AWS's patch operations; see [`Management::update_usage_plan`].
+    /// Changes a plan with AWS's patch operations; see [`Management::update_usage_plan`](super::Management::update_usage_plan).
     pub(crate) fn patch_plan(
         &self,
         id: &str,
