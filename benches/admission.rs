@@ -31,6 +31,11 @@ use tower_usage_plans::{MemoryStore, UsagePlanLayer};
 #[path = "support/tg_key.rs"]
 mod tg_key;
 use tg_key::ApiKeyHeader;
+use tower_usage_plans::store::Management;
+
+#[path = "../examples/support/now.rs"]
+mod now;
+use now::now;
 
 const API: &str = "abc123def4";
 const STAGE: &str = "prod";
@@ -185,7 +190,7 @@ fn store(keys: &[String], throttle: Throttle, quota: Quota) -> MemoryStore {
     plan.api_stages.push(ApiStage::new(API, STAGE));
     plan.throttle = Some(throttle);
     plan.quota = Some(quota);
-    store.create_usage_plan(plan).unwrap();
+    now(store.create_usage_plan(plan)).unwrap();
     for (i, k) in keys.iter().enumerate() {
         let id = format!("k{i:09}");
         store
@@ -195,7 +200,7 @@ fn store(keys: &[String], throttle: Throttle, quota: Quota) -> MemoryStore {
                 ApiKeyValue::new(k.as_str()).unwrap(),
             ))
             .unwrap();
-        store.create_usage_plan_key("plan111", &id).unwrap();
+        now(store.create_usage_plan_key("plan111", &id)).unwrap();
     }
     store
 }

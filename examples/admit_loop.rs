@@ -27,6 +27,11 @@ use tower_usage_plans::{MemoryStore, UsagePlanLayer};
 #[path = "../benches/support/tg_key.rs"]
 mod tg_key;
 use tg_key::ApiKeyHeader;
+use tower_usage_plans::store::Management;
+
+#[path = "support/now.rs"]
+mod now;
+use now::now;
 
 /// Times the layer alone per request over N keys (see BENCHMARKS.md).
 #[derive(Debug, Parser)]
@@ -61,7 +66,7 @@ fn main() {
         _ => Quota::new(1_000_000_000_000, QuotaPeriod::Day, 0).unwrap(),
     });
     plan.api_stages.push(ApiStage::new("a", "s"));
-    store.create_usage_plan(plan).unwrap();
+    now(store.create_usage_plan(plan)).unwrap();
     for (i, k) in keys.iter().enumerate() {
         store
             .put_api_key(ApiKey::new(
@@ -70,7 +75,7 @@ fn main() {
                 ApiKeyValue::new(k.clone()).unwrap(),
             ))
             .unwrap();
-        store.create_usage_plan_key("p", &format!("id{i}")).unwrap();
+        now(store.create_usage_plan_key("p", &format!("id{i}"))).unwrap();
     }
     let layer = UsagePlanLayer::builder(store)
         .stage("a", "s")

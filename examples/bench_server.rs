@@ -23,7 +23,12 @@ use http::Method;
 use tower_usage_plans::model::{
     ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan,
 };
+use tower_usage_plans::store::Management;
 use tower_usage_plans::{MemoryStore, UsagePlanLayer};
+
+#[path = "support/now.rs"]
+mod now;
+use now::now;
 
 /// The `i`th key's value, as benches/wrk-keys.lua computes it.
 fn value(i: usize) -> String {
@@ -36,16 +41,14 @@ fn store(keys: usize) -> MemoryStore {
     plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
     plan.throttle = Some(Throttle::new(1e6, 1_000_000).expect("a valid throttle"));
     plan.quota = Some(Quota::new(1_000_000_000_000, QuotaPeriod::Day, 0).expect("a valid quota"));
-    store.create_usage_plan(plan).expect("a new plan");
+    now(store.create_usage_plan(plan)).expect("a new plan");
     for i in 0..keys {
         let id = format!("k{i:09}");
         let value = ApiKeyValue::new(value(i)).expect("a valid value");
         store
             .put_api_key(ApiKey::new(id.clone(), format!("c{i}"), value))
             .expect("a new key");
-        store
-            .create_usage_plan_key("plan111", &id)
-            .expect("a new link");
+        now(store.create_usage_plan_key("plan111", &id)).expect("a new link");
     }
     store
 }

@@ -26,7 +26,12 @@ use tower_usage_plans::clock::ManualClock;
 use tower_usage_plans::model::{
     ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan,
 };
+use tower_usage_plans::store::Management;
 use tower_usage_plans::{LocalMeter, MemoryStore, UsagePlanLayer};
+
+#[path = "support/now.rs"]
+mod now;
+use now::now;
 
 /// Per-request latency while the meter grows and while it is swept.
 #[derive(Debug, Parser)]
@@ -100,7 +105,7 @@ fn main() {
     plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
     plan.throttle = Some(Throttle::new(1e6, 1_000_000).expect("a throttle"));
     plan.quota = Some(Quota::new(1 << 40, QuotaPeriod::Day, 0).expect("a quota"));
-    store.create_usage_plan(plan).expect("a plan");
+    now(store.create_usage_plan(plan)).expect("a plan");
     let values: Vec<HeaderValue> = (0..n).map(value).collect();
     for (i, v) in values.iter().enumerate() {
         let id = format!("k{i:09}");
@@ -112,7 +117,7 @@ fn main() {
                 ApiKeyValue::new(v).expect("a key value"),
             ))
             .expect("a key");
-        store.create_usage_plan_key("plan111", &id).expect("a link");
+        now(store.create_usage_plan_key("plan111", &id)).expect("a link");
     }
 
     let clock = ManualClock::at_unix_secs(1_700_000_000);

@@ -23,7 +23,12 @@ use tower::{service_fn, Service, ServiceBuilder};
 use tower_usage_plans::model::{
     ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan,
 };
+use tower_usage_plans::store::Management;
 use tower_usage_plans::{LocalMeter, MemoryStore, UsagePlanLayer};
+
+#[path = "support/now.rs"]
+mod now;
+use now::now;
 
 /// The system allocator, counting live bytes and allocations.
 struct Counting;
@@ -121,7 +126,7 @@ fn store(n: usize, throttle: Throttle, quota: Quota) -> (MemoryStore, isize) {
     plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
     plan.throttle = Some(throttle);
     plan.quota = Some(quota);
-    store.create_usage_plan(plan).unwrap();
+    now(store.create_usage_plan(plan)).unwrap();
     for i in 0..n {
         let id = format!("k{i:09}");
         store
@@ -131,7 +136,7 @@ fn store(n: usize, throttle: Throttle, quota: Quota) -> (MemoryStore, isize) {
                 ApiKeyValue::new(value(i)).unwrap(),
             ))
             .unwrap();
-        store.create_usage_plan_key("plan111", &id).unwrap();
+        now(store.create_usage_plan_key("plan111", &id)).unwrap();
     }
     (store, live() - before)
 }

@@ -36,19 +36,14 @@ use tower_usage_plans::store::{Management, PageRequest};
 use tower_usage_plans::usage::{get_usage, import_csv, UsageQuery};
 use tower_usage_plans::{LocalMeter, MemoryStore, UsagePlanLayer};
 
+#[path = "support/now.rs"]
+mod now;
+use now::now;
+
 type Body = Empty<bytes::Bytes>;
 
 async fn handler(_req: Request<Body>) -> Result<Response<String>, Infallible> {
     Ok(Response::new(String::new()))
-}
-
-/// Polls a future that never waits (the in-memory store and meter) to its end.
-fn now<F: Future>(fut: F) -> F::Output {
-    let mut cx = Context::from_waker(Waker::noop());
-    match pin!(fut).poll(&mut cx) {
-        Poll::Ready(out) => out,
-        Poll::Pending => panic!("the in-memory store and meter never wait"),
-    }
 }
 
 fn value(prefix: &str, i: usize) -> String {
@@ -60,7 +55,7 @@ fn add_plan(store: &MemoryStore, id: &str) {
     plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
     plan.throttle = Some(Throttle::new(1e6, 1_000_000).expect("a throttle"));
     plan.quota = Some(Quota::new(1 << 40, QuotaPeriod::Month, 0).expect("a quota"));
-    store.create_usage_plan(plan).expect("a plan");
+    now(store.create_usage_plan(plan)).expect("a plan");
 }
 
 fn add_keys(store: &MemoryStore, plan: &str, prefix: &str, n: usize) {
@@ -73,7 +68,7 @@ fn add_keys(store: &MemoryStore, plan: &str, prefix: &str, n: usize) {
                 ApiKeyValue::new(value(prefix, i)).expect("a value"),
             ))
             .expect("a key");
-        store.create_usage_plan_key(plan, &id).expect("a link");
+        now(store.create_usage_plan_key(plan, &id)).expect("a link");
     }
 }
 
@@ -169,7 +164,7 @@ fn main() {
     let clock = ManualClock::at_unix_secs(day0.unix_secs() + 3600);
     let meter = LocalMeter::with_clock(clock.clone());
     // The counter of each key on the plan, as the layer charges it.
-    let big = store.usage_plan("big").expect("the plan");
+    let big = now(store.get_usage_plan("big")).expect("the plan");
     let limits = Limits::new(
         big.throttle.as_ref().map(BucketLimits::from_throttle),
         big.quota

@@ -339,6 +339,7 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
     /// use http::Method;
     /// use tower_usage_plans::error::ConfigError;
     /// use tower_usage_plans::model::{ApiStage, Throttle, UsagePlan};
+    /// use tower_usage_plans::store::Management;
     /// use tower_usage_plans::{MemoryStore, UsagePlanLayer};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -349,7 +350,7 @@ impl<St: KeyStore, M: Meter> UsagePlanLayerBuilder<St, M> {
     /// let mut stage = ApiStage::new("abc123def4", "prod");
     /// stage.throttle.insert("/health/GET".into(), Throttle::new(1.0, 1).unwrap());
     /// plan.api_stages.push(stage);
-    /// store.create_usage_plan(plan).unwrap();
+    /// store.create_usage_plan(plan).await.unwrap();
     ///
     /// // GET /health needs no key: its throttle would never apply.
     /// let err = UsagePlanLayer::builder(store)

@@ -22,9 +22,10 @@
 //! #     if let Some(k) = key { r = r.header("x-api-key", k); }
 //! #     r.body(axum::body::Body::empty()).unwrap()
 //! # };
-//! # let key = store.api_key("key111aaa").unwrap();
+//! # use tower_usage_plans::store::Management;
+//! # let key = store.get_api_key("key111aaa", true).await?.value.unwrap();
 //! # assert_eq!(app.clone().oneshot(req(None)).await?.status(), 403);
-//! # assert_eq!(app.clone().oneshot(req(Some(key.value.expose()))).await?.status(), 200);
+//! # assert_eq!(app.clone().oneshot(req(Some(key.expose()))).await?.status(), 200);
 //! // No key: 403 {"message":"Forbidden"}; the free key: 200, until its burst (20 for GET /items)
 //! // is spent: 429 {"message":"Too Many Requests"}, with Retry-After.
 //! # Ok(())
@@ -47,6 +48,8 @@
 //!   quota windows; usage per UTC day) and [`LocalMeter`], the policy over a concurrent map.
 //! - [`period`]: quota windows and their [`Calendar`](period::Calendar); [`clock`]: a monotonic clock for buckets and UTC wall time
 //!   for quotas, and a manual clock for tests.
+//! - [`tags`]: AWS's rules for the tags on keys and plans, and the grammar of this crate's own
+//!   (`usageplans:` keys), set with the aws CLI (`tag-resource`) or [`Management`](store::Management).
 //! - [`response`]: the answers, their gRPC forms and the rate-limit headers; [`key`]: where the
 //!   key is read; [`RequestCost`]: what a request counts.
 //! - `testing` (feature `testing`): the conformance suites every store and meter passes.
@@ -109,6 +112,7 @@ pub mod response;
 mod route;
 mod service;
 pub mod store;
+pub mod tags;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod usage;

@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 use tower_usage_plans::admin::{AccessKey, AdminApi};
 use tower_usage_plans::clock::ManualClock;
+use tower_usage_plans::store::{Management, Resource};
 use tower_usage_plans::{LocalMeter, MemoryStore, UsagePlanLayer};
 
 const ID: &str = "AKIDEXAMPLE";
@@ -478,7 +479,6 @@ async fn sigv4_refusals_are_aws_s_and_change_nothing() {
             .items
             .len()
     };
-    use tower_usage_plans::store::Management;
 
     let msg = send(&addr, "POST", "/apikeys", &[], body)
         .await
@@ -725,4 +725,263 @@ async fn a_plan_change_the_layer_could_never_apply_is_refused_when_made() {
     .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(build(&store).await.is_err());
+}
+
+/// A request refused: method, path, body, status, error type, what the message names.
+type Refusal = (
+    &'static str,
+    String,
+    &'static [u8],
+    u16,
+    &'static str,
+    &'static str,
+);
+
+/// `arn` as botocore writes it in a path: every byte but `A-Za-z0-9-_.~` percent-encoded.
+fn encoded(arn: &str) -> String {
+    arn.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn tags_round_trip_on_the_arns_aws_gives_keys_and_plans() {
+    let (store, meter) = (MemoryStore::new(), LocalMeter::new());
+    let addr = serve(open_api(&store, &meter)).await;
+    // create-api-key --tags, create-usage-plan --tags
+    let key = send(
+        &addr,
+        "POST",
+        "/apikeys",
+        &[],
+        br#"{"name":"ClientA","enabled":true,"tags":{"team":"billing"}}"#,
+    )
+    .await;
+    assert_eq!(key.status, 201, "{}", key.body);
+    assert_eq!(key.json()["tags"], json!({"team": "billing"}));
+    let key_id = key.json()["id"].as_str().unwrap().to_owned();
+    let plan = send(
+        &addr,
+        "POST",
+        "/usageplans",
+        &[],
+        br#"{"name":"Free","tags":{"tier":"free"}}"#,
+    )
+    .await;
+    assert_eq!(plan.status, 201, "{}", plan.body);
+    let plan_id = plan.json()["id"].as_str().unwrap().to_owned();
+
+    for (arn, created) in [
+        (
+            format!("arn:aws:apigateway:us-east-1::/apikeys/{key_id}"),
+            json!({"team": "billing"}),
+        ),
+        (
+            format!("arn:aws:apigateway:eu-west-1::/usageplans/{plan_id}"),
+            json!({"tier": "free"}),
+        ),
+    ] {
+        let path = format!("/tags/{}", encoded(&arn));
+        let got = send(&addr, "GET", &path, &[], b"").await;
+        assert_eq!(got.status, 200, "{}", got.body);
+        assert_eq!(got.json(), json!({ "tags": created }));
+        // tag-resource: 204, adds and replaces.
+        let body = br#"{"tags":{"team":"search","usageplans:soft-quota":"80"}}"#;
+        let put = send(&addr, "PUT", &path, &[], body).await;
+        assert_eq!(put.status, 204, "{}", put.body);
+        let mut want = created.clone();
+        want["team"] = json!("search");
+        want["usageplans:soft-quota"] = json!("80");
+        let got = send(&addr, "GET", &path, &[], b"").await;
+        assert_eq!(got.json()["tags"], want);
+        // untag-resource: tagKeys given once per key; an absent key is ignored.
+        let del = send(
+            &addr,
+            "DELETE",
+            &format!("{path}?tagKeys=team&tagKeys=absent"),
+            &[],
+            b"",
+        )
+        .await;
+        assert_eq!(del.status, 204, "{}", del.body);
+        want.as_object_mut().unwrap().remove("team");
+        let got = send(&addr, "GET", &path, &[], b"").await;
+        assert_eq!(got.json()["tags"], want);
+        // The slashes left unencoded reach the same resource.
+        let plain = send(&addr, "GET", &format!("/tags/{arn}"), &[], b"").await;
+        assert_eq!(plain.json()["tags"], want, "{}", plain.body);
+    }
+    // The key and plan answer with their tags too.
+    let got = send(&addr, "GET", &format!("/apikeys/{key_id}"), &[], b"").await;
+    assert_eq!(got.json()["tags"], json!({"usageplans:soft-quota": "80"}));
+
+    // Refusals: AWS's statuses, a message naming the fix, and nothing changed.
+    let before = snapshot(&addr).await;
+    let key_arn = encoded(&format!("arn:aws:apigateway:us-east-1::/apikeys/{key_id}"));
+    // (method, path, body, status, error type, what the message names)
+    let cases: Vec<Refusal> = vec![
+        (
+            "PUT",
+            format!("/tags/{key_arn}"),
+            br#"{"tags":{"aws:owner":"x"}}"#,
+            400,
+            "BadRequestException",
+            "aws:",
+        ),
+        (
+            "PUT",
+            format!("/tags/{key_arn}"),
+            br#"{"tags":{"usageplans:Soft_Quota":"1"}}"#,
+            400,
+            "BadRequestException",
+            "kebab-case",
+        ),
+        (
+            "PUT",
+            format!("/tags/{key_arn}"),
+            br#"{"tags":{"team":5}}"#,
+            400,
+            "BadRequestException",
+            "tags.team",
+        ),
+        (
+            "PUT",
+            format!("/tags/{key_arn}"),
+            br#"{"labels":{}}"#,
+            400,
+            "BadRequestException",
+            "labels",
+        ),
+        (
+            "DELETE",
+            format!("/tags/{key_arn}"),
+            b"",
+            400,
+            "BadRequestException",
+            "tagKeys",
+        ),
+        (
+            "GET",
+            format!(
+                "/tags/{}",
+                encoded("arn:aws:apigateway:us-east-1:/apikeys/x")
+            ),
+            b"",
+            400,
+            "BadRequestException",
+            "resource_arn",
+        ),
+        (
+            "GET",
+            "/tags/not-an-arn".to_owned(),
+            b"",
+            400,
+            "BadRequestException",
+            "resource_arn",
+        ),
+        (
+            "PUT",
+            format!(
+                "/tags/{}",
+                encoded("arn:aws:apigateway:us-east-1::/apikeys/nosuchkey")
+            ),
+            br#"{"tags":{"a":"b"}}"#,
+            404,
+            "NotFoundException",
+            "nosuchkey",
+        ),
+        (
+            "GET",
+            format!(
+                "/tags/{}",
+                encoded("arn:aws:apigateway:us-east-1::/usageplans/nosuchplan")
+            ),
+            b"",
+            404,
+            "NotFoundException",
+            "nosuchplan",
+        ),
+        (
+            "GET",
+            format!(
+                "/tags/{}",
+                encoded("arn:aws:apigateway:us-east-1::/restapis/a1b2c3")
+            ),
+            b"",
+            404,
+            "NotFoundException",
+            "restapis",
+        ),
+        (
+            "POST",
+            "/apikeys".to_owned(),
+            br#"{"name":"x","tags":{"aws:x":"y"}}"#,
+            400,
+            "BadRequestException",
+            "aws:",
+        ),
+        (
+            "POST",
+            format!("/tags/{key_arn}"),
+            b"",
+            404,
+            "NotFoundException",
+            "no operation POST",
+        ),
+    ];
+    for (method, path, body, status, kind, says) in cases {
+        let msg = send(&addr, method, &path, &[], body)
+            .await
+            .error(status, kind);
+        assert!(
+            msg.contains(says),
+            "{method} {path}: {msg:?} should say {says:?}"
+        );
+    }
+    assert_eq!(
+        before,
+        snapshot(&addr).await,
+        "a refused tag change changed something"
+    );
+}
+
+#[tokio::test]
+async fn tag_operations_are_signed_like_every_other() {
+    let (store, meter) = (MemoryStore::new(), LocalMeter::new());
+    let key = store
+        .create_api_key(tower_usage_plans::store::NewApiKey::named("k"))
+        .await
+        .unwrap();
+    let router = AdminApi::new(store.clone(), meter)
+        .access_key(AccessKey::new(ID, SECRET))
+        .router()
+        .unwrap();
+    let addr = serve(router).await;
+    let path = format!(
+        "/tags/{}",
+        encoded(&format!(
+            "arn:aws:apigateway:us-east-1::/apikeys/{}",
+            key.id
+        ))
+    );
+    let body = br#"{"tags":{"team":"billing"}}"#;
+    send(&addr, "PUT", &path, &[], body)
+        .await
+        .error(403, "MissingAuthenticationTokenException");
+    let resource = Resource::ApiKey(key.id.clone());
+    assert!(store.get_tags(&resource).await.unwrap().is_empty());
+    let now = SystemTime::now();
+    let good = signed(&addr, "PUT", &path, body, (ID, SECRET), now);
+    let put = send(&addr, "PUT", &path, &good, body).await;
+    assert_eq!(put.status, 204, "{}", put.body);
+    assert_eq!(store.get_tags(&resource).await.unwrap()["team"], "billing");
+    // An unknown path is refused for its signature first, as before routing.
+    send(&addr, "GET", "/restapis", &[], b"")
+        .await
+        .error(403, "MissingAuthenticationTokenException");
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use tower_usage_plans::model::{ApiKey, ApiKeyValue, ApiStage, StageRef, UsagePla
 use tower_usage_plans::patch::PatchOperation;
 use tower_usage_plans::store::{
     ApiKeyInfo, ApiKeyQuery, CachingStore, ImportKey, ImportResult, ImportWarning, KeyGrant,
-    KeyStore, Management, NewApiKey, Page, PageRequest, UsagePlanKey, UsagePlanQuery,
+    KeyStore, Management, NewApiKey, Page, PageRequest, Resource, UsagePlanKey, UsagePlanQuery,
 };
 use tower_usage_plans::testing::store::{self as suite, Change};
 use tower_usage_plans::{LocalMeter, MemoryStore, UsagePlanLayer};
@@ -83,79 +84,79 @@ impl Management for Counting {
         &self,
         new: NewApiKey,
     ) -> impl Future<Output = Result<ApiKey, StoreError>> + Send {
-        Management::create_api_key(&self.inner, new)
+        self.inner.create_api_key(new)
     }
     fn get_api_key(
         &self,
         id: &str,
         include_value: bool,
     ) -> impl Future<Output = Result<ApiKeyInfo, StoreError>> + Send {
-        Management::get_api_key(&self.inner, id, include_value)
+        self.inner.get_api_key(id, include_value)
     }
     fn get_api_keys(
         &self,
         query: &ApiKeyQuery,
     ) -> impl Future<Output = Result<Page<ApiKeyInfo>, StoreError>> + Send {
-        Management::get_api_keys(&self.inner, query)
+        self.inner.get_api_keys(query)
     }
     fn update_api_key(
         &self,
         id: &str,
         ops: &[PatchOperation],
     ) -> impl Future<Output = Result<ApiKeyInfo, StoreError>> + Send {
-        Management::update_api_key(&self.inner, id, ops)
+        self.inner.update_api_key(id, ops)
     }
     fn delete_api_key(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
-        Management::delete_api_key(&self.inner, id)
+        self.inner.delete_api_key(id)
     }
     fn create_usage_plan(
         &self,
         plan: UsagePlan,
     ) -> impl Future<Output = Result<UsagePlan, StoreError>> + Send {
-        Management::create_usage_plan(&self.inner, plan)
+        self.inner.create_usage_plan(plan)
     }
     fn get_usage_plan(
         &self,
         id: &str,
     ) -> impl Future<Output = Result<UsagePlan, StoreError>> + Send {
-        Management::get_usage_plan(&self.inner, id)
+        self.inner.get_usage_plan(id)
     }
     fn get_usage_plans(
         &self,
         query: &UsagePlanQuery,
     ) -> impl Future<Output = Result<Page<UsagePlan>, StoreError>> + Send {
-        Management::get_usage_plans(&self.inner, query)
+        self.inner.get_usage_plans(query)
     }
     fn update_usage_plan(
         &self,
         id: &str,
         ops: &[PatchOperation],
     ) -> impl Future<Output = Result<UsagePlan, StoreError>> + Send {
-        Management::update_usage_plan(&self.inner, id, ops)
+        self.inner.update_usage_plan(id, ops)
     }
     fn delete_usage_plan(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
-        Management::delete_usage_plan(&self.inner, id)
+        self.inner.delete_usage_plan(id)
     }
     fn create_usage_plan_key(
         &self,
         plan_id: &str,
         key_id: &str,
     ) -> impl Future<Output = Result<UsagePlanKey, StoreError>> + Send {
-        Management::create_usage_plan_key(&self.inner, plan_id, key_id)
+        self.inner.create_usage_plan_key(plan_id, key_id)
     }
     fn get_usage_plan_keys(
         &self,
         plan_id: &str,
         page: &PageRequest,
     ) -> impl Future<Output = Result<Page<UsagePlanKey>, StoreError>> + Send {
-        Management::get_usage_plan_keys(&self.inner, plan_id, page)
+        self.inner.get_usage_plan_keys(plan_id, page)
     }
     fn delete_usage_plan_key(
         &self,
         plan_id: &str,
         key_id: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        Management::delete_usage_plan_key(&self.inner, plan_id, key_id)
+        self.inner.delete_usage_plan_key(plan_id, key_id)
     }
     fn import_api_keys(
         &self,
@@ -163,7 +164,21 @@ impl Management for Counting {
         warnings: Vec<ImportWarning>,
         fail_on_warnings: bool,
     ) -> impl Future<Output = Result<ImportResult, StoreError>> + Send {
-        Management::import_api_keys(&self.inner, keys, warnings, fail_on_warnings)
+        self.inner.import_api_keys(keys, warnings, fail_on_warnings)
+    }
+    fn tag_resource(
+        &self,
+        resource: &Resource,
+        tags: BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.inner.tag_resource(resource, tags)
+    }
+    fn untag_resource(
+        &self,
+        resource: &Resource,
+        keys: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.inner.untag_resource(resource, keys)
     }
 }
 
@@ -231,14 +246,14 @@ fn thousand_keys(rng: &mut Rng) -> (MemoryStore, Vec<String>, Vec<String>) {
     let store = MemoryStore::new();
     let mut plan = UsagePlan::new("plan1", "Plan");
     plan.api_stages.push(ApiStage::new(API, STAGE));
-    store.create_usage_plan(plan).unwrap();
+    now(store.create_usage_plan(plan)).unwrap();
     let valid: Vec<String> = (0..1_000).map(|_| rng.value()).collect();
     for (i, value) in valid.iter().enumerate() {
         let id = format!("key{i:04}");
         store
             .put_api_key(ApiKey::new(&id, &id, ApiKeyValue::new(value).unwrap()))
             .unwrap();
-        store.create_usage_plan_key("plan1", &id).unwrap();
+        now(store.create_usage_plan_key("plan1", &id)).unwrap();
     }
     let invalid: Vec<String> = (0..100_000).map(|_| rng.value()).collect();
     (store, valid, invalid)
@@ -361,7 +376,7 @@ async fn answers_expire_by_the_clock_and_a_backing_version_that_moves_empties_th
     assert_eq!(store.inner().lookups(), 2);
     // A change made behind the cache's back: not seen until the answer expires.
     let off = PatchOperation::replace("/enabled", "false");
-    backing.update_api_key("key111aaa", &[off]).unwrap();
+    backing.update_api_key("key111aaa", &[off]).await.unwrap();
     clock.advance(Duration::from_secs(59));
     assert!(store.lookup(FREE, &prod).await.unwrap().unwrap().enabled);
     assert!(store.lookup(&unknown, &prod).await.unwrap().is_none());
@@ -385,7 +400,7 @@ async fn answers_expire_by_the_clock_and_a_backing_version_that_moves_empties_th
     assert!(store.lookup(FREE, &prod).await.unwrap().unwrap().enabled);
     assert_eq!(store.inner().lookups(), on_cache);
     let off = PatchOperation::replace("/enabled", "false");
-    backing.update_api_key("key111aaa", &[off]).unwrap();
+    backing.update_api_key("key111aaa", &[off]).await.unwrap();
     clock.advance(Duration::from_millis(999));
     assert!(store.lookup(FREE, &prod).await.unwrap().unwrap().enabled);
     clock.advance(Duration::from_millis(1));

@@ -15,6 +15,7 @@ use http::{Method, Request, StatusCode};
 use tower_usage_plans::clock::ManualClock;
 use tower_usage_plans::model::{ApiKey, ApiKeyValue, ApiStage, UsagePlan};
 use tower_usage_plans::patch::PatchOperation;
+use tower_usage_plans::store::Management;
 use tower_usage_plans::{LocalMeter, MemoryStore, UsagePlanLayer};
 
 const OTHER_API: &str = "zzz999yyy8";
@@ -63,8 +64,8 @@ fn store_with(overrides: &[(&str, f64, u32)]) -> MemoryStore {
         st.throttle.insert((*k).into(), throttle(*rate, *burst));
     }
     plan.api_stages.push(st);
-    store.create_usage_plan(plan).unwrap();
-    store.create_usage_plan_key("plan111", "key111aaa").unwrap();
+    now(store.create_usage_plan(plan)).unwrap();
+    now(store.create_usage_plan_key("plan111", "key111aaa")).unwrap();
     store
 }
 
@@ -168,6 +169,7 @@ async fn patches_may_set_a_throttle_to_zero_and_back() {
                 PatchOperation::replace(format!("{at}/burstLimit"), "0"),
             ],
         )
+        .await
         .expect("0/0 switches a method off, as the console and CDK do");
     assert_eq!(f.statuses(Method::GET, "/items", 1).await, [429]);
     f.store
@@ -175,6 +177,7 @@ async fn patches_may_set_a_throttle_to_zero_and_back() {
             "plan111",
             &[PatchOperation::replace("/throttle/burstLimit", "0")],
         )
+        .await
         .expect("a plan's burst may be 0");
     assert_eq!(f.statuses(Method::GET, "/items/1", 1).await, [429]);
     f.store
@@ -185,6 +188,7 @@ async fn patches_may_set_a_throttle_to_zero_and_back() {
                 PatchOperation::remove(at),
             ],
         )
+        .await
         .unwrap();
     assert_eq!(f.statuses(Method::GET, "/items", 1).await, [200]);
 }
@@ -226,8 +230,8 @@ fn two_apis() -> MemoryStore {
     st.throttle
         .insert("/items/{itemId}/DELETE".into(), throttle(0.001, 2));
     plan.api_stages.push(st);
-    store.create_usage_plan(plan).unwrap();
-    store.create_usage_plan_key("plan222", "key222bbb").unwrap();
+    now(store.create_usage_plan(plan)).unwrap();
+    now(store.create_usage_plan_key("plan222", "key222bbb")).unwrap();
     store
 }
 
@@ -287,6 +291,7 @@ async fn a_templated_override_added_at_run_time_applies_to_the_next_request() {
                 PatchOperation::replace(format!("{at}/rateLimit"), "0.001"),
             ],
         )
+        .await
         .unwrap();
     assert_eq!(f.statuses(Method::GET, "/items/8", 2).await, [200, 429]);
     // And a change of it too.
@@ -295,6 +300,7 @@ async fn a_templated_override_added_at_run_time_applies_to_the_next_request() {
             "plan111",
             &[PatchOperation::replace(format!("{at}/burstLimit"), "3")],
         )
+        .await
         .unwrap();
     assert_eq!(
         f.statuses(Method::GET, "/items/9", 3).await,
@@ -403,8 +409,8 @@ async fn cors_preflights_pass_uncounted_by_default_and_can_be_checked() {
 
 // -------------------------------------------------------------------------- 5. patch grammar
 
-#[test]
-fn every_form_of_a_method_throttle_path_is_stored_canonically() {
+#[tokio::test]
+async fn every_form_of_a_method_throttle_path_is_stored_canonically() {
     let cases = [
         ("items/GET", "/items/GET"),
         ("~1items/GET", "/items/GET"),
@@ -428,11 +434,13 @@ fn every_form_of_a_method_throttle_path_is_stored_canonically() {
                     PatchOperation::replace(format!("{at}/burstLimit"), "2"),
                 ],
             )
+            .await
             .unwrap_or_else(|e| panic!("{form}: {e}"));
         let keys: Vec<&String> = plan.api_stages[0].throttle.keys().collect();
         assert_eq!(keys, [key], "{form}");
         let plan = store
             .update_usage_plan("plan111", &[PatchOperation::remove(at.clone())])
+            .await
             .unwrap_or_else(|e| panic!("remove {form}: {e}"));
         assert!(plan.api_stages[0].throttle.is_empty(), "{form}");
     }
@@ -455,6 +463,7 @@ async fn the_clis_form_of_the_issue_applies() {
                 ),
             ],
         )
+        .await
         .unwrap();
     assert_eq!(f.statuses(Method::GET, "/items", 2).await, [200, 429]);
     assert_eq!(f.statuses(Method::GET, "/", 2).await, [200, 200]);

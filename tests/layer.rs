@@ -15,6 +15,7 @@ use tower_usage_plans::patch::PatchOperation;
 use tower_usage_plans::period::window;
 use tower_usage_plans::response::{GatewayResponse, ResponseType};
 use tower_usage_plans::store::NewApiKey;
+use tower_usage_plans::store::{ApiKeyQuery, Management};
 use tower_usage_plans::{MemoryStore, UsagePlanLayer};
 
 #[tokio::test]
@@ -69,7 +70,8 @@ async fn bad_keys_get_403_and_never_reach_the_store_data() {
     }
     assert_eq!(hits(&app), 0);
     assert!(app.meter.is_empty(), "no meter state for unknown keys");
-    assert_eq!(app.store.api_keys().len(), 2);
+    let keys = app.store.get_api_keys(&Default::default()).await.unwrap();
+    assert_eq!(keys.items.len(), 2);
 }
 
 #[tokio::test]
@@ -108,12 +110,14 @@ async fn fractional_rates_refill_slowly() {
             "plan111",
             &[PatchOperation::replace("/throttle/rateLimit", "0.1")],
         )
+        .await
         .unwrap();
     store
         .update_usage_plan(
             "plan111",
             &[PatchOperation::replace("/throttle/burstLimit", "1")],
         )
+        .await
         .unwrap();
     let app = app_from(store, ManualClock::at_unix_secs(noon()), |b| b);
     assert_eq!(
@@ -168,6 +172,7 @@ async fn templated_overrides_match_concrete_paths() {
                 ),
             ],
         )
+        .await
         .unwrap();
     let app = app_from(store, ManualClock::at_unix_secs(noon()), |b| b);
     let (ok, throttled) = burst(&app.router, Method::GET, "/items/42", PREMIUM, 5).await;
@@ -181,6 +186,7 @@ async fn quota_used_up_is_429_limit_exceeded_until_midnight_utc() {
     let store = article_store();
     store
         .update_usage_plan("plan111", &[PatchOperation::replace("/quota/limit", "3")])
+        .await
         .unwrap();
     let app = app_from(store, ManualClock::at_unix_secs(noon()), |b| b);
     let (ok, refused) = burst(&app.router, Method::GET, "/items", FREE, 5).await;
@@ -258,6 +264,7 @@ async fn each_plan_reports_its_own_policy_even_when_requests_alternate() {
             "plan222",
             &[PatchOperation::replace("/quota/limit", "5000")],
         )
+        .await
         .unwrap();
     let a = send(&app.router, Method::GET, "/items", Some(PREMIUM)).await;
     assert_eq!(
@@ -302,6 +309,7 @@ async fn a_custom_answers_own_headers_win_over_the_layers() {
     let store = article_store();
     store
         .update_usage_plan("plan111", &[PatchOperation::replace("/quota/limit", "1")])
+        .await
         .unwrap();
     let mut custom = GatewayResponse::json(StatusCode::TOO_MANY_REQUESTS, "come back tomorrow");
     custom
@@ -342,7 +350,7 @@ async fn disabled_keys_and_keys_without_a_plan_on_the_stage_get_403() {
         .unwrap();
     let mut dev = UsagePlan::new("devplan", "Dev");
     dev.api_stages.push(ApiStage::new(API, "dev"));
-    store.create_usage_plan(dev).unwrap();
+    store.create_usage_plan(dev).await.unwrap();
     store
         .put_api_key(ApiKey::new(
             "devkey",
@@ -350,7 +358,10 @@ async fn disabled_keys_and_keys_without_a_plan_on_the_stage_get_403() {
             ApiKeyValue::new("D".repeat(30)).unwrap(),
         ))
         .unwrap();
-    store.create_usage_plan_key("devplan", "devkey").unwrap();
+    store
+        .create_usage_plan_key("devplan", "devkey")
+        .await
+        .unwrap();
     let app = app_from(store.clone(), ManualClock::at_unix_secs(noon()), |b| b);
     for key in ["L".repeat(30), "D".repeat(30)] {
         let a = send(&app.router, Method::GET, "/items", Some(&key)).await;
@@ -359,6 +370,7 @@ async fn disabled_keys_and_keys_without_a_plan_on_the_stage_get_403() {
     // Changes apply to the next request, with no rebuild.
     store
         .update_api_key("key111aaa", &[PatchOperation::replace("/enabled", "false")])
+        .await
         .unwrap();
     assert_eq!(
         send(&app.router, Method::GET, "/items", Some(FREE))
@@ -368,6 +380,7 @@ async fn disabled_keys_and_keys_without_a_plan_on_the_stage_get_403() {
     );
     store
         .update_api_key("key111aaa", &[PatchOperation::replace("/enabled", "true")])
+        .await
         .unwrap();
     assert_eq!(
         send(&app.router, Method::GET, "/items", Some(FREE))
@@ -375,14 +388,20 @@ async fn disabled_keys_and_keys_without_a_plan_on_the_stage_get_403() {
             .status,
         StatusCode::OK
     );
-    store.create_usage_plan_key("plan111", "lonely").unwrap();
+    store
+        .create_usage_plan_key("plan111", "lonely")
+        .await
+        .unwrap();
     assert_eq!(
         send(&app.router, Method::GET, "/items", Some(&"L".repeat(30)))
             .await
             .status,
         StatusCode::OK
     );
-    store.delete_usage_plan_key("plan111", "lonely").unwrap();
+    store
+        .delete_usage_plan_key("plan111", "lonely")
+        .await
+        .unwrap();
     assert_eq!(
         send(&app.router, Method::GET, "/items", Some(&"L".repeat(30)))
             .await
@@ -410,6 +429,7 @@ async fn runtime_plan_changes_apply_to_the_next_request() {
             "plan111",
             &[PatchOperation::replace("/throttle/burstLimit", "30")],
         )
+        .await
         .unwrap();
     let (ok, throttled) = burst(&app.router, Method::GET, "/items/1", FREE, 21).await;
     assert_eq!((ok, throttled), (20, 1));
@@ -420,6 +440,7 @@ async fn a_key_is_in_one_plan_per_stage() {
     let store = article_store();
     let err = store
         .create_usage_plan_key("plan222", "key111aaa")
+        .await
         .unwrap_err();
     assert!(err.to_string().contains("only one plan per stage"), "{err}");
     assert!(!err.to_string().contains(FREE));
@@ -448,6 +469,7 @@ async fn mistake_1_an_override_on_a_method_without_key_is_reported() {
                 ),
             ],
         )
+        .await
         .unwrap();
     let err = builder(store.clone(), &ManualClock::default())
         .build_checked()
@@ -473,7 +495,7 @@ async fn mistake_1_an_override_on_a_method_without_key_is_reported() {
         .unwrap_err();
     assert!(err.to_string().contains("/orders/POST"), "{err}");
     // The plans given to the builder are checked by `build` (no store read).
-    let plan = article_store().usage_plan("plan111").unwrap();
+    let plan = article_store().get_usage_plan("plan111").await.unwrap();
     let err = UsagePlanLayer::builder(MemoryStore::new())
         .stage(API, STAGE)
         .no_key(Method::GET, "/items")
@@ -539,12 +561,12 @@ async fn other_key_sources() {
 #[tokio::test]
 async fn new_serves_any_stage_and_requires_keys_everywhere() {
     let store = MemoryStore::new();
-    let key = store.create_api_key(NewApiKey::named("c")).unwrap();
+    let key = store.create_api_key(NewApiKey::named("c")).await.unwrap();
     let mut plan = UsagePlan::new("p", "P");
     plan.api_stages.push(ApiStage::new("api", "beta"));
     plan.throttle = Some(throttle(1.0, 2));
-    store.create_usage_plan(plan).unwrap();
-    store.create_usage_plan_key("p", &key.id).unwrap();
+    store.create_usage_plan(plan).await.unwrap();
+    store.create_usage_plan_key("p", &key.id).await.unwrap();
     let router = axum::Router::new()
         .route("/anything", axum::routing::get(|| async { "yes" }))
         .layer(UsagePlanLayer::new(store));
@@ -563,7 +585,13 @@ async fn debug_output_never_shows_a_key_value() {
     let text = format!(
         "{layer:?} {:?} {:?} {:?}",
         app.store,
-        app.store.api_keys(),
+        app.store
+            .get_api_keys(&ApiKeyQuery {
+                include_values: true,
+                ..ApiKeyQuery::default()
+            })
+            .await
+            .unwrap(),
         app.store.to_config()
     );
     assert!(!text.contains(FREE) && !text.contains(PREMIUM), "{text}");
@@ -580,8 +608,9 @@ async fn the_root_resource_is_written_with_two_slashes() {
                 PatchOperation::replace("/apiStages/abc123def4:prod/throttle//GET/rateLimit", "1"),
             ],
         )
+        .await
         .unwrap();
-    assert!(store.usage_plan("plan222").unwrap().api_stages[0]
+    assert!(store.get_usage_plan("plan222").await.unwrap().api_stages[0]
         .throttle
         .contains_key("//GET"));
     let layer = builder(store, &ManualClock::at_unix_secs(noon()))

@@ -117,8 +117,12 @@ async fn get_usage_pages_by_key() {
         let k = app
             .store
             .create_api_key(tower_usage_plans::store::NewApiKey::named(format!("k{i}")))
+            .await
             .unwrap();
-        app.store.create_usage_plan_key("plan222", &k.id).unwrap();
+        app.store
+            .create_usage_plan_key("plan222", &k.id)
+            .await
+            .unwrap();
     }
     let mut q = UsageQuery::new("plan222", day(2024, 3, 10), day(2024, 3, 10));
     q.page = PageRequest::first(2);
@@ -192,7 +196,7 @@ async fn csv_import_lands_good_rows_and_warns_of_bad_ones() {
     let r = import_csv(&store, file.as_bytes(), false).await.unwrap();
     assert_eq!(r.ids.len(), 2, "{r:?}");
     assert_eq!(r.ids[1], "key111aaa", "the same value overwrites its key");
-    let again = store.api_key("key111aaa").unwrap();
+    let again = store.get_api_key("key111aaa", false).await.unwrap();
     assert_eq!(again.name, "Again");
     assert!(!again.enabled);
     let warned: Vec<_> = r

@@ -18,6 +18,7 @@ use tower_usage_plans::meter::policy::{self, Limits, Receipt, State, Verdict, MA
 use tower_usage_plans::meter::{Charge, Counter, DayUsage, Meter};
 use tower_usage_plans::model::{ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan};
 use tower_usage_plans::period::Date;
+use tower_usage_plans::store::Management;
 use tower_usage_plans::store::NewApiKey;
 use tower_usage_plans::{MemoryStore, UsagePlanLayer};
 
@@ -282,13 +283,19 @@ async fn a_meter_whose_futures_wait_conforms() {
 #[tokio::test]
 async fn a_layer_serves_through_a_meter_that_waits() {
     let store = MemoryStore::new();
-    let key = store.create_api_key(NewApiKey::named("ClientA")).unwrap();
+    let key = store
+        .create_api_key(NewApiKey::named("ClientA"))
+        .await
+        .unwrap();
     let mut plan = UsagePlan::new("plan111", "FreePlan");
     plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
     plan.throttle = Some(Throttle::new(1.0, 3).unwrap());
     plan.quota = Some(Quota::new(100, QuotaPeriod::Day, 0).unwrap());
-    store.create_usage_plan(plan).unwrap();
-    store.create_usage_plan_key("plan111", &key.id).unwrap();
+    store.create_usage_plan(plan).await.unwrap();
+    store
+        .create_usage_plan_key("plan111", &key.id)
+        .await
+        .unwrap();
     let meter = WaitingMeter {
         book: Arc::default(),
         clock: ManualClock::at_unix_secs(1_700_000_000),

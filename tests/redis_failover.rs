@@ -24,6 +24,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceExt;
 use tower_usage_plans::meter::RedisMeter;
 use tower_usage_plans::model::{ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan};
+use tower_usage_plans::store::Management;
 use tower_usage_plans::store::NewApiKey;
 #[path = "support/redis.rs"]
 mod redis_server;
@@ -41,27 +42,29 @@ const QUOTA: u64 = 2000;
 /// A key on a plan with a quota of `QUOTA` a day and a throttle that never refuses (so every
 /// 429 is the quota's), and eight others; answers the store, the key's id, and the others' ids
 /// and values.
-fn store() -> (MemoryStore, String, Vec<(String, String)>) {
+async fn store() -> (MemoryStore, String, Vec<(String, String)>) {
     let store = MemoryStore::new();
     let mut plan = UsagePlan::new("plan1", "Plan");
     plan.api_stages.push(ApiStage::new("api1", "prod"));
     plan.throttle = Some(Throttle::new(1e6, 1_000_000).unwrap());
     plan.quota = Some(Quota::new(QUOTA, QuotaPeriod::Day, 0).unwrap());
-    store.create_usage_plan(plan).unwrap();
+    store.create_usage_plan(plan).await.unwrap();
     let mut new = NewApiKey::named("k");
     new.value = Some(ApiKeyValue::new(VALUE).unwrap());
-    let key = store.create_api_key(new).unwrap();
-    store.create_usage_plan_key("plan1", &key.id).unwrap();
-    let others = (0..8)
-        .map(|i| {
-            let value = format!("FailoverOtherKeyValue{i:010}");
-            let mut new = NewApiKey::named(format!("other{i}"));
-            new.value = Some(ApiKeyValue::new(value.clone()).unwrap());
-            let other = store.create_api_key(new).unwrap();
-            store.create_usage_plan_key("plan1", &other.id).unwrap();
-            (other.id.to_string(), value)
-        })
-        .collect();
+    let key = store.create_api_key(new).await.unwrap();
+    store.create_usage_plan_key("plan1", &key.id).await.unwrap();
+    let mut others = Vec::new();
+    for i in 0..8 {
+        let value = format!("FailoverOtherKeyValue{i:010}");
+        let mut new = NewApiKey::named(format!("other{i}"));
+        new.value = Some(ApiKeyValue::new(value.clone()).unwrap());
+        let other = store.create_api_key(new).await.unwrap();
+        store
+            .create_usage_plan_key("plan1", &other.id)
+            .await
+            .unwrap();
+        others.push((other.id.to_string(), value));
+    }
     (store, key.id.to_string(), others)
 }
 
@@ -214,7 +217,7 @@ fn a_stopped_master_fails_as_configured_and_admission_resumes_on_its_replica() {
             .connect_cluster(cluster.urls())
             .await
             .unwrap();
-        let (store, key_id, others) = store();
+        let (store, key_id, others) = store().await;
         let master = cluster.master_of(&meter.state_key("plan1", &key_id));
         let replica = cluster.replica_of(master);
         let other = &others
@@ -262,7 +265,7 @@ fn a_handed_over_master_loses_nothing_and_admission_goes_on() {
             .connect_cluster(cluster.urls())
             .await
             .unwrap();
-        let (store, key_id, _) = store();
+        let (store, key_id, _) = store().await;
         let state = meter.state_key("plan1", &key_id);
         let master = cluster.master_of(&state);
         let replica = cluster.replica_of(master);

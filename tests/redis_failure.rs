@@ -28,16 +28,16 @@ const TIMEOUT: Duration = Duration::from_millis(200);
 const SLACK: Duration = Duration::from_millis(800);
 const VALUE: &str = "FailureTestKeyValue0123456789";
 
-fn store() -> MemoryStore {
+async fn store() -> MemoryStore {
     let store = MemoryStore::new();
     let mut plan = UsagePlan::new("plan1", "Plan");
     plan.api_stages.push(ApiStage::new("api1", "prod"));
     plan.throttle = Some(Throttle::new(1000.0, 1000).unwrap());
-    store.create_usage_plan(plan).unwrap();
+    store.create_usage_plan(plan).await.unwrap();
     let mut new = NewApiKey::named("k");
     new.value = Some(tower_usage_plans::model::ApiKeyValue::new(VALUE).unwrap());
-    let key = store.create_api_key(new).unwrap();
-    store.create_usage_plan_key("plan1", &key.id).unwrap();
+    let key = store.create_api_key(new).await.unwrap();
+    store.create_usage_plan_key("plan1", &key.id).await.unwrap();
     store
 }
 
@@ -92,7 +92,7 @@ fn the_meter_fails_as_configured_within_the_timeout_counts_it_and_resumes() {
             .connect(&server.url())
             .await
             .unwrap();
-        let store = store();
+        let store = store().await;
         let closed = app(store.clone(), meter.clone(), FailMode::Closed);
         let open = app(store, meter, FailMode::Open);
         assert_eq!(send(&closed).await.0, StatusCode::OK);

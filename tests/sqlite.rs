@@ -15,7 +15,7 @@ use tower_usage_plans::model::{ApiKeyValue, ApiStage, QuotaPeriod, StageRef, Usa
 use tower_usage_plans::patch::PatchOperation;
 use tower_usage_plans::period::Date;
 use tower_usage_plans::store::{
-    ApiKeyQuery, ImportKey, KeyStore, Management, NewApiKey, OpenError, SqliteStore,
+    ApiKeyQuery, ImportKey, KeyStore, Management, NewApiKey, OpenError, Resource, SqliteStore,
 };
 use tower_usage_plans::testing::meter::TestPlan;
 use tower_usage_plans::testing::store as suite;
@@ -148,6 +148,25 @@ async fn management_conformance_with_values_kept() {
     let page = store.get_api_keys(&query).await.unwrap();
     assert!(page.items.len() > 10);
     assert!(page.items.iter().all(|k| k.value.is_some()));
+    // The suite's tag changes are in the file too.
+    let plan = Resource::UsagePlan("planTags".into());
+    let tags = store.get_tags(&plan).await.unwrap();
+    assert_eq!(
+        tags.get("env").map(String::as_str),
+        Some("prod eu"),
+        "{tags:?}"
+    );
+    assert!(!tags.contains_key("team"), "{tags:?}");
+    let tagged = page.items.iter().find(|k| k.name == "Tagged").unwrap();
+    let key_tags = store
+        .get_tags(&Resource::ApiKey(tagged.id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(key_tags, tagged.tags);
+    assert_eq!(
+        key_tags.get("usageplans:soft-quota").map(String::as_str),
+        Some("80")
+    );
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ use tower_usage_plans::meter::{Charge, Counter, DayUsage, LocalMeter, Meter, Rec
 use tower_usage_plans::model::StageRef;
 use tower_usage_plans::patch::PatchOperation;
 use tower_usage_plans::period::Date;
+use tower_usage_plans::store::Management;
 use tower_usage_plans::store::{KeyGrant, KeyStore};
 use tower_usage_plans::testing::store::{self as suite, Change};
 use tower_usage_plans::{FailMode, MemoryStore, UsagePlanLayer};
@@ -118,19 +119,19 @@ fn apply(store: &MemoryStore, change: Change) -> std::future::Ready<()> {
     match change {
         Change::Disable { key_id } => {
             let off = PatchOperation::replace("/enabled", "false");
-            store.update_api_key(&key_id, &[off]).unwrap();
+            now(store.update_api_key(&key_id, &[off])).unwrap();
         }
         Change::Unlink { plan_id, key_id } => {
-            store.delete_usage_plan_key(&plan_id, &key_id).unwrap();
+            now(store.delete_usage_plan_key(&plan_id, &key_id)).unwrap();
         }
         Change::SetRateLimit {
             plan_id,
             rate_limit,
         } => {
             let op = PatchOperation::replace("/throttle/rateLimit", rate_limit.to_string());
-            store.update_usage_plan(&plan_id, &[op]).unwrap();
+            now(store.update_usage_plan(&plan_id, &[op])).unwrap();
         }
-        Change::Delete { key_id } => store.delete_api_key(&key_id).unwrap(),
+        Change::Delete { key_id } => now(store.delete_api_key(&key_id)).unwrap(),
         other => panic!("a change this test does not know: {other:?}"),
     }
     std::future::ready(())
@@ -202,7 +203,7 @@ impl Meter for DisablingMeter {
         {
             let off = PatchOperation::replace("/enabled", "false");
             let key_id = &**charge.counters[0].subject;
-            self.store.update_api_key(key_id, &[off]).unwrap();
+            now(self.store.update_api_key(key_id, &[off])).unwrap();
             self.disabled.fetch_add(1, Ordering::SeqCst);
         }
         std::future::ready(verdict)
@@ -237,6 +238,7 @@ async fn a_meter_may_change_the_store_while_it_admits() {
     let store = article_store();
     store
         .update_usage_plan("plan111", &[PatchOperation::replace("/quota/limit", "2")])
+        .await
         .unwrap();
     let disabled = Arc::new(AtomicUsize::new(0));
     let meter = DisablingMeter {
@@ -270,7 +272,7 @@ async fn a_meter_may_change_the_store_while_it_admits() {
         [StatusCode::OK, StatusCode::OK, StatusCode::FORBIDDEN]
     );
     assert_eq!(disabled.load(Ordering::SeqCst), 1);
-    assert!(!store.api_key("key111aaa").unwrap().enabled);
+    assert!(!store.get_api_key("key111aaa", false).await.unwrap().enabled);
     // The other key is untouched.
     let a = send(&router, Method::GET, "/items", Some(PREMIUM)).await;
     assert_eq!(a.status, StatusCode::OK);
@@ -320,11 +322,11 @@ async fn lookups_run_while_the_store_changes() {
             for i in 0..200 {
                 let rate = format!("{}", 1 + i % 50);
                 let op = PatchOperation::replace("/throttle/rateLimit", rate);
-                store.update_usage_plan("plan222", &[op]).unwrap();
+                now(store.update_usage_plan("plan222", &[op])).unwrap();
                 let on = PatchOperation::replace("/enabled", (i % 2 == 0).to_string());
-                store.update_api_key("key222bbb", &[on]).unwrap();
-                store.delete_usage_plan_key("plan111", "key111aaa").unwrap();
-                store.create_usage_plan_key("plan111", "key111aaa").unwrap();
+                now(store.update_api_key("key222bbb", &[on])).unwrap();
+                now(store.delete_usage_plan_key("plan111", "key111aaa")).unwrap();
+                now(store.create_usage_plan_key("plan111", "key111aaa")).unwrap();
             }
         })
     };
@@ -452,7 +454,7 @@ fn a_bad_configuration_loads_nothing() {
         .push("no-such-key".into());
     let err = store.replace_all(bad).unwrap_err();
     assert!(err.to_string().contains("no-such-key"), "{err}");
-    assert_eq!(store.api_keys().len(), 2);
+    assert_eq!(store.to_config().api_keys.len(), 2);
     let json = store.to_config().to_json();
     let nan = json.replacen("\"rateLimit\": 5.0", "\"rateLimit\": \"NaN\"", 1);
     assert_ne!(json, nan, "the fixture has the free plan's rate");
@@ -473,6 +475,7 @@ async fn management_errors_say_what_to_fix() {
     let store = article_store();
     let err = store
         .create_usage_plan_key("nope", "key111aaa")
+        .await
         .unwrap_err();
     assert_eq!(err.to_string(), "no usage plan with id \"nope\"");
     let err = store
@@ -492,15 +495,25 @@ async fn management_errors_say_what_to_fix() {
                 "9",
             )],
         )
+        .await
         .unwrap_err();
     assert!(err.to_string().contains("offset"), "{err}");
     assert_eq!(
-        store.usage_plan("plan111").unwrap().quota.unwrap().offset,
+        store
+            .get_usage_plan("plan111")
+            .await
+            .unwrap()
+            .quota
+            .unwrap()
+            .offset,
         0,
         "nothing changed"
     );
-    store.delete_api_key("key111aaa").unwrap();
+    store.delete_api_key("key111aaa").await.unwrap();
     let gone = store.lookup(FREE, &StageRef::any()).await.unwrap();
     assert!(gone.is_none());
-    assert!(store.usage_plan_keys("plan111").unwrap().is_empty());
+    let keys = store
+        .get_usage_plan_keys("plan111", &Default::default())
+        .await;
+    assert!(keys.unwrap().items.is_empty());
 }

@@ -18,7 +18,12 @@ use http::Method;
 use tower_usage_plans::model::{
     ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan,
 };
+use tower_usage_plans::store::Management;
 use tower_usage_plans::{LocalMeter, MemoryStore, UsagePlanLayer, UsagePlanLayerBuilder};
+
+#[path = "../support/now.rs"]
+mod now;
+use now::now;
 
 /// The free key: 1 request per second, burst 2, 5 a day.
 pub const FREE_KEY: &str = "FreeKey0123456789abcdefghij";
@@ -52,7 +57,7 @@ pub fn store() -> MemoryStore {
     free.throttle = Some(Throttle::new(1.0, 2).expect("a throttle"));
     free.quota = Some(Quota::new(5, QuotaPeriod::Day, 0).expect("a quota"));
     free.api_stages.push(ApiStage::new(API, STAGE));
-    store.create_usage_plan(free).expect("a new plan");
+    now(store.create_usage_plan(free)).expect("a new plan");
 
     let mut premium = UsagePlan::new("premiumplan", "Premium");
     premium.throttle = Some(Throttle::new(100.0, 200).expect("a throttle"));
@@ -63,14 +68,10 @@ pub fn store() -> MemoryStore {
         Throttle::new(10.0, 20).expect("a throttle"),
     );
     premium.api_stages.push(stage);
-    store.create_usage_plan(premium).expect("a new plan");
+    now(store.create_usage_plan(premium)).expect("a new plan");
 
-    store
-        .create_usage_plan_key("freeplan", "freekey01")
-        .expect("a plan key");
-    store
-        .create_usage_plan_key("premiumplan", "premiumkey01")
-        .expect("a plan key");
+    now(store.create_usage_plan_key("freeplan", "freekey01")).expect("a plan key");
+    now(store.create_usage_plan_key("premiumplan", "premiumkey01")).expect("a plan key");
     store
 }
 

@@ -14,7 +14,13 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use http::{request::Parts, StatusCode};
 use subtle::ConstantTimeEq;
 
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
 use super::error::AdminError;
+use super::extract::buffered;
 use crate::clock::Clock;
 
 /// The service name in a request's credential scope, as the aws CLI and boto3 sign it.
@@ -81,6 +87,31 @@ impl FromStr for AccessKey {
             _ => Err(AccessKeyParseError),
         }
     }
+}
+
+/// What the SigV4 layer holds: the verifier, and the body limit (for the message).
+#[derive(Debug)]
+pub(crate) struct Auth {
+    pub(crate) verifier: Verifier,
+    pub(crate) body_limit: usize,
+}
+
+/// The SigV4 layer's function (`axum::middleware::from_fn_with_state`): reads the body, within
+/// the body-limit layer's limit (the signature covers it), verifies the signature, and passes the
+/// request on with its body. A refused request reaches no handler: it reads and changes nothing.
+pub(crate) async fn require_sigv4(
+    State(auth): State<Arc<Auth>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = match buffered(req, auth.body_limit).await {
+        Ok(read) => read,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = auth.verifier.verify(&parts, &body) {
+        return e.into_response();
+    }
+    next.run(Request::from_parts(parts, Body::from(body))).await
 }
 
 /// Verifies SigV4 signatures against the configured access keys.

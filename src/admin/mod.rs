@@ -15,6 +15,28 @@
 //! | `get-usage-plan-key`, `delete-usage-plan-key` | `GET`, `DELETE /usageplans/{usageplanId}/keys/{keyId}` |
 //! | `get-usage` | `GET /usageplans/{usageplanId}/usage` |
 //! | `update-usage` | `PATCH /usageplans/{usageplanId}/keys/{keyId}/usage` |
+//! | `tag-resource`, `untag-resource`, `get-tags` | `PUT`, `DELETE` (`?tagKeys=..`), `GET /tags/{resource_arn}` |
+//!
+//! Each operation is one handler on axum's [`Router`](axum::Router); the signature check, the
+//! body limit and a log line per request are layers around them. Any other path or method is 404
+//! `NotFoundException` naming what the server serves.
+//!
+//! **Tags.** `create-api-key --tags` and `create-usage-plan --tags` set a key's or plan's tags;
+//! `tag-resource` adds or replaces some (204), `untag-resource` removes some (204), `get-tags`
+//! answers `{"tags": {...}}`. The resource is named by the ARN AWS gives it,
+//! `arn:aws:apigateway:{region}::/apikeys/{id}` or `arn:aws:apigateway:{region}::/usageplans/{id}`
+//! (any partition and region are read; the region is not checked). A malformed ARN is 400
+//! `BadRequestException`, an unknown key or plan (or another kind of resource) 404
+//! `NotFoundException`, and a tag that breaks AWS's limits or this crate's own grammar for
+//! `usageplans:` keys ([`tags`](crate::tags)) 400 naming the tag. For example:
+//!
+//! ```text
+//! aws apigateway tag-resource --resource-arn arn:aws:apigateway:us-east-1::/apikeys/KEYID \
+//!     --tags usageplans:soft-quota=80,team=billing
+//! aws apigateway get-tags --resource-arn arn:aws:apigateway:us-east-1::/apikeys/KEYID
+//! aws apigateway untag-resource --resource-arn arn:aws:apigateway:us-east-1::/apikeys/KEYID \
+//!     --tag-keys team
+//! ```
 //!
 //! It serves any store that implements [`Management`] (and reads usage from any [`Meter`]); give
 //! it clones of the store and meter the [`UsagePlanLayer`](crate::UsagePlanLayer) uses, and every
@@ -59,8 +81,10 @@
 //! assert!(err.to_string().contains("no_auth"));
 //! ```
 
+mod arn;
 mod auth;
 mod error;
+mod extract;
 mod router;
 mod wire;
 
@@ -221,13 +245,25 @@ impl<S: Management, M: Meter> AdminApi<S, M> {
         let shared = Arc::new(router::Shared {
             store: self.store,
             meter: self.meter,
-            verifier,
             clock: self.clock,
             body_limit: self.body_limit,
             checks: self.checks,
         });
-        Ok(axum::Router::new()
-            .fallback(router::dispatch::<S, M>)
-            .with_state(shared))
+        let mut router = router::routes::<S, M>().with_state(shared);
+        // Layers run outside in: the log, the body limit, then the signature (which reads the
+        // body within the limit), then the operation's handler.
+        if let Some(verifier) = verifier {
+            let auth = Arc::new(auth::Auth {
+                verifier,
+                body_limit: self.body_limit,
+            });
+            router = router.layer(axum::middleware::from_fn_with_state(
+                auth,
+                auth::require_sigv4,
+            ));
+        }
+        Ok(router
+            .layer(axum::extract::DefaultBodyLimit::max(self.body_limit))
+            .layer(axum::middleware::from_fn(router::log)))
     }
 }

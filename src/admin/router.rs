@@ -1,19 +1,28 @@
-//! The routes of the botocore model's subset, one `match`, and the operations behind them.
+//! The routes of the botocore model's subset on axum's router, one handler per operation.
+//!
+//! SigV4 verification, the body limit and the log are layers (see [`AdminApi::router`]); a
+//! handler only reads its parameters and calls the store. Every refusal is an [`AdminError`].
+//!
+//! [`AdminApi::router`]: super::AdminApi::router
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{header, HeaderValue, Method, StatusCode};
+use axum::routing::{get, patch, post};
+use axum::Router;
+use http::{header, HeaderValue, Method, StatusCode, Uri};
 use serde::Serialize;
 
-use super::auth::Verifier;
+use super::arn;
 use super::error::AdminError;
+use super::extract::{unknown, Body, Ids, Limits};
 use super::wire::{self, List, Query, UsagePlanKeyOut};
 use crate::clock::Clock;
 use crate::meter::Meter;
-use crate::model::ApiKeyValue;
+use crate::model::{shown, ApiKeyValue};
 use crate::period::Date;
 use crate::store::{
     ApiKeyInfo, ApiKeyQuery, Management, NewApiKey, PageRequest, UsagePlanQuery, MAX_LIMIT,
@@ -24,8 +33,6 @@ use crate::usage::{self, UsageQuery};
 pub(crate) struct Shared<S, M> {
     pub(crate) store: S,
     pub(crate) meter: M,
-    /// `None`: authentication switched off (`no_auth`).
-    pub(crate) verifier: Option<Verifier>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) body_limit: usize,
     /// What a plan must pass before it is stored (`AdminApi::check_plans_with`).
@@ -47,6 +54,82 @@ impl<S, M> Shared<S, M> {
     }
 }
 
+impl<S, M> Limits for Arc<Shared<S, M>> {
+    fn body_limit(&self) -> usize {
+        self.body_limit
+    }
+}
+
+/// The router's state.
+type Api<S, M> = State<Arc<Shared<S, M>>>;
+/// What a handler answers.
+type Answer = Result<Response, AdminError>;
+
+/// Every operation's route. Anything else, a path or a method, is a `NotFoundException`.
+pub(crate) fn routes<S: Management, M: Meter>() -> Router<Arc<Shared<S, M>>> {
+    Router::new()
+        .route(
+            "/apikeys",
+            post(create_or_import_api_keys::<S, M>).get(get_api_keys::<S, M>),
+        )
+        .route(
+            "/apikeys/{api_Key}",
+            get(get_api_key::<S, M>)
+                .patch(update_api_key::<S, M>)
+                .delete(delete_api_key::<S, M>),
+        )
+        .route(
+            "/usageplans",
+            post(create_usage_plan::<S, M>).get(get_usage_plans::<S, M>),
+        )
+        .route(
+            "/usageplans/{usageplanId}",
+            get(get_usage_plan::<S, M>)
+                .patch(update_usage_plan::<S, M>)
+                .delete(delete_usage_plan::<S, M>),
+        )
+        .route(
+            "/usageplans/{usageplanId}/keys",
+            post(create_usage_plan_key::<S, M>).get(get_usage_plan_keys::<S, M>),
+        )
+        .route(
+            "/usageplans/{usageplanId}/keys/{keyId}",
+            get(get_usage_plan_key::<S, M>).delete(delete_usage_plan_key::<S, M>),
+        )
+        .route("/usageplans/{usageplanId}/usage", get(get_usage::<S, M>))
+        .route(
+            "/usageplans/{usageplanId}/keys/{keyId}/usage",
+            patch(update_usage::<S, M>),
+        )
+        // botocore writes the ARN as one segment (`/` as `%2F`); a client that leaves the
+        // slashes as they are is served too.
+        .route(
+            "/tags/{*resource_arn}",
+            get(get_tags::<S, M>)
+                .put(tag_resource::<S, M>)
+                .delete(untag_resource::<S, M>),
+        )
+        .fallback(no_operation)
+        .method_not_allowed_fallback(no_operation)
+}
+
+/// The log layer's function: one line per request, with its answer's status.
+pub(crate) async fn log(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let res = next.run(req).await;
+    tracing::info!(
+        method = %method,
+        path = path,
+        status = res.status().as_u16(),
+        "admin API"
+    );
+    res
+}
+
+async fn no_operation(method: Method, uri: Uri) -> AdminError {
+    unknown(&method, uri.path())
+}
+
 /// A JSON answer with a status.
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
@@ -62,261 +145,43 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     }
 }
 
-fn ok<T: Serialize>(value: &T) -> Result<Response, AdminError> {
+fn ok<T: Serialize>(value: &T) -> Answer {
     Ok(json(StatusCode::OK, value))
 }
 
-fn created<T: Serialize>(value: &T) -> Result<Response, AdminError> {
+fn created<T: Serialize>(value: &T) -> Answer {
     Ok(json(StatusCode::CREATED, value))
 }
 
-fn accepted() -> Result<Response, AdminError> {
+fn accepted() -> Answer {
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-/// The one handler: reads the body (bounded), verifies the signature, then routes.
-pub(crate) async fn dispatch<S, M>(State(api): State<Arc<Shared<S, M>>>, req: Request) -> Response
-where
-    S: Management,
-    M: Meter,
-{
-    let (parts, body) = req.into_parts();
-    let result = async {
-        let body = read_body(body, &parts.headers, api.body_limit).await?;
-        if let Some(verifier) = &api.verifier {
-            verifier.verify(&parts, &body)?;
-        }
-        route(
-            &api,
-            &parts.method,
-            parts.uri.path(),
-            parts.uri.query(),
-            &body,
-        )
-        .await
-    }
-    .await;
-    let res = result.unwrap_or_else(IntoResponse::into_response);
-    tracing::info!(
-        method = %parts.method,
-        path = parts.uri.path(),
-        status = res.status().as_u16(),
-        "admin API"
-    );
-    res
+fn no_content() -> Answer {
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn read_body(
-    body: Body,
-    headers: &http::HeaderMap,
-    limit: usize,
-) -> Result<bytes::Bytes, AdminError> {
-    let too_large = || {
-        AdminError::bad_request(format!(
-            "the request body is larger than {limit} bytes, the most this server reads; send \
-             less (import keys in several files)"
-        ))
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())
-}
+// ------------------------------------------------------------------------------------ API keys
 
-/// The path's segments, percent-decoded; `None` if one is not UTF-8.
-fn segments(path: &str) -> Option<Vec<String>> {
-    path.strip_prefix('/')
-        .unwrap_or(path)
-        .split('/')
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8()
-                .ok()
-                .map(|c| c.into_owned())
-        })
-        .collect()
-}
-
-async fn route<S: Management, M: Meter>(
-    api: &Shared<S, M>,
-    method: &Method,
-    path: &str,
-    raw_query: Option<&str>,
-    body: &[u8],
-) -> Result<Response, AdminError> {
-    let unknown = || {
-        AdminError::not_found(format!(
-            "no operation {method} {path}: this server serves /apikeys[/{{api_Key}}], \
-             /usageplans[/{{usageplanId}}], /usageplans/{{usageplanId}}/keys[/{{keyId}}], \
-             /usageplans/{{usageplanId}}/usage and /usageplans/{{usageplanId}}/keys/{{keyId}}/usage"
-        ))
-    };
-    let segs = segments(path).ok_or_else(unknown)?;
-    if segs.iter().any(String::is_empty) {
-        return Err(unknown());
-    }
-    let q = Query::parse(raw_query)?;
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let store = &api.store;
-    match (method.clone(), segs.as_slice()) {
-        (Method::POST, ["apikeys"]) => match q.get("mode") {
-            None => create_api_key(store, wire::body(body)?).await,
-            Some("import") => import_api_keys(store, &q, body).await,
-            Some(other) => Err(AdminError::bad_request(format!(
-                "mode: must be import (or absent to create one key), not {}",
-                crate::model::shown(other)
-            ))),
-        },
-        (Method::GET, ["apikeys"]) => {
-            let query = ApiKeyQuery {
-                page: q.page()?,
-                name_query: q.string("name"),
-                customer_id: q.string("customerId"),
-                include_values: q.flag("includeValues")?,
-            };
-            let page = store.get_api_keys(&query).await?;
-            ok(&List {
-                position: page.position,
-                item: page.items,
-            })
-        }
-        (Method::GET, ["apikeys", id]) => {
-            ok(&store.get_api_key(id, q.flag("includeValue")?).await?)
-        }
-        (Method::PATCH, ["apikeys", id]) => {
-            let patch: wire::Patch = wire::body(body)?;
-            ok(&store.update_api_key(id, &patch.ops()).await?)
-        }
-        (Method::DELETE, ["apikeys", id]) => {
-            store.delete_api_key(id).await?;
-            accepted()
-        }
-        (Method::POST, ["usageplans"]) => {
-            let new: wire::CreateUsagePlan = wire::body(body)?;
-            let plan = new.model()?;
-            api.check(&plan)?;
-            created(&store.create_usage_plan(plan).await?)
-        }
-        (Method::GET, ["usageplans"]) => {
-            let query = UsagePlanQuery {
-                page: q.page()?,
-                key_id: q.string("keyId"),
-            };
-            let page = store.get_usage_plans(&query).await?;
-            ok(&List {
-                position: page.position,
-                item: page.items,
-            })
-        }
-        (Method::GET, ["usageplans", id]) => ok(&store.get_usage_plan(id).await?),
-        (Method::PATCH, ["usageplans", id]) => {
-            let patch: wire::Patch = wire::body(body)?;
-            let ops = patch.ops();
-            if !api.checks.is_empty() {
-                // The plan as the patch would leave it (a patch the store would refuse is left
-                // for the store to refuse, in its words).
-                let now = store.get_usage_plan(id).await?;
-                if let Ok(next) = crate::patch::apply_to_plan(&now, &ops) {
-                    api.check(&next)?;
-                }
-            }
-            ok(&store.update_usage_plan(id, &ops).await?)
-        }
-        (Method::DELETE, ["usageplans", id]) => {
-            store.delete_usage_plan(id).await?;
-            accepted()
-        }
-        (Method::POST, ["usageplans", id, "keys"]) => {
-            let new: wire::CreateUsagePlanKey = wire::body(body)?;
-            if new.key_type != "API_KEY" {
-                return Err(AdminError::bad_request(format!(
-                    "keyType: must be API_KEY, not {}",
-                    crate::model::shown(&new.key_type)
-                )));
-            }
-            let key = store.create_usage_plan_key(id, &new.key_id).await?;
-            created(&UsagePlanKeyOut {
-                id: key.id,
-                kind: "API_KEY",
-                name: key.name,
-            })
-        }
-        (Method::GET, ["usageplans", id, "keys"]) => {
-            plan_keys(store, id, q.page()?, q.get("name")).await
-        }
-        (Method::GET, ["usageplans", id, "keys", key_id]) => {
-            let plans = store
-                .get_usage_plans(&UsagePlanQuery {
-                    page: PageRequest::first(MAX_LIMIT),
-                    key_id: Some((*key_id).to_owned()),
-                })
-                .await;
-            let in_plan = match plans {
-                Ok(p) => p.items.iter().any(|p| p.id == *id),
-                Err(crate::error::StoreError::NotFound { .. }) => false,
-                Err(e) => return Err(e.into()),
-            };
-            if !in_plan {
-                store.get_usage_plan(id).await?;
-                return Err(AdminError::not_found(format!(
-                    "the API key {key_id:?} is not in the usage plan {id:?}"
-                )));
-            }
-            let key = store.get_api_key(key_id, false).await?;
-            ok(&UsagePlanKeyOut {
-                id: key.id,
-                kind: "API_KEY",
-                name: key.name,
-            })
-        }
-        (Method::DELETE, ["usageplans", id, "keys", key_id]) => {
-            store.delete_usage_plan_key(id, key_id).await?;
-            accepted()
-        }
-        (Method::GET, ["usageplans", id, "usage"]) => {
-            let date = |name: &str| -> Result<Date, AdminError> {
-                let v = q.get(name).ok_or_else(|| {
-                    AdminError::bad_request(format!("{name}: is required, a date YYYY-MM-DD"))
-                })?;
-                Date::parse(v).ok_or_else(|| {
-                    AdminError::bad_request(format!(
-                        "{name}: must be a date YYYY-MM-DD, not {}",
-                        crate::model::shown(v)
-                    ))
-                })
-            };
-            let query = UsageQuery {
-                usage_plan_id: (*id).to_owned(),
-                key_id: q.string("keyId"),
-                start_date: date("startDate")?,
-                end_date: date("endDate")?,
-                page: q.page()?,
-            };
-            let report = usage::get_usage(store, &api.meter, &query).await?;
-            ok(&wire::UsageOut::from(report))
-        }
-        (Method::PATCH, ["usageplans", id, "keys", key_id, "usage"]) => {
-            let patch: wire::Patch = wire::body(body)?;
-            usage::update_usage(store, &api.meter, id, key_id, &patch.ops()).await?;
-            let today = Date::from_unix_secs(api.clock.unix_nanos() / 1_000_000_000);
-            let query = UsageQuery::new(*id, today, today).key(*key_id);
-            let report = usage::get_usage(store, &api.meter, &query).await?;
-            ok(&wire::UsageOut::from(report))
-        }
-        _ => Err(unknown()),
+/// `POST /apikeys`: `create-api-key`, or `import-api-keys` with `?mode=import` (both are this
+/// route in AWS's model).
+async fn create_or_import_api_keys<S: Management, M: Meter>(
+    State(api): Api<S, M>,
+    q: Query,
+    Body(body): Body,
+) -> Answer {
+    match q.get("mode") {
+        None => create_api_key(&api.store, wire::body(&body)?).await,
+        Some("import") => import_api_keys(&api.store, &q, &body).await,
+        Some(other) => Err(AdminError::bad_request(format!(
+            "mode: must be import (or absent to create one key), not {}",
+            shown(other)
+        ))),
     }
 }
 
-async fn create_api_key<S: Management>(
-    store: &S,
-    req: wire::CreateApiKey,
-) -> Result<Response, AdminError> {
+/// `create-api-key`.
+async fn create_api_key<S: Management>(store: &S, req: wire::CreateApiKey) -> Answer {
     if req.stage_keys.as_ref().is_some_and(|s| !s.is_empty()) {
         return Err(AdminError::bad_request(
             "stageKeys: is not supported; link the key to a usage plan with \
@@ -338,17 +203,14 @@ async fn create_api_key<S: Management>(
     created(&ApiKeyInfo::new(key, true))
 }
 
-async fn import_api_keys<S: Management>(
-    store: &S,
-    q: &Query,
-    body: &[u8],
-) -> Result<Response, AdminError> {
+/// `import-api-keys`.
+async fn import_api_keys<S: Management>(store: &S, q: &Query, body: &[u8]) -> Answer {
     match q.get("format") {
         Some(f) if f.eq_ignore_ascii_case("csv") => {}
         Some(f) => {
             return Err(AdminError::bad_request(format!(
                 "format: must be csv, not {}",
-                crate::model::shown(f)
+                shown(f)
             )))
         }
         None => return Err(AdminError::bad_request("format: is required: csv")),
@@ -361,16 +223,146 @@ async fn import_api_keys<S: Management>(
     })
 }
 
-/// A page of a plan's keys, filtered by a name prefix (AWS's `nameQuery`) if given: the store's
-/// pages are read until one holds a match, so a page is never larger than `limit`.
-async fn plan_keys<S: Management>(
-    store: &S,
-    plan_id: &str,
-    mut page: PageRequest,
-    name: Option<&str>,
-) -> Result<Response, AdminError> {
+/// `get-api-keys`.
+async fn get_api_keys<S: Management, M: Meter>(State(api): Api<S, M>, q: Query) -> Answer {
+    let query = ApiKeyQuery {
+        page: q.page()?,
+        name_query: q.string("name"),
+        customer_id: q.string("customerId"),
+        include_values: q.flag("includeValues")?,
+    };
+    let page = api.store.get_api_keys(&query).await?;
+    ok(&List {
+        position: page.position,
+        item: page.items,
+    })
+}
+
+/// `get-api-key`.
+async fn get_api_key<S: Management, M: Meter>(
+    State(api): Api<S, M>,
+    Ids(id): Ids<String>,
+    q: Query,
+) -> Answer {
+    ok(&api.store.get_api_key(&id, q.flag("includeValue")?).await?)
+}
+
+/// `update-api-key`.
+async fn update_api_key<S: Management, M: Meter>(
+    State(api): Api<S, M>,
+    Ids(id): Ids<String>,
+    Body(body): Body,
+) -> Answer {
+    let patch: wire::Patch = wire::body(&body)?;
+    ok(&api.store.update_api_key(&id, &patch.ops()).await?)
+}
+
+/// `delete-api-key`.
+async fn delete_api_key<S: Management, M: Meter>(
+    State(api): Api<S, M>,
+    Ids(id): Ids<String>,
+) -> Answer {
+    api.store.delete_api_key(&id).await?;
+    accepted()
+}
+
+// --------------------------------------------------------------------------------- usage plans
+
+/// `create-usage-plan`.
+async fn create_usage_plan<S: Management, M: Meter>(
+    State(api): Api<S, M>,
+    Body(body): Body,
+) -> Answer {
+    let new: wire::CreateUsagePlan = wire::body(&body)?;
+    let plan = new.model()?;
+    api.check(&plan)?;
+    created(&api.store.create_usage_plan(plan).await?)
+}
+
+/// `get-usage-plans`.
+async fn get_usage_plans<S: Management, M: Meter>(State(api): Api<S, M>, q: Query) -> Answer {
+    let query = UsagePlanQuery {
+        page: q.page()?,
+        key_id: q.string("keyId"),
+    };
+    let page = api.store.get_usage_plans(&query).await?;
+    ok(&List {
+        position: page.position,
+        item: page.items,
+    })
+}
+
+/// `get-usage-plan`.
+async fn get_usage_plan<S: Management, M: Meter>(
+    State(api): Api<S, M>,
+    Ids(id): Ids<String>,
+) -> Answer {
+    ok(&api.store.get_usage_plan(&id).await?)
+}
+
+/// `update-usage-plan`.
+async fn update_usage_plan<S: Management, M: Meter>(
+    State(api): Api<S, M>,
+    Ids(id): Ids<String>,
+    Body(body): Body,
+) -> Answer {
+    let patch: wire::Patch = wire::body(&body)?;
+    let ops = patch.ops();
+    if !api.checks.is_empty() {
+        // The plan as the patch would leave it (a patch the store would refuse is left for the
+        // store to refuse, in its words).
+        let now = api.store.get_usage_plan(&id).await?;
+        if let Ok(next) = crate::patch::apply_to_plan(&now, &ops) {
+            api.check(&next)?;
+        }
+    }
+    ok(&api.store.update_usage_plan(&id, &ops).await?)
+}
+
+/// `delete-usage-plan`.
+async fn delete_usage_plan<S: Management, M: Meter>(
+    State(api): Api<S, M>,
+    Ids(id): Ids<String>,
+) -> Answer {
+    api.store.delete_usage_plan(&id).await?;
+    accepted()
+}
+
+// ----------------------------------------------------------------------------- usage plan keys
+
+/// `create-usage-plan-key`.
+async fn create_usage_plan_key<S: Management, M: Meter>(
+    State(api): Api<S, M>,
+    Ids(id): Ids<String>,
+    Body(body): Body,
+) -> Answer {
+    let new: wire::CreateUsagePlanKey = wire::body(&body)?;
+    if new.key_type != "API_KEY" {
+        return Err(AdminError::bad_request(format!(
+            "keyType: must be API_KEY, not {}",
+            shown(&new.key_type)
+        )));
+    }
+    let key = api.store.create_usage_plan_key(&id, &new.key_id).await?;
+    created(&UsagePlanKeyOut {
+        id: key.id,
+        kind: "API_KEY",
+        name: key.name,
+    })
+}
+
+/// `get-usage-plan-keys`: a page of a plan's keys, filtered by a name prefix (AWS's
+/// `nameQuery`) if given: the store's pages are read until one holds a match, so a page is never
+/// larger than `limit`.
+async fn get_usage_plan_keys<S: Management, M: Meter>(
+    State(api): Api<S, M>,
+    Ids(plan_id): Ids<String>,
+    q: Query,
+) -> Answer {
+    let mut page = q.page()?;
+    let name = q.get("name");
     loop {
-        let got = store.get_usage_plan_keys(plan_id, &page).await?;
+        let got = api.store.get_usage_plan_keys(&plan_id, &page).await?;
         let item: Vec<UsagePlanKeyOut> = got
             .items
             .into_iter()
@@ -389,4 +381,130 @@ async fn plan_keys<S: Management>(
         }
         page.position = got.position;
     }
+}
+
+/// `get-usage-plan-key`.
+async fn get_usage_plan_key<S: Management, M: Meter>(
+    State(api): Api<S, M>,
+    Ids((id, key_id)): Ids<(String, String)>,
+) -> Answer {
+    let plans = api
+        .store
+        .get_usage_plans(&UsagePlanQuery {
+            page: PageRequest::first(MAX_LIMIT),
+            key_id: Some(key_id.clone()),
+        })
+        .await;
+    let in_plan = match plans {
+        Ok(p) => p.items.iter().any(|p| p.id == id),
+        Err(crate::error::StoreError::NotFound { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if !in_plan {
+        api.store.get_usage_plan(&id).await?;
+        return Err(AdminError::not_found(format!(
+            "the API key {key_id:?} is not in the usage plan {id:?}"
+        )));
+    }
+    let key = api.store.get_api_key(&key_id, false).await?;
+    ok(&UsagePlanKeyOut {
+        id: key.id,
+        kind: "API_KEY",
+        name: key.name,
+    })
+}
+
+/// `delete-usage-plan-key`.
+async fn delete_usage_plan_key<S: Management, M: Meter>(
+    State(api): Api<S, M>,
+    Ids((id, key_id)): Ids<(String, String)>,
+) -> Answer {
+    api.store.delete_usage_plan_key(&id, &key_id).await?;
+    accepted()
+}
+
+// ------------------------------------------------------------------------------------- usage
+
+/// `get-usage`.
+async fn get_usage<S: Management, M: Meter>(
+    State(api): Api<S, M>,
+    Ids(id): Ids<String>,
+    q: Query,
+) -> Answer {
+    let date = |name: &str| -> Result<Date, AdminError> {
+        let v = q.get(name).ok_or_else(|| {
+            AdminError::bad_request(format!("{name}: is required, a date YYYY-MM-DD"))
+        })?;
+        Date::parse(v).ok_or_else(|| {
+            AdminError::bad_request(format!(
+                "{name}: must be a date YYYY-MM-DD, not {}",
+                shown(v)
+            ))
+        })
+    };
+    let query = UsageQuery {
+        usage_plan_id: id,
+        key_id: q.string("keyId"),
+        start_date: date("startDate")?,
+        end_date: date("endDate")?,
+        page: q.page()?,
+    };
+    let report = usage::get_usage(&api.store, &api.meter, &query).await?;
+    ok(&wire::UsageOut::from(report))
+}
+
+/// `update-usage`.
+async fn update_usage<S: Management, M: Meter>(
+    State(api): Api<S, M>,
+    Ids((id, key_id)): Ids<(String, String)>,
+    Body(body): Body,
+) -> Answer {
+    let patch: wire::Patch = wire::body(&body)?;
+    usage::update_usage(&api.store, &api.meter, &id, &key_id, &patch.ops()).await?;
+    let today = Date::from_unix_secs(api.clock.unix_nanos() / 1_000_000_000);
+    let query = UsageQuery::new(&*id, today, today).key(&*key_id);
+    let report = usage::get_usage(&api.store, &api.meter, &query).await?;
+    ok(&wire::UsageOut::from(report))
+}
+
+// -------------------------------------------------------------------------------------- tags
+
+/// `tag-resource`: `PUT /tags/{resource_arn}` with `{"tags": {...}}`; 204.
+async fn tag_resource<S: Management, M: Meter>(
+    State(api): Api<S, M>,
+    Ids(resource_arn): Ids<String>,
+    Body(body): Body,
+) -> Answer {
+    let resource = arn::resource(&resource_arn)?;
+    let req: wire::TagResource = wire::body(&body)?;
+    api.store.tag_resource(&resource, req.tags).await?;
+    no_content()
+}
+
+/// `untag-resource`: `DELETE /tags/{resource_arn}?tagKeys=a&tagKeys=b`; 204.
+async fn untag_resource<S: Management, M: Meter>(
+    State(api): Api<S, M>,
+    Ids(resource_arn): Ids<String>,
+    q: Query,
+) -> Answer {
+    let resource = arn::resource(&resource_arn)?;
+    let keys: Vec<String> = q.all("tagKeys").map(str::to_owned).collect();
+    if keys.is_empty() {
+        return Err(AdminError::bad_request(
+            "tagKeys: is required: the keys of the tags to remove (tagKeys=a&tagKeys=b)",
+        ));
+    }
+    api.store.untag_resource(&resource, &keys).await?;
+    no_content()
+}
+
+/// `get-tags`: `GET /tags/{resource_arn}` answers `{"tags": {...}}` (AWS's `position` and
+/// `limit` are "not currently supported": every tag comes at once).
+async fn get_tags<S: Management, M: Meter>(
+    State(api): Api<S, M>,
+    Ids(resource_arn): Ids<String>,
+) -> Answer {
+    let resource = arn::resource(&resource_arn)?;
+    let tags: BTreeMap<String, String> = api.store.get_tags(&resource).await?;
+    ok(&wire::Tags { tags })
 }

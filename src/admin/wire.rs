@@ -221,9 +221,20 @@ pub(crate) struct CreateUsagePlanKey {
     pub(crate) key_type: String,
 }
 
+/// `tag-resource`'s body: `{"tags": {...}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TagResource {
+    pub(crate) tags: BTreeMap<String, String>,
+}
+
 // ------------------------------------------------------------------------------------- queries
 
-/// A query string's parameters, each named at most once.
+/// The query parameters that are lists in AWS's model, given once per item
+/// (`tagKeys=a&tagKeys=b`).
+const LISTS: &[&str] = &["tagKeys"];
+
+/// A query string's parameters, each named at most once except the lists ([`LISTS`]).
 #[derive(Debug, Default)]
 pub(crate) struct Query(Vec<(String, String)>);
 
@@ -231,7 +242,7 @@ impl Query {
     pub(crate) fn parse(raw: Option<&str>) -> Result<Self, AdminError> {
         let mut out: Vec<(String, String)> = Vec::new();
         for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-            if out.iter().any(|(seen, _)| *seen == k) {
+            if !LISTS.contains(&&*k) && out.iter().any(|(seen, _)| *seen == k) {
                 return Err(AdminError::bad_request(format!(
                     "the query parameter {k} is given twice; give it once"
                 )));
@@ -245,6 +256,14 @@ impl Query {
         self.0
             .iter()
             .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a list parameter, in order.
+    pub(crate) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 
@@ -309,6 +328,12 @@ pub(crate) struct UsagePlanKeyOut {
 pub(crate) struct ApiKeyIds {
     pub(crate) ids: Vec<String>,
     pub(crate) warnings: Vec<String>,
+}
+
+/// `get-tags`' answer: `{"tags": {...}}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Tags {
+    pub(crate) tags: BTreeMap<String, String>,
 }
 
 /// A usage report as the model puts it on the wire: the map is `values`.

@@ -65,6 +65,7 @@
 //! # }
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -82,7 +83,7 @@ use crate::patch::PatchOperation;
 
 use super::{
     ApiKeyInfo, ApiKeyQuery, ImportKey, ImportResult, ImportWarning, KeyGrant, KeyStore,
-    Management, NewApiKey, Page, PageRequest, UsagePlanKey, UsagePlanQuery,
+    Management, NewApiKey, Page, PageRequest, Resource, UsagePlanKey, UsagePlanQuery,
 };
 
 /// The default bound of each cache, in entries.
@@ -623,6 +624,25 @@ impl<S: KeyStore + Management, C: Clock> Management for CachingStore<S, C> {
             self,
             self.inner.import_api_keys(keys, warnings, fail_on_warnings)
         )
+    }
+
+    async fn tag_resource(
+        &self,
+        resource: &Resource,
+        tags: BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        changes!(self, self.inner.tag_resource(resource, tags))
+    }
+
+    async fn untag_resource(&self, resource: &Resource, keys: &[String]) -> Result<(), StoreError> {
+        changes!(self, self.inner.untag_resource(resource, keys))
+    }
+
+    fn get_tags(
+        &self,
+        resource: &Resource,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, StoreError>> + Send {
+        self.inner.get_tags(resource)
     }
 }
 

@@ -216,6 +216,33 @@ pub struct ImportResult {
     pub warnings: Vec<ImportWarning>,
 }
 
+/// What carries tags: a key or a plan, by id (AWS's ARNs `arn:aws:apigateway:{region}::/apikeys/{id}`
+/// and `arn:aws:apigateway:{region}::/usageplans/{id}`; the admin API reads those).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Resource {
+    /// The API key with this id.
+    ApiKey(String),
+    /// The usage plan with this id.
+    UsagePlan(String),
+}
+
+impl Resource {
+    /// AWS's name of what is not found, as [`StoreError::NotFound`] says it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ApiKey(_) => "API key",
+            Self::UsagePlan(_) => "usage plan",
+        }
+    }
+
+    /// The id.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::ApiKey(id) | Self::UsagePlan(id) => id,
+        }
+    }
+}
+
 /// The management operations of a store, as AWS's API Gateway names them.
 ///
 /// The layer only ever asks a store [`KeyStore::lookup`](super::KeyStore::lookup); this is the
@@ -225,24 +252,31 @@ pub struct ImportResult {
 /// [`DEFAULT_LIMIT`] if unset); a [`Page`] carries the items in order of id and the position of
 /// the next page (`None` on the last). Key values are shown only when asked.
 ///
+/// Keys and plans carry tags ([`tags`](crate::tags) has AWS's rules and this crate's own
+/// grammar): set on creation, changed with [`tag_resource`](Self::tag_resource) and
+/// [`untag_resource`](Self::untag_resource), read with [`get_tags`](Self::get_tags).
+///
 /// Every operation changes all or nothing; an error names what to fix ([`StoreError::Invalid`]
 /// names the field, [`StoreError::NotFound`] the id). Lists are in order of id. Implementations
 /// never put a key's value in an error.
 /// # Examples
 ///
 /// ```
+/// use std::collections::BTreeMap;
 /// use tower_usage_plans::model::{ApiStage, UsagePlan};
-/// use tower_usage_plans::store::{ApiKeyQuery, Management, MemoryStore, NewApiKey, PageRequest};
+/// use tower_usage_plans::store::{
+///     ApiKeyQuery, Management, MemoryStore, NewApiKey, PageRequest, Resource,
+/// };
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let store = MemoryStore::new();
 /// let mut plan = UsagePlan::new("plan111", "FreePlan");
 /// plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
-/// Management::create_usage_plan(&store, plan).await.unwrap();
+/// store.create_usage_plan(plan).await.unwrap();
 /// for name in ["ClientA", "ClientB", "Other"] {
-///     let key = Management::create_api_key(&store, NewApiKey::named(name)).await.unwrap();
-///     store.create_usage_plan_key("plan111", &key.id).unwrap();
+///     let key = store.create_api_key(NewApiKey::named(name)).await.unwrap();
+///     store.create_usage_plan_key("plan111", &key.id).await.unwrap();
 /// }
 ///
 /// // Names starting "Client", one per page; values hidden unless asked.
@@ -263,6 +297,14 @@ pub struct ImportResult {
 /// // A limit of 0 is refused, and says what would do.
 /// let err = store.get_usage_plan_keys("plan111", &PageRequest::first(0)).await.unwrap_err();
 /// assert!(err.to_string().contains("limit"));
+///
+/// // Tags, set and changed after creation (AWS's tag-resource, untag-resource, get-tags).
+/// let plan = Resource::UsagePlan("plan111".into());
+/// let tags = BTreeMap::from([("team".to_owned(), "billing".to_owned())]);
+/// store.tag_resource(&plan, tags.clone()).await.unwrap();
+/// assert_eq!(store.get_tags(&plan).await.unwrap(), tags);
+/// store.untag_resource(&plan, &["team".to_owned()]).await.unwrap();
+/// assert!(store.get_tags(&plan).await.unwrap().is_empty());
 /// # }
 /// ```
 pub trait Management: Send + Sync + 'static {
@@ -358,6 +400,38 @@ pub trait Management: Send + Sync + 'static {
         warnings: Vec<ImportWarning>,
         fail_on_warnings: bool,
     ) -> impl Future<Output = Result<ImportResult, StoreError>> + Send;
+
+    /// Adds `tags` to a key or plan (`tag-resource`), replacing the values of the keys it has.
+    /// Refused with [`StoreError::Invalid`] if a tag breaks [AWS's rules or this crate's
+    /// grammar](crate::tags), or the key or plan would carry more than
+    /// [`MAX_TAGS`](crate::tags::MAX_TAGS); [`StoreError::NotFound`] for an unknown id.
+    fn tag_resource(
+        &self,
+        resource: &Resource,
+        tags: BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes the tags with these keys from a key or plan (`untag-resource`); a key it does not
+    /// have is ignored. [`StoreError::NotFound`] for an unknown id.
+    fn untag_resource(
+        &self,
+        resource: &Resource,
+        keys: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The tags of a key or plan (`get-tags`). By default read with
+    /// [`get_api_key`](Self::get_api_key) or [`get_usage_plan`](Self::get_usage_plan).
+    fn get_tags(
+        &self,
+        resource: &Resource,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, StoreError>> + Send {
+        async move {
+            match resource {
+                Resource::ApiKey(id) => self.get_api_key(id, false).await.map(|k| k.tags),
+                Resource::UsagePlan(id) => self.get_usage_plan(id).await.map(|p| p.tags),
+            }
+        }
+    }
 }
 
 /// The error for an import refused on its first warning.
@@ -458,6 +532,26 @@ impl<T: Management> Management for std::sync::Arc<T> {
         fail_on_warnings: bool,
     ) -> impl Future<Output = Result<ImportResult, StoreError>> + Send {
         (**self).import_api_keys(keys, warnings, fail_on_warnings)
+    }
+    fn tag_resource(
+        &self,
+        resource: &Resource,
+        tags: BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).tag_resource(resource, tags)
+    }
+    fn untag_resource(
+        &self,
+        resource: &Resource,
+        keys: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).untag_resource(resource, keys)
+    }
+    fn get_tags(
+        &self,
+        resource: &Resource,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, StoreError>> + Send {
+        (**self).get_tags(resource)
     }
 }
 

@@ -17,17 +17,17 @@
 //!
 //! ```
 //! use tower_usage_plans::model::{ApiStage, StageRef, Throttle, UsagePlan};
-//! use tower_usage_plans::store::{KeyStore, MemoryStore, NewApiKey};
+//! use tower_usage_plans::store::{KeyStore, Management, MemoryStore, NewApiKey};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let store = MemoryStore::new();
-//! let key = store.create_api_key(NewApiKey::named("ClientA-Free")).unwrap();
+//! let key = store.create_api_key(NewApiKey::named("ClientA-Free")).await.unwrap();
 //! let mut plan = UsagePlan::new("plan111", "FreePlan");
 //! plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
 //! plan.throttle = Some(Throttle::new(5.0, 10).unwrap());
-//! store.create_usage_plan(plan).unwrap();
-//! store.create_usage_plan_key("plan111", &key.id).unwrap();
+//! store.create_usage_plan(plan).await.unwrap();
+//! store.create_usage_plan_key("plan111", &key.id).await.unwrap();
 //!
 //! let prod = StageRef::new("abc123def4", "prod");
 //! let grant = store.lookup(key.value.expose(), &prod).await.unwrap().unwrap();
@@ -43,7 +43,7 @@
 pub mod caching;
 mod grant;
 mod manage;
-mod memory;
+pub(crate) mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "sqlite")]
@@ -54,7 +54,7 @@ pub use caching::{CachingStore, CachingStoreBuilder};
 pub use grant::{KeyGrant, KeyStore};
 pub use manage::{
     ApiKeyInfo, ApiKeyQuery, ImportKey, ImportResult, ImportWarning, Management, NewApiKey, Page,
-    PageRequest, UsagePlanKey, UsagePlanQuery, DEFAULT_LIMIT, MAX_LIMIT,
+    PageRequest, Resource, UsagePlanKey, UsagePlanQuery, DEFAULT_LIMIT, MAX_LIMIT,
 };
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]

@@ -13,7 +13,12 @@
 //! - a key in two plans on one stage is refused, and nothing changes;
 //! - an import overwrites a value imported before (same id), links plans, reports a row with an
 //!   unknown plan as a warning naming its line and column, and with `fail_on_warnings` refuses
-//!   the whole import and changes nothing.
+//!   the whole import and changes nothing;
+//! - tags ([`tags`](crate::tags)): set on creation, merged by `tag_resource` (a key given again takes the new
+//!   value), removed by `untag_resource` (an absent key ignored), read by `get_tags` and shown by
+//!   `get_api_key` and `get_usage_plan`, for keys and plans alike; a tag that breaks AWS's rules
+//!   or this crate's grammar, or more than 50, is refused with [`StoreError::Invalid`] naming it,
+//!   on creation too, and changes nothing; an unknown id is [`StoreError::NotFound`].
 //!
 //! Each check panics with a message naming the promise broken.
 //!
@@ -29,11 +34,13 @@
 //! # }
 //! ```
 
+use std::collections::BTreeMap;
+
 use crate::error::StoreError;
 use crate::model::{ApiKeyValue, ApiStage, UsagePlan};
 use crate::store::{
-    ApiKeyQuery, ImportKey, ImportWarning, Management, NewApiKey, PageRequest, UsagePlanQuery,
-    MAX_LIMIT,
+    ApiKeyQuery, ImportKey, ImportWarning, Management, NewApiKey, PageRequest, Resource,
+    UsagePlanQuery, MAX_LIMIT,
 };
 
 fn key(name: &str, customer: Option<&str>, value: &str) -> NewApiKey {
@@ -320,4 +327,171 @@ pub async fn management<S: Management>(store: &S) {
         "unlinked and deleted keys must leave the plan's keys"
     );
     assert_eq!(left.items.len(), 11);
+
+    tags(store).await;
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// The tag operations on one key and one plan (part of [`management`]; runs on any store,
+/// empty or not, and adds the key `Tagged` and the plan `planTags`).
+pub async fn tags<S: Management>(store: &S) {
+    let mut new = NewApiKey::named("Tagged");
+    new.tags = map(&[("team", "billing"), ("usageplans:soft-quota", "80")]);
+    let key = store
+        .create_api_key(new)
+        .await
+        .expect("create_api_key with tags");
+    let mut with_tags = plan("planTags", "tags");
+    with_tags.tags = map(&[("tier", "free")]);
+    store
+        .create_usage_plan(with_tags)
+        .await
+        .expect("create_usage_plan with tags");
+    let resources = [
+        (
+            Resource::ApiKey(key.id.clone()),
+            map(&[("team", "billing"), ("usageplans:soft-quota", "80")]),
+        ),
+        (
+            Resource::UsagePlan("planTags".into()),
+            map(&[("tier", "free")]),
+        ),
+    ];
+    for (resource, created) in &resources {
+        let get = || async {
+            store
+                .get_tags(resource)
+                .await
+                .unwrap_or_else(|e| panic!("get_tags {resource:?}: {e}"))
+        };
+        assert_eq!(
+            get().await,
+            *created,
+            "tags given on creation, {resource:?}"
+        );
+        let shown = match resource {
+            Resource::ApiKey(id) => {
+                store
+                    .get_api_key(id, false)
+                    .await
+                    .expect("get_api_key")
+                    .tags
+            }
+            Resource::UsagePlan(id) => store.get_usage_plan(id).await.expect("get_usage_plan").tags,
+        };
+        assert_eq!(
+            shown, *created,
+            "get_api_key / get_usage_plan show the tags"
+        );
+
+        store
+            .tag_resource(resource, map(&[("team", "search"), ("env", "prod eu")]))
+            .await
+            .expect("tag_resource");
+        let mut want = created.clone();
+        want.extend(map(&[("team", "search"), ("env", "prod eu")]));
+        assert_eq!(get().await, want, "tag_resource adds, and replaces a value");
+
+        store
+            .untag_resource(resource, &["team".to_owned(), "absent".to_owned()])
+            .await
+            .expect("untag_resource");
+        want.remove("team");
+        assert_eq!(
+            get().await,
+            want,
+            "untag_resource removes, ignoring absent keys"
+        );
+
+        for (bad, says) in [
+            (map(&[("aws:owner", "x")]), "aws:"),
+            (map(&[("usageplans:Soft_Quota", "1")]), "kebab-case"),
+            (map(&[("ok", "a,b")]), "letters, digits"),
+            (map(&[("", "x")]), "1 to 128"),
+        ] {
+            let err = store
+                .tag_resource(resource, bad.clone())
+                .await
+                .expect_err("a bad tag must be refused");
+            assert!(
+                matches!(err, StoreError::Invalid(_)) && err.to_string().contains(says),
+                "{bad:?} on {resource:?}: {err} should say {says:?}"
+            );
+        }
+        let fifty: BTreeMap<String, String> = (0..50)
+            .map(|i| (format!("n{i:02}"), String::new()))
+            .collect();
+        let err = store
+            .tag_resource(resource, fifty)
+            .await
+            .expect_err("more than 50 tags must be refused");
+        assert!(err.to_string().contains("at most 50"), "{err}");
+        assert_eq!(get().await, want, "refused tag changes change nothing");
+
+        let gone = match resource {
+            Resource::ApiKey(_) => Resource::ApiKey("no-such-key".into()),
+            Resource::UsagePlan(_) => Resource::UsagePlan("no-such-plan".into()),
+        };
+        let one = map(&[("a", "b")]);
+        for err in [
+            store
+                .tag_resource(&gone, one.clone())
+                .await
+                .expect_err("tag unknown"),
+            store
+                .untag_resource(&gone, &["a".to_owned()])
+                .await
+                .expect_err("untag unknown"),
+            store.get_tags(&gone).await.expect_err("get_tags unknown"),
+        ] {
+            assert!(
+                matches!(err, StoreError::NotFound { .. }),
+                "{gone:?}: {err}"
+            );
+        }
+    }
+
+    // Bad tags on creation: refused, and nothing is created.
+    let before = store
+        .get_api_keys(&ApiKeyQuery {
+            page: PageRequest::first(MAX_LIMIT),
+            ..ApiKeyQuery::default()
+        })
+        .await
+        .expect("get_api_keys");
+    let mut bad = NewApiKey::named("BadTags");
+    bad.tags = map(&[("aws:x", "y")]);
+    let err = store
+        .create_api_key(bad)
+        .await
+        .expect_err("bad tags on a new key");
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let mut bad = plan("planBadTags", "bad");
+    bad.tags = map(&[("usageplans:", "y")]);
+    let err = store
+        .create_usage_plan(bad)
+        .await
+        .expect_err("bad tags on a new plan");
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let after = store
+        .get_api_keys(&ApiKeyQuery {
+            page: PageRequest::first(MAX_LIMIT),
+            ..ApiKeyQuery::default()
+        })
+        .await
+        .expect("get_api_keys");
+    assert_eq!(before, after, "a key refused for its tags was not created");
+    assert!(
+        matches!(
+            store.get_usage_plan("planBadTags").await,
+            Err(StoreError::NotFound { .. })
+        ),
+        "a plan refused for its tags was not created"
+    );
 }

@@ -25,6 +25,7 @@
 //!
 //! ```
 //! use tower_usage_plans::patch::PatchOperation;
+//! use tower_usage_plans::store::Management;
 //! use tower_usage_plans::testing::store::{self as suite, Change};
 //! use tower_usage_plans::MemoryStore;
 //!
@@ -35,22 +36,24 @@
 //!
 //! let store = MemoryStore::from_config(suite::fixture()).unwrap();
 //! suite::key_store_changes(&store, |change| {
-//!     match change {
-//!         Change::Disable { key_id } => {
-//!             let off = PatchOperation::replace("/enabled", "false");
-//!             store.update_api_key(&key_id, &[off]).unwrap();
+//!     let store = store.clone();
+//!     async move {
+//!         match change {
+//!             Change::Disable { key_id } => {
+//!                 let off = PatchOperation::replace("/enabled", "false");
+//!                 store.update_api_key(&key_id, &[off]).await.unwrap();
+//!             }
+//!             Change::Unlink { plan_id, key_id } => {
+//!                 store.delete_usage_plan_key(&plan_id, &key_id).await.unwrap();
+//!             }
+//!             Change::SetRateLimit { plan_id, rate_limit } => {
+//!                 let op = PatchOperation::replace("/throttle/rateLimit", rate_limit.to_string());
+//!                 store.update_usage_plan(&plan_id, &[op]).await.unwrap();
+//!             }
+//!             Change::Delete { key_id } => store.delete_api_key(&key_id).await.unwrap(),
+//!             other => panic!("a change this test does not know: {other:?}"),
 //!         }
-//!         Change::Unlink { plan_id, key_id } => {
-//!             store.delete_usage_plan_key(&plan_id, &key_id).unwrap();
-//!         }
-//!         Change::SetRateLimit { plan_id, rate_limit } => {
-//!             let op = PatchOperation::replace("/throttle/rateLimit", rate_limit.to_string());
-//!             store.update_usage_plan(&plan_id, &[op]).unwrap();
-//!         }
-//!         Change::Delete { key_id } => store.delete_api_key(&key_id).unwrap(),
-//!         other => panic!("a change this test does not know: {other:?}"),
 //!     }
-//!     std::future::ready(())
 //! })
 //! .await;
 //! # }

@@ -118,15 +118,15 @@ fn row(cols: &Columns, line: u64, rec: &csv::StringRecord) -> Result<ImportKey, 
 ///
 /// ```
 /// use tower_usage_plans::model::{ApiStage, UsagePlan};
+/// use tower_usage_plans::store::{ApiKeyQuery, Management, MemoryStore, PageRequest};
 /// use tower_usage_plans::usage::import_csv;
-/// use tower_usage_plans::MemoryStore;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let store = MemoryStore::new();
 /// let mut plan = UsagePlan::new("plan111", "FreePlan");
 /// plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
-/// store.create_usage_plan(plan).unwrap();
+/// store.create_usage_plan(plan).await.unwrap();
 ///
 /// let file = "name,key,enabled,usageplanIds,notes\n\
 ///             ClientA,aBcDeFgHiJkLmNoPqRsTuVwXyZ123,true,\"plan111\",x\n\
@@ -135,12 +135,13 @@ fn row(cols: &Columns, line: u64, rec: &csv::StringRecord) -> Result<ImportKey, 
 /// assert_eq!(result.ids.len(), 1);
 /// assert_eq!(result.warnings[0].to_string(),
 ///     "line 3, column key: an API key value must be 20 to 128 characters long, this one has 5");
-/// assert_eq!(store.usage_plan_keys("plan111").unwrap()[0].name, "ClientA");
+/// let keys = store.get_usage_plan_keys("plan111", &PageRequest::default()).await.unwrap();
+/// assert_eq!(keys.items[0].name, "ClientA");
 ///
 /// // With fail_on_warnings, the same file changes nothing.
 /// let store = MemoryStore::new();
 /// assert!(import_csv(&store, file.as_bytes(), true).await.is_err());
-/// assert!(store.api_keys().is_empty());
+/// assert!(store.get_api_keys(&ApiKeyQuery::default()).await.unwrap().items.is_empty());
 /// # }
 /// ```
 pub async fn import_csv<S: Management>(

@@ -18,7 +18,7 @@
 //! use tower_usage_plans::meter::{Charge, Counter, Meter};
 //! use tower_usage_plans::model::{ApiStage, Quota, QuotaPeriod, UsagePlan};
 //! use tower_usage_plans::period::{Calendar, Date};
-//! use tower_usage_plans::store::{MemoryStore, NewApiKey};
+//! use tower_usage_plans::store::{Management, MemoryStore, NewApiKey};
 //! use tower_usage_plans::usage::{get_usage, set_remaining, UsageQuery};
 //! use tower_usage_plans::LocalMeter;
 //!
@@ -28,9 +28,9 @@
 //! let mut plan = UsagePlan::new("plan111", "FreePlan");
 //! plan.api_stages.push(ApiStage::new("abc123def4", "prod"));
 //! plan.quota = Some(Quota::new(1000, QuotaPeriod::Month, 0).unwrap());
-//! store.create_usage_plan(plan.clone()).unwrap();
-//! let key = store.create_api_key(NewApiKey::named("ClientA")).unwrap();
-//! store.create_usage_plan_key("plan111", &key.id).unwrap();
+//! store.create_usage_plan(plan.clone()).await.unwrap();
+//! let key = store.create_api_key(NewApiKey::named("ClientA")).await.unwrap();
+//! store.create_usage_plan_key("plan111", &key.id).await.unwrap();
 //!
 //! // 2024-01-15, three requests.
 //! let meter = LocalMeter::with_clock(ManualClock::at_unix_secs(1_705_312_800));

@@ -15,6 +15,7 @@ use tower_usage_plans::model::{
     ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan,
 };
 use tower_usage_plans::period::Date;
+use tower_usage_plans::store::Management;
 use tower_usage_plans::{LocalMeter, MemoryStore, UsagePlanLayer, UsagePlanLayerBuilder};
 
 pub const FREE: &str = "aBcDeFgHiJkLmNoPqRsTuVwXyZ123456789";
@@ -29,6 +30,16 @@ pub fn noon() -> u64 {
 
 pub fn throttle(rate: f64, burst: u32) -> Throttle {
     Throttle::new(rate, burst).unwrap()
+}
+
+/// The output of `fut`, which must be ready on its first poll: what the fixtures built outside a
+/// runtime use (every `MemoryStore` operation answers at once).
+pub fn now<F: std::future::Future>(fut: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(fut).poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => panic!("the in-memory store never waits"),
+    }
 }
 
 /// FreePlan (5 rps, burst 10, 1000/DAY; GET /items at 10 rps burst 20, POST /orders at 2 rps
@@ -57,14 +68,14 @@ pub fn article_store() -> MemoryStore {
     st.throttle.insert("/items/GET".into(), throttle(10.0, 20));
     st.throttle.insert("/orders/POST".into(), throttle(2.0, 5));
     free.api_stages.push(st);
-    store.create_usage_plan(free).unwrap();
+    now(store.create_usage_plan(free)).unwrap();
     let mut premium = UsagePlan::new("plan222", "PremiumPlan");
     premium.throttle = Some(throttle(50.0, 100));
     premium.quota = Some(Quota::new(100_000, QuotaPeriod::Month, 0).unwrap());
     premium.api_stages.push(ApiStage::new(API, STAGE));
-    store.create_usage_plan(premium).unwrap();
-    store.create_usage_plan_key("plan111", "key111aaa").unwrap();
-    store.create_usage_plan_key("plan222", "key222bbb").unwrap();
+    now(store.create_usage_plan(premium)).unwrap();
+    now(store.create_usage_plan_key("plan111", "key111aaa")).unwrap();
+    now(store.create_usage_plan_key("plan222", "key222bbb")).unwrap();
     store
 }
 

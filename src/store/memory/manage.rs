@@ -4,6 +4,7 @@
 //! None of this takes a lock the request path takes, except the lookup index's shards, one key at
 //! a time, as every change does.
 
+use std::collections::BTreeMap;
 use std::future::{ready, Future};
 use std::ops::Bound;
 
@@ -12,7 +13,7 @@ use crate::model::{random_id, ApiKey, UsagePlan};
 use crate::patch::PatchOperation;
 use crate::store::manage::{
     refused, ApiKeyInfo, ApiKeyQuery, ImportKey, ImportResult, ImportWarning, Management, Page,
-    PageRequest, UsagePlanKey, UsagePlanQuery,
+    PageRequest, Resource, UsagePlanKey, UsagePlanQuery,
 };
 use crate::store::NewApiKey;
 
@@ -51,7 +52,7 @@ fn from(page: &PageRequest) -> Bound<&str> {
 
 impl MemoryStore {
     fn key_info(&self, id: &str, include_value: bool) -> Result<ApiKeyInfo, StoreError> {
-        self.api_key(id)
+        self.key(id)
             .map(|k| ApiKeyInfo::new(k, include_value))
             .ok_or_else(|| not_found("API key", id))
     }
@@ -139,7 +140,7 @@ impl MemoryStore {
 
     fn plan_key(&self, plan_id: &str, key_id: &str) -> Result<UsagePlanKey, StoreError> {
         let key = self
-            .api_key(key_id)
+            .key(key_id)
             .ok_or_else(|| not_found("API key", key_id))?;
         let _ = plan_id;
         Ok(UsagePlanKey {
@@ -276,7 +277,7 @@ impl Management for MemoryStore {
         &self,
         new: NewApiKey,
     ) -> impl Future<Output = Result<ApiKey, StoreError>> + Send {
-        ready(MemoryStore::create_api_key(self, new))
+        ready(self.insert_new_key(new))
     }
 
     fn get_api_key(
@@ -299,28 +300,25 @@ impl Management for MemoryStore {
         id: &str,
         ops: &[PatchOperation],
     ) -> impl Future<Output = Result<ApiKeyInfo, StoreError>> + Send {
-        ready(MemoryStore::update_api_key(self, id, ops).map(|k| ApiKeyInfo::new(k, false)))
+        ready(self.patch_key(id, ops).map(|k| ApiKeyInfo::new(k, false)))
     }
 
     fn delete_api_key(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
-        ready(MemoryStore::delete_api_key(self, id))
+        ready(self.remove_key(id))
     }
 
     fn create_usage_plan(
         &self,
         plan: UsagePlan,
     ) -> impl Future<Output = Result<UsagePlan, StoreError>> + Send {
-        ready(MemoryStore::create_usage_plan(self, plan))
+        ready(self.insert_plan(plan))
     }
 
     fn get_usage_plan(
         &self,
         id: &str,
     ) -> impl Future<Output = Result<UsagePlan, StoreError>> + Send {
-        ready(
-            self.usage_plan(id)
-                .ok_or_else(|| not_found("usage plan", id)),
-        )
+        ready(self.plan(id).ok_or_else(|| not_found("usage plan", id)))
     }
 
     fn get_usage_plans(
@@ -335,11 +333,11 @@ impl Management for MemoryStore {
         id: &str,
         ops: &[PatchOperation],
     ) -> impl Future<Output = Result<UsagePlan, StoreError>> + Send {
-        ready(MemoryStore::update_usage_plan(self, id, ops))
+        ready(self.patch_plan(id, ops))
     }
 
     fn delete_usage_plan(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
-        ready(MemoryStore::delete_usage_plan(self, id))
+        ready(self.remove_plan(id))
     }
 
     fn create_usage_plan_key(
@@ -348,7 +346,7 @@ impl Management for MemoryStore {
         key_id: &str,
     ) -> impl Future<Output = Result<UsagePlanKey, StoreError>> + Send {
         ready(
-            MemoryStore::create_usage_plan_key(self, plan_id, key_id)
+            self.link(plan_id, key_id)
                 .and_then(|()| self.plan_key(plan_id, key_id)),
         )
     }
@@ -366,7 +364,7 @@ impl Management for MemoryStore {
         plan_id: &str,
         key_id: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        ready(MemoryStore::delete_usage_plan_key(self, plan_id, key_id))
+        ready(self.unlink(plan_id, key_id))
     }
 
     fn import_api_keys(
@@ -376,5 +374,21 @@ impl Management for MemoryStore {
         fail_on_warnings: bool,
     ) -> impl Future<Output = Result<ImportResult, StoreError>> + Send {
         ready(self.import(keys, warnings, fail_on_warnings))
+    }
+
+    fn tag_resource(
+        &self,
+        resource: &Resource,
+        tags: BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.retag(resource, tags, &[]).map(drop))
+    }
+
+    fn untag_resource(
+        &self,
+        resource: &Resource,
+        keys: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.retag(resource, BTreeMap::new(), keys).map(drop))
     }
 }

@@ -23,7 +23,7 @@ use crate::error::{ConfigError, StoreError};
 use crate::model::{random_id, ApiKey, ApiKeyValue, StageRef, UsagePlan};
 use crate::patch::{self, PatchOperation};
 
-use super::manage::NewApiKey;
+use super::manage::{NewApiKey, Resource};
 use super::{KeyGrant, KeyStore};
 
 mod data;
@@ -32,6 +32,14 @@ mod manage;
 mod tests;
 
 use data::{plan_ids, stage_conflict, Cold, Data, Hasher, Hot, KeyPlans, PlanRec};
+
+/// A key or plan as a change of its tags left it ([`MemoryStore::retag`]): what a store that
+/// writes through writes.
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+pub(crate) enum Retagged {
+    Key(ApiKey),
+    Plan(UsagePlan),
+}
 
 /// Shards of the lookup index: each grows on its own, so a growth (under a change) holds up only
 /// the requests that land on that shard, briefly.
@@ -67,15 +75,16 @@ struct Inner {
 /// ```
 /// use tower_usage_plans::model::StageRef;
 /// use tower_usage_plans::patch::PatchOperation;
-/// use tower_usage_plans::store::{KeyStore, MemoryStore, NewApiKey};
+/// use tower_usage_plans::store::{KeyStore, Management, MemoryStore, NewApiKey};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let store = MemoryStore::new();
-/// let key = store.create_api_key(NewApiKey::named("ClientA")).unwrap();
+/// let key = store.create_api_key(NewApiKey::named("ClientA")).await.unwrap();
 /// let before = store.version().await.unwrap();
 /// store
 ///     .update_api_key(&key.id, &[PatchOperation::replace("/enabled", "false")])
+///     .await
 ///     .unwrap();
 /// let grant = store.lookup(key.value.expose(), &StageRef::any()).await.unwrap().unwrap();
 /// assert!(!grant.enabled);
@@ -267,11 +276,14 @@ impl MemoryStore {
     ///
     /// ```
     /// use tower_usage_plans::clock::ManualClock;
-    /// use tower_usage_plans::store::{MemoryStore, NewApiKey};
+    /// use tower_usage_plans::store::{Management, MemoryStore, NewApiKey};
     ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
     /// let store = MemoryStore::with_clock(ManualClock::at_unix_secs(1_700_000_000));
-    /// let key = store.create_api_key(NewApiKey::named("ClientA")).unwrap();
+    /// let key = store.create_api_key(NewApiKey::named("ClientA")).await.unwrap();
     /// assert_eq!(key.created_date, Some(1_700_000_000));
+    /// # }
     /// ```
     pub fn with_clock(clock: impl Clock) -> Self {
         Self {
@@ -375,9 +387,9 @@ impl MemoryStore {
         }
     }
 
-    /// Creates a key (AWS's `create-api-key`), with a generated id, and a generated value unless
-    /// one is given.
-    pub fn create_api_key(&self, new: NewApiKey) -> Result<ApiKey, StoreError> {
+    /// Creates a key; see [`Management::create_api_key`](super::Management::create_api_key).
+    pub(crate) fn insert_new_key(&self, new: NewApiKey) -> Result<ApiKey, StoreError> {
+        crate::tags::check(&new.tags)?;
         let mut key = ApiKey::new(
             random_id(),
             new.name,
@@ -398,8 +410,10 @@ impl MemoryStore {
         Ok(key)
     }
 
-    /// Stores `key` under its id, replacing any key with that id (an import) and keeping its
-    /// plans. Refused if another key has the same value.
+    /// Stores `key` as it is, id and dates included, replacing any key with that id and keeping
+    /// its plans: for fixtures and migrations that need a key under a chosen id (AWS's
+    /// `create-api-key`, [`Management::create_api_key`](super::Management::create_api_key), always makes a new id). Refused if another
+    /// key has the same value. To change a key, use [`Management::update_api_key`](super::Management::update_api_key).
     pub fn put_api_key(&self, key: ApiKey) -> Result<(), StoreError> {
         let mut data = self.inner.data.lock();
         self.inner.put_key(&mut data, &key)?;
@@ -408,23 +422,13 @@ impl MemoryStore {
     }
 
     /// The key with this id.
-    pub fn api_key(&self, id: &str) -> Option<ApiKey> {
+    pub(crate) fn key(&self, id: &str) -> Option<ApiKey> {
         let data = self.inner.data.lock();
         data.keys.get(id).map(|cold| cold.api_key(id))
     }
 
-    /// Every key, by id.
-    pub fn api_keys(&self) -> Vec<ApiKey> {
-        let data = self.inner.data.lock();
-        data.keys
-            .iter()
-            .map(|(id, cold)| cold.api_key(id))
-            .collect()
-    }
-
-    /// Changes a key with AWS's patch operations (`/name`, `/description`, `/enabled`,
-    /// `/customerId`); see [`patch`](crate::patch). All or nothing.
-    pub fn update_api_key(&self, id: &str, ops: &[PatchOperation]) -> Result<ApiKey, StoreError> {
+    /// Changes a key with AWS's patch operations; see [`Management::update_api_key`](super::Management::update_api_key).
+    pub(crate) fn patch_key(&self, id: &str, ops: &[PatchOperation]) -> Result<ApiKey, StoreError> {
         let mut data = self.inner.data.lock();
         let old = data
             .keys
@@ -439,7 +443,7 @@ impl MemoryStore {
     }
 
     /// Deletes a key and its links to plans.
-    pub fn delete_api_key(&self, id: &str) -> Result<(), StoreError> {
+    pub(crate) fn remove_key(&self, id: &str) -> Result<(), StoreError> {
         let mut data = self.inner.data.lock();
         let cold = data
             .keys
@@ -453,9 +457,10 @@ impl MemoryStore {
         Ok(())
     }
 
-    /// Creates a plan (AWS's `create-usage-plan`); an empty id is replaced by a generated one.
-    /// Refused if a plan with the id exists.
-    pub fn create_usage_plan(&self, mut plan: UsagePlan) -> Result<UsagePlan, StoreError> {
+    /// Creates a plan; see [`Management::create_usage_plan`](super::Management::create_usage_plan). Refused if a plan with the id
+    /// exists.
+    pub(crate) fn insert_plan(&self, mut plan: UsagePlan) -> Result<UsagePlan, StoreError> {
+        crate::tags::check(&plan.tags)?;
         let mut data = self.inner.data.lock();
         if plan.id.is_empty() {
             plan.id = random_id();
@@ -475,7 +480,8 @@ impl MemoryStore {
 
     /// Stores `plan` under its id, replacing any plan with that id and keeping its keys. Refused
     /// with [`StoreError::Conflict`] if a key of the plan would then be in two plans on a stage.
-    pub fn put_usage_plan(&self, plan: UsagePlan) -> Result<(), StoreError> {
+    #[cfg(test)]
+    pub(crate) fn put_usage_plan(&self, plan: UsagePlan) -> Result<(), StoreError> {
         let mut data = self.inner.data.lock();
         self.inner.put_plan(&mut data, plan)?;
         self.inner.changed();
@@ -483,19 +489,12 @@ impl MemoryStore {
     }
 
     /// The plan with this id.
-    pub fn usage_plan(&self, id: &str) -> Option<UsagePlan> {
+    pub(crate) fn plan(&self, id: &str) -> Option<UsagePlan> {
         self.inner.data.lock().plans.get(id).map(|p| p.plan.clone())
     }
 
-    /// Every plan, by id.
-    pub fn usage_plans(&self) -> Vec<UsagePlan> {
-        let data = self.inner.data.lock();
-        data.plans.values().map(|p| p.plan.clone()).collect()
-    }
-
-    /// Changes a plan with AWS's patch operations (throttle, quota, stages, per-method
-    /// throttles); see [`patch`](crate::patch). All or nothing.
-    pub fn update_usage_plan(
+    /// Changes a plan with AWS's patch operations; see [`Management::update_usage_plan`](super::Management::update_usage_plan).
+    pub(crate) fn patch_plan(
         &self,
         id: &str,
         ops: &[PatchOperation],
@@ -512,7 +511,7 @@ impl MemoryStore {
     }
 
     /// Deletes a plan; its keys stay, without it.
-    pub fn delete_usage_plan(&self, id: &str) -> Result<(), StoreError> {
+    pub(crate) fn remove_plan(&self, id: &str) -> Result<(), StoreError> {
         let mut data = self.inner.data.lock();
         data.plans
             .remove(id)
@@ -531,9 +530,9 @@ impl MemoryStore {
         Ok(())
     }
 
-    /// Links a key to a plan (AWS's `create-usage-plan-key`). Refused with
-    /// [`StoreError::Conflict`] if the key is already in another plan on one of the plan's stages.
-    pub fn create_usage_plan_key(&self, plan_id: &str, key_id: &str) -> Result<(), StoreError> {
+    /// Links a key to a plan. Refused with [`StoreError::Conflict`] if the key is already in
+    /// another plan on one of the plan's stages.
+    pub(crate) fn link(&self, plan_id: &str, key_id: &str) -> Result<(), StoreError> {
         let mut data = self.inner.data.lock();
         self.inner.link_key(&mut data, plan_id, key_id)?;
         self.inner.changed();
@@ -541,7 +540,7 @@ impl MemoryStore {
     }
 
     /// Unlinks a key from a plan.
-    pub fn delete_usage_plan_key(&self, plan_id: &str, key_id: &str) -> Result<(), StoreError> {
+    pub(crate) fn unlink(&self, plan_id: &str, key_id: &str) -> Result<(), StoreError> {
         let mut data = self.inner.data.lock();
         let rest: Option<Vec<Box<str>>> = data
             .keys
@@ -562,19 +561,50 @@ impl MemoryStore {
         Ok(())
     }
 
-    /// The keys linked to a plan (AWS's `get-usage-plan-keys`), by id.
-    pub fn usage_plan_keys(&self, plan_id: &str) -> Result<Vec<ApiKey>, StoreError> {
-        let data = self.inner.data.lock();
-        if !data.plans.contains_key(plan_id) {
-            return Err(not_found("usage plan", plan_id));
+    /// Adds the tags `add` to a key or plan and removes those keyed `remove` (unknown ones are
+    /// ignored); the key or plan as it now is. Each tag added is checked
+    /// ([`tags::check_tag`](crate::tags::check_tag)), and their number if any is added.
+    pub(crate) fn retag(
+        &self,
+        resource: &Resource,
+        add: BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<Retagged, StoreError> {
+        for (k, v) in &add {
+            crate::tags::check_tag(k, v)?;
         }
-        let Some(ids) = data.plan_keys.get(plan_id) else {
-            return Ok(Vec::new());
+        let change = |tags: &mut BTreeMap<String, String>| -> Result<(), StoreError> {
+            for k in remove {
+                tags.remove(k);
+            }
+            let adds = !add.is_empty();
+            tags.extend(add);
+            if adds && tags.len() > crate::tags::MAX_TAGS {
+                return Err(crate::tags::check(tags)
+                    .expect_err("more than MAX_TAGS")
+                    .into());
+            }
+            Ok(())
         };
-        Ok(ids
-            .iter()
-            .filter_map(|id| Some(data.keys.get(id)?.api_key(id)))
-            .collect())
+        let mut data = self.inner.data.lock();
+        let out = match resource {
+            Resource::ApiKey(id) => {
+                let cold = data.keys.get(id.as_str());
+                let mut key = cold.ok_or_else(|| not_found("API key", id))?.api_key(id);
+                change(&mut key.tags)?;
+                self.inner.put_key(&mut data, &key)?;
+                Retagged::Key(key)
+            }
+            Resource::UsagePlan(id) => {
+                let rec = data.plans.get(id.as_str());
+                let mut plan = rec.ok_or_else(|| not_found("usage plan", id))?.plan.clone();
+                change(&mut plan.tags)?;
+                self.inner.put_plan(&mut data, plan.clone())?;
+                Retagged::Plan(plan)
+            }
+        };
+        self.inner.changed();
+        Ok(out)
     }
 
     /// The ids of the plans the key `id` is in, in the order it was linked (none for an unknown

@@ -46,37 +46,34 @@ fn a_key_comes_back_as_it_was_stored() {
     let bare = ApiKey::new("bare", "", ApiKeyValue::new("w".repeat(20)).unwrap());
     for key in [&full, &long, &bare] {
         store.put_api_key(key.clone()).unwrap();
-        assert_eq!(store.api_key(&key.id).as_ref(), Some(key));
+        assert_eq!(store.key(&key.id).as_ref(), Some(key));
     }
     let mut dated = bare.clone();
     dated.created_date = Some(i64::MIN);
     store.put_api_key(dated.clone()).unwrap();
-    assert_eq!(store.api_key("bare"), Some(dated.clone()));
-    assert_eq!(store.api_keys(), vec![dated, full, long]);
+    assert_eq!(store.key("bare"), Some(dated.clone()));
+    assert_eq!(store.to_config().api_keys, vec![dated, full, long]);
 }
 
 #[test]
 fn links_keep_their_order_and_survive_plan_changes() {
     let store = MemoryStore::new();
-    store.create_usage_plan(plan("b", "api1")).unwrap();
-    store.create_usage_plan(plan("a", "api2")).unwrap();
+    store.insert_plan(plan("b", "api1")).unwrap();
+    store.insert_plan(plan("a", "api2")).unwrap();
     for i in 0..3 {
         store
             .put_api_key(ApiKey::new(format!("k{i}"), "n", value(i)))
             .unwrap();
     }
     // k0 is linked to b then a; k1 to a only; k2 to none.
-    store.create_usage_plan_key("b", "k0").unwrap();
-    store.create_usage_plan_key("a", "k0").unwrap();
-    store.create_usage_plan_key("a", "k1").unwrap();
+    store.link("b", "k0").unwrap();
+    store.link("a", "k0").unwrap();
+    store.link("a", "k1").unwrap();
     let any = StageRef::any();
     assert_eq!(plan_of(&store, &value(0), &any).as_deref(), Some("b"));
     assert_eq!(plan_of(&store, &value(1), &any).as_deref(), Some("a"));
     assert_eq!(plan_of(&store, &value(2), &any), None);
-    let ids = |plan: &str| -> Vec<String> {
-        let keys = store.usage_plan_keys(plan).unwrap();
-        keys.into_iter().map(|k| k.id).collect()
-    };
+    let ids = |plan: &str| -> Vec<String> { store.to_config().usage_plan_keys[plan].clone() };
     assert_eq!(ids("a"), ["k0", "k1"]);
     assert_eq!(ids("b"), ["k0"]);
 
@@ -86,7 +83,7 @@ fn links_keep_their_order_and_survive_plan_changes() {
         err.to_string().contains("\"k0\" is in usage plan \"b\""),
         "{err}"
     );
-    assert_eq!(store.usage_plan("a").unwrap().api_stages[0].api_id, "api2");
+    assert_eq!(store.plan("a").unwrap().api_stages[0].api_id, "api2");
     // A change that conflicts with nothing reaches every key on the plan.
     store.put_usage_plan(plan("a", "api3")).unwrap();
     let api3 = StageRef::new("api3", "prod");
@@ -94,7 +91,7 @@ fn links_keep_their_order_and_survive_plan_changes() {
     assert_eq!(plan_of(&store, &value(1), &api3).as_deref(), Some("a"));
 
     // Without b, k0 and k1 hold the same plans: one shared list.
-    store.delete_usage_plan("b").unwrap();
+    store.remove_plan("b").unwrap();
     assert_eq!(plan_of(&store, &value(0), &any).as_deref(), Some("a"));
     {
         let mut data = store.inner.data.lock();
@@ -106,10 +103,10 @@ fn links_keep_their_order_and_survive_plan_changes() {
     assert_eq!(config.usage_plan_keys["a"], ["k0", "k1"]);
 
     // Unlinking every key keeps the plan's (empty) list in the configuration.
-    store.delete_usage_plan_key("a", "k0").unwrap();
-    store.delete_usage_plan_key("a", "k1").unwrap();
-    assert!(store.delete_usage_plan_key("a", "k1").is_err());
-    assert!(store.delete_usage_plan_key("a", "nobody").is_err());
+    store.unlink("a", "k0").unwrap();
+    store.unlink("a", "k1").unwrap();
+    assert!(store.unlink("a", "k1").is_err());
+    assert!(store.unlink("a", "nobody").is_err());
     assert_eq!(plan_of(&store, &value(0), &any), None);
     let config = store.to_config();
     assert_eq!(config.usage_plan_keys["a"], Vec::<String>::new());
@@ -124,12 +121,12 @@ fn links_keep_their_order_and_survive_plan_changes() {
 #[test]
 fn replace_all_keeps_keys_that_stay() {
     let store = MemoryStore::new();
-    store.create_usage_plan(plan("p", "api")).unwrap();
+    store.insert_plan(plan("p", "api")).unwrap();
     for i in 0..100 {
         store
             .put_api_key(ApiKey::new(format!("k{i}"), "n", value(i)))
             .unwrap();
-        store.create_usage_plan_key("p", &format!("k{i}")).unwrap();
+        store.link("p", &format!("k{i}")).unwrap();
     }
     let mut config = store.to_config();
     // Half the keys go, one changes its value, one changes its id.
@@ -152,8 +149,8 @@ fn replace_all_keeps_keys_that_stay() {
     assert_eq!(found(&value(99)), None);
     assert_eq!(plan_of(&store, &value(10), &any).as_deref(), Some("p"));
     assert_eq!(plan_of(&store, &value(1), &any), None);
-    assert!(store.api_key("k1").is_none());
-    assert!(store.api_key("renamed").is_some());
+    assert!(store.key("k1").is_none());
+    assert!(store.key("renamed").is_some());
 }
 
 /// Many keys put, changed, relinked and deleted, checked against a plain model.
@@ -161,7 +158,7 @@ fn replace_all_keeps_keys_that_stay() {
 fn many_changes_agree_with_a_model() {
     let store = MemoryStore::new();
     for p in ["p0", "p1", "p2"] {
-        store.create_usage_plan(plan(p, p)).unwrap();
+        store.insert_plan(plan(p, p)).unwrap();
     }
     let mut model: BTreeMap<String, (ApiKey, Vec<&str>)> = BTreeMap::new();
     let mut seed = 12345u64;
@@ -183,12 +180,12 @@ fn many_changes_agree_with_a_model() {
                 model.insert(id, (key, plans));
             }
             2 => {
-                let gone = store.delete_api_key(&id).is_ok();
+                let gone = store.remove_key(&id).is_ok();
                 assert_eq!(gone, model.remove(&id).is_some());
             }
             3 | 4 => {
                 let p = ["p0", "p1", "p2"][next(3)];
-                let linked = store.create_usage_plan_key(p, &id).is_ok();
+                let linked = store.link(p, &id).is_ok();
                 let want = model.get_mut(&id).is_some_and(|(_, ps)| {
                     !ps.contains(&p) && {
                         ps.push(p);
@@ -199,7 +196,7 @@ fn many_changes_agree_with_a_model() {
             }
             _ => {
                 let p = ["p0", "p1", "p2"][next(3)];
-                let unlinked = store.delete_usage_plan_key(p, &id).is_ok();
+                let unlinked = store.unlink(p, &id).is_ok();
                 let want = model.get_mut(&id).is_some_and(|(_, ps)| {
                     let before = ps.len();
                     ps.retain(|x| *x != p);
@@ -210,10 +207,10 @@ fn many_changes_agree_with_a_model() {
         }
     }
     let keys: Vec<ApiKey> = model.values().map(|(k, _)| k.clone()).collect();
-    assert_eq!(store.api_keys(), keys);
+    assert_eq!(store.to_config().api_keys, keys);
     assert_eq!(store.inner.index.len(), model.len());
     for (id, (key, plans)) in &model {
-        assert_eq!(store.api_key(id).as_ref(), Some(key));
+        assert_eq!(store.key(id).as_ref(), Some(key));
         assert_eq!(
             plan_of(&store, &key.value, &StageRef::any()).as_deref(),
             plans.first().copied()
@@ -225,12 +222,12 @@ fn many_changes_agree_with_a_model() {
             .filter(|(_, (_, ps))| ps.contains(&p))
             .map(|(id, _)| id.as_str())
             .collect();
-        let got: Vec<String> = store
-            .usage_plan_keys(p)
-            .unwrap()
-            .into_iter()
-            .map(|k| k.id)
-            .collect();
+        let got = store
+            .to_config()
+            .usage_plan_keys
+            .get(p)
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(got, want);
     }
     assert!(store.inner.data.lock().combos_len() < 64);
@@ -239,12 +236,12 @@ fn many_changes_agree_with_a_model() {
 #[test]
 fn a_value_is_kept_once_and_failed_changes_change_nothing() {
     let store = MemoryStore::new();
-    store.create_usage_plan(plan("p", "api")).unwrap();
+    store.insert_plan(plan("p", "api")).unwrap();
     store.put_api_key(ApiKey::new("k0", "n", value(0))).unwrap();
-    store.create_usage_plan_key("p", "k0").unwrap();
+    store.link("p", "k0").unwrap();
     // Renamed and relinked, then the same configuration loaded again: still one allocation.
     store
-        .update_api_key("k0", &[PatchOperation::replace("/name", "m")])
+        .patch_key("k0", &[PatchOperation::replace("/name", "m")])
         .unwrap();
     store.replace_all(store.to_config()).unwrap();
     let shared = |store: &MemoryStore| {
@@ -269,18 +266,18 @@ fn a_value_is_kept_once_and_failed_changes_change_nothing() {
         Err(StoreError::Invalid(_))
     ));
     assert!(store
-        .update_api_key("k0", &[PatchOperation::replace("/enabled", "maybe")])
+        .patch_key("k0", &[PatchOperation::replace("/enabled", "maybe")])
         .is_err());
-    assert!(store.create_usage_plan(plan("p", "other")).is_err());
-    assert!(store.create_usage_plan_key("p", "k0").is_err());
-    assert!(store.delete_usage_plan("nope").is_err());
+    assert!(store.insert_plan(plan("p", "other")).is_err());
+    assert!(store.link("p", "k0").is_err());
+    assert!(store.remove_plan("nope").is_err());
     let mut bad = store.to_config();
     bad.usage_plan_keys.insert("nope".into(), vec!["k0".into()]);
     assert!(store.replace_all(bad).is_err());
     assert_eq!((version(), store.to_config()), before);
     assert!(shared(&store));
 
-    store.delete_api_key("k0").unwrap();
+    store.remove_key("k0").unwrap();
     assert!(version() > before.0);
     assert_eq!(store.inner.index.len(), 0);
 }

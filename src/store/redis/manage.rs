@@ -12,7 +12,7 @@ use crate::model::{ApiKey, ApiKeyValue, StageRef, UsagePlan};
 use crate::patch::PatchOperation;
 use crate::store::manage::{
     ApiKeyInfo, ApiKeyQuery, ImportKey, ImportResult, ImportWarning, Management, Page, PageRequest,
-    UsagePlanKey, UsagePlanQuery,
+    Resource, UsagePlanKey, UsagePlanQuery,
 };
 use crate::store::{KeyStore, MemoryStore, NewApiKey};
 
@@ -295,7 +295,7 @@ impl Management for RedisStore {
             .change(|s| {
                 let (stored, value) = (stored.clone(), value.clone());
                 async move {
-                    let key = s.create_api_key(stored)?;
+                    let key = s.insert_new_key(stored)?;
                     let sealed = vec![(key.id.clone(), value)];
                     Ok((key, sealed))
                 }
@@ -311,7 +311,7 @@ impl Management for RedisStore {
         let key = self
             .fresh()
             .await?
-            .api_key(id)
+            .key(id)
             .ok_or_else(|| not_found("API key", id))?;
         self.with_value(ApiKeyInfo::new(key, false), include_value)
             .await
@@ -323,7 +323,7 @@ impl Management for RedisStore {
             include_values: false,
             ..query.clone()
         };
-        let mut page = Management::get_api_keys(&copy, &hidden).await?;
+        let mut page = copy.get_api_keys(&hidden).await?;
         if query.include_values {
             let ids: Vec<String> = page.items.iter().map(|k| k.id.clone()).collect();
             let values = self.inner.values(&ids).await?;
@@ -340,7 +340,7 @@ impl Management for RedisStore {
         ops: &[PatchOperation],
     ) -> Result<ApiKeyInfo, StoreError> {
         self.change(|s| {
-            let r = s.update_api_key(id, ops);
+            let r = s.patch_key(id, ops);
             async move { Ok((ApiKeyInfo::new(r?, false), Vec::new())) }
         })
         .await
@@ -348,7 +348,7 @@ impl Management for RedisStore {
 
     async fn delete_api_key(&self, id: &str) -> Result<(), StoreError> {
         self.change(|s| {
-            let r = s.delete_api_key(id);
+            let r = s.remove_key(id);
             async move { r.map(|()| ((), Vec::new())) }
         })
         .await
@@ -356,7 +356,7 @@ impl Management for RedisStore {
 
     async fn create_usage_plan(&self, plan: UsagePlan) -> Result<UsagePlan, StoreError> {
         self.change(|s| {
-            let r = s.create_usage_plan(plan.clone());
+            let r = s.insert_plan(plan.clone());
             async move { r.map(|p| (p, Vec::new())) }
         })
         .await
@@ -365,12 +365,12 @@ impl Management for RedisStore {
     async fn get_usage_plan(&self, id: &str) -> Result<UsagePlan, StoreError> {
         self.fresh()
             .await?
-            .usage_plan(id)
+            .plan(id)
             .ok_or_else(|| not_found("usage plan", id))
     }
 
     async fn get_usage_plans(&self, query: &UsagePlanQuery) -> Result<Page<UsagePlan>, StoreError> {
-        Management::get_usage_plans(&self.fresh().await?, query).await
+        self.fresh().await?.get_usage_plans(query).await
     }
 
     async fn update_usage_plan(
@@ -379,7 +379,7 @@ impl Management for RedisStore {
         ops: &[PatchOperation],
     ) -> Result<UsagePlan, StoreError> {
         self.change(|s| {
-            let r = s.update_usage_plan(id, ops);
+            let r = s.patch_plan(id, ops);
             async move { r.map(|p| (p, Vec::new())) }
         })
         .await
@@ -387,7 +387,7 @@ impl Management for RedisStore {
 
     async fn delete_usage_plan(&self, id: &str) -> Result<(), StoreError> {
         self.change(|s| {
-            let r = s.delete_usage_plan(id);
+            let r = s.remove_plan(id);
             async move { r.map(|()| ((), Vec::new())) }
         })
         .await
@@ -399,8 +399,8 @@ impl Management for RedisStore {
         key_id: &str,
     ) -> Result<UsagePlanKey, StoreError> {
         self.change(|s| {
-            let r = s.create_usage_plan_key(plan_id, key_id).map(|()| {
-                let name = s.api_key(key_id).map(|k| k.name).unwrap_or_default();
+            let r = s.link(plan_id, key_id).map(|()| {
+                let name = s.key(key_id).map(|k| k.name).unwrap_or_default();
                 UsagePlanKey {
                     id: key_id.to_owned(),
                     name,
@@ -417,12 +417,12 @@ impl Management for RedisStore {
         plan_id: &str,
         page: &PageRequest,
     ) -> Result<Page<UsagePlanKey>, StoreError> {
-        Management::get_usage_plan_keys(&self.fresh().await?, plan_id, page).await
+        self.fresh().await?.get_usage_plan_keys(plan_id, page).await
     }
 
     async fn delete_usage_plan_key(&self, plan_id: &str, key_id: &str) -> Result<(), StoreError> {
         self.change(|s| {
-            let r = s.delete_usage_plan_key(plan_id, key_id);
+            let r = s.unlink(plan_id, key_id);
             async move { r.map(|()| ((), Vec::new())) }
         })
         .await
@@ -447,8 +447,7 @@ impl Management for RedisStore {
             let (rows, warnings, values) = (rows.clone(), warnings.clone(), values.clone());
             async move {
                 let digests: Vec<ApiKeyValue> = rows.iter().map(|r| r.value.clone()).collect();
-                let result =
-                    Management::import_api_keys(&s, rows, warnings, fail_on_warnings).await?;
+                let result = s.import_api_keys(rows, warnings, fail_on_warnings).await?;
                 let mut sealed = Vec::new();
                 if keep {
                     let any = StageRef::any();
@@ -460,6 +459,26 @@ impl Management for RedisStore {
                 }
                 Ok((result, sealed))
             }
+        })
+        .await
+    }
+
+    async fn tag_resource(
+        &self,
+        resource: &Resource,
+        tags: BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        self.change(|s| {
+            let r = s.retag(resource, tags.clone(), &[]);
+            async move { r.map(|_| ((), Vec::new())) }
+        })
+        .await
+    }
+
+    async fn untag_resource(&self, resource: &Resource, keys: &[String]) -> Result<(), StoreError> {
+        self.change(|s| {
+            let r = s.retag(resource, BTreeMap::new(), keys);
+            async move { r.map(|_| ((), Vec::new())) }
         })
         .await
     }

@@ -2,6 +2,7 @@
 //! one transaction, under the file's lock (so changes reach the file in the order they were
 //! made). If the write fails, memory is read back from the file and the error returned.
 
+use std::collections::BTreeMap;
 use std::future::{ready, Future};
 
 use rusqlite::{params, Connection, Transaction};
@@ -12,8 +13,9 @@ use crate::model::{ApiKey, UsagePlan};
 use crate::patch::PatchOperation;
 use crate::store::manage::{
     ApiKeyInfo, ApiKeyQuery, ImportKey, ImportResult, ImportWarning, Management, Page, PageRequest,
-    UsagePlanKey, UsagePlanQuery,
+    Resource, UsagePlanKey, UsagePlanQuery,
 };
+use crate::store::memory::Retagged;
 use crate::store::{MemoryStore, NewApiKey};
 
 use super::{schema, Db, DigestHex, SqliteStore};
@@ -134,7 +136,7 @@ impl SqliteStore {
         new.value = Some(DigestHex::of(value.expose()).value()?);
         let keep = self.inner.keep_values;
         let mut key = self.change(
-            |mem| mem.create_api_key(new),
+            |mem| mem.insert_new_key(new),
             |tx, _, key| write_key(tx, key, keep.then(|| value.expose())),
         )?;
         key.value = value;
@@ -150,6 +152,23 @@ impl SqliteStore {
             key.value = value.and_then(|v| crate::model::ApiKeyValue::new(v).ok());
         }
         Ok(key)
+    }
+
+    /// Changes a key's or plan's tags in memory, then writes the key or plan.
+    fn retag(
+        &self,
+        resource: &Resource,
+        add: BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<(), StoreError> {
+        self.change(
+            |mem| mem.retag(resource, add, remove),
+            |tx, _, changed| match changed {
+                Retagged::Key(key) => write_key(tx, key, None),
+                Retagged::Plan(plan) => write_plan(tx, plan),
+            },
+        )
+        .map(drop)
     }
 
     fn import(
@@ -175,7 +194,7 @@ impl SqliteStore {
                     else {
                         continue;
                     };
-                    if let Some(key) = mem.api_key(&grant.key_id) {
+                    if let Some(key) = mem.key(&grant.key_id) {
                         write_key(tx, &key, keep.then(|| value.expose()))?;
                         write_links(tx, &key.id, &mem.key_plan_ids(&key.id))?;
                     }
@@ -223,7 +242,7 @@ impl Management for SqliteStore {
     ) -> impl Future<Output = Result<ApiKeyInfo, StoreError>> + Send {
         ready(
             self.change(
-                |mem| mem.update_api_key(id, ops),
+                |mem| mem.patch_key(id, ops),
                 |tx, _, key| write_key(tx, key, None),
             )
             .map(|k| ApiKeyInfo::new(k, false)),
@@ -232,7 +251,7 @@ impl Management for SqliteStore {
 
     fn delete_api_key(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
         ready(self.change(
-            |mem| mem.delete_api_key(id),
+            |mem| mem.remove_key(id),
             |tx, _, ()| {
                 tx.execute("DELETE FROM usage_plan_keys WHERE key_id = ?1", [id])?;
                 tx.execute("DELETE FROM api_keys WHERE id = ?1", [id])?;
@@ -246,7 +265,7 @@ impl Management for SqliteStore {
         plan: UsagePlan,
     ) -> impl Future<Output = Result<UsagePlan, StoreError>> + Send {
         ready(self.change(
-            |mem| mem.create_usage_plan(plan),
+            |mem| mem.insert_plan(plan),
             |tx, _, plan| write_plan(tx, plan),
         ))
     }
@@ -271,14 +290,14 @@ impl Management for SqliteStore {
         ops: &[PatchOperation],
     ) -> impl Future<Output = Result<UsagePlan, StoreError>> + Send {
         ready(self.change(
-            |mem| mem.update_usage_plan(id, ops),
+            |mem| mem.patch_plan(id, ops),
             |tx, _, plan| write_plan(tx, plan),
         ))
     }
 
     fn delete_usage_plan(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
         ready(self.change(
-            |mem| mem.delete_usage_plan(id),
+            |mem| mem.remove_plan(id),
             |tx, _, ()| {
                 tx.execute("DELETE FROM usage_plan_keys WHERE plan_id = ?1", [id])?;
                 tx.execute("DELETE FROM usage_plans WHERE id = ?1", [id])?;
@@ -294,17 +313,14 @@ impl Management for SqliteStore {
     ) -> impl Future<Output = Result<UsagePlanKey, StoreError>> + Send {
         ready(
             self.change(
-                |mem| mem.create_usage_plan_key(plan_id, key_id),
+                |mem| mem.link(plan_id, key_id),
                 |tx, mem, ()| write_links(tx, key_id, &mem.key_plan_ids(key_id)),
             )
             .and_then(|()| {
-                let key = self
-                    .mem()
-                    .api_key(key_id)
-                    .ok_or_else(|| StoreError::NotFound {
-                        kind: "API key",
-                        id: key_id.to_owned(),
-                    })?;
+                let key = self.mem().key(key_id).ok_or_else(|| StoreError::NotFound {
+                    kind: "API key",
+                    id: key_id.to_owned(),
+                })?;
                 Ok(UsagePlanKey {
                     id: key.id,
                     name: key.name,
@@ -328,7 +344,7 @@ impl Management for SqliteStore {
         key_id: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         ready(self.change(
-            |mem| mem.delete_usage_plan_key(plan_id, key_id),
+            |mem| mem.unlink(plan_id, key_id),
             |tx, mem, ()| write_links(tx, key_id, &mem.key_plan_ids(key_id)),
         ))
     }
@@ -340,5 +356,21 @@ impl Management for SqliteStore {
         fail_on_warnings: bool,
     ) -> impl Future<Output = Result<ImportResult, StoreError>> + Send {
         ready(self.import(keys, warnings, fail_on_warnings))
+    }
+
+    fn tag_resource(
+        &self,
+        resource: &Resource,
+        tags: BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.retag(resource, tags, &[]))
+    }
+
+    fn untag_resource(
+        &self,
+        resource: &Resource,
+        keys: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.retag(resource, BTreeMap::new(), keys))
     }
 }
