@@ -46,28 +46,15 @@ async fn handler(_req: Request<Body>) -> Result<Response<Body>, Infallible> {
     Ok(Response::new(Body::empty()))
 }
 
-/// splitmix64: a fixed pseudo-random sequence, the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 /// `n` distinct 40-character alphanumeric values.
 fn key_values(n: usize, seed: u64) -> Vec<String> {
     const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = Rng(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
     (0..n)
         .map(|i| {
             // The index in the last 6 characters keeps the values distinct.
             let mut s: String = (0..34)
-                .map(|_| char::from(ALPHABET[(rng.next() % 62) as usize]))
+                .map(|_| char::from(ALPHABET[rng.usize(..62)]))
                 .collect();
             let mut i = i;
             for _ in 0..6 {
@@ -82,8 +69,8 @@ fn key_values(n: usize, seed: u64) -> Vec<String> {
 /// A random sequence of indices below `n`, long enough to visit most of them.
 fn sequence(n: usize, seed: u64) -> Vec<u32> {
     let len = n.clamp(1 << 16, 1 << 20);
-    let mut rng = Rng(seed);
-    (0..len).map(|_| (rng.next() % n as u64) as u32).collect()
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..len).map(|_| rng.u32(..n as u32)).collect()
 }
 
 /// Requests to `GET /items` carrying the keys of a sequence, built outside the timed loop.

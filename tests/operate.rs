@@ -1,4 +1,4 @@
-//! Running usage plans: reports, update-usage, CSV import, management paging, metrics (tracing: tests/tracing.rs).
+//! Running usage plans: reports, update-usage, CSV import, management paging, metrics (tracing: tests/layer/tracing.rs).
 
 mod common;
 #[path = "support/metrics.rs"]

@@ -1,5 +1,5 @@
 //! The quickstart's app: the article's API on axum, behind the usage-plan layer.
-//! Shared by `examples/quickstart.rs` and `tests/quickstart.rs`, with the Step 5 commands the
+//! Shared by `examples/quickstart.rs` and `tests/examples/quickstart.rs`, with the Step 5 commands the
 //! quickstart prints.
 
 use axum::extract::Path;
@@ -12,7 +12,7 @@ use tower_usage_plans::store::KeyStore;
 use tower_usage_plans::UsagePlanLayer;
 
 /// GET /items, GET /items/{id} and POST /orders require a key; GET /health does not (used by
-/// tests/quickstart.rs; the quickstart uses [`app`]). Any store and meter: MemoryStore and
+/// tests/examples/quickstart.rs; the quickstart uses [`app`]). Any store and meter: MemoryStore and
 /// LocalMeter, or Redis's with `--redis`.
 #[allow(dead_code)]
 pub fn router<St: KeyStore, M: Meter>(
@@ -81,7 +81,7 @@ pub fn jq_key_line(id: &str, name: &str, config: &str) -> String {
 
 /// The article's Step 5 as shell commands against `base` (`http://127.0.0.1:3000`), after
 /// `key_line` sets `$KEY`. The README shows this text for the default address: keep them equal
-/// (tests/quickstart.rs checks).
+/// (tests/examples/quickstart.rs checks).
 ///
 /// The expected answers are written beside the commands for the bundled demo file (`demo`); for
 /// another file they say only what the plans decide.

@@ -227,7 +227,7 @@ pub(crate) fn no_quota(counter: &Counter<'_>) -> MeterError {
 ///     }
 ///
 ///     fn adjust(&self, _: &Charge<'_>, _: &Receipt, _: i64) -> Self::Adjust {
-///         Box::pin(async { Ok(()) }) // a real meter runs policy::adjust: see tests/outside_meters.rs
+///         Box::pin(async { Ok(()) }) // a real meter runs policy::adjust: see tests/meter/outside_meters.rs
 ///     }
 ///
 ///     async fn usage(&self, _: &Counter<'_>, _: Date, _: Date) -> Result<Vec<DayUsage>, MeterError> {
@@ -240,7 +240,7 @@ pub(crate) fn no_quota(counter: &Counter<'_>) -> MeterError {
 /// }
 /// ```
 /// (Bucket names are left out here for brevity: a real meter keeps one arrival time per bucket
-/// name; `tests/outside_meters.rs` has two complete meters that pass the conformance suite.)
+/// name; `tests/meter/outside_meters.rs` has two complete meters that pass the conformance suite.)
 pub trait Meter: Send + Sync + 'static {
     /// The future [`admit`](Self::admit) returns: `Unpin`, as [`std::future::Ready`] and a
     /// boxed future are, so that the layer polls a verdict that is ready where it was made and

@@ -1,7 +1,7 @@
 -- The limit policy of src/meter/policy.rs, in Lua, for RedisMeter: the states of a charge's
 -- counters, one hash each (KEYS[1..n], in one hash slot), decided and kept in one call, all
 -- charged or none. The steps, their order and their arithmetic are policy.rs's;
--- tests/redis_meter.rs and the differential test in src/meter/redis/tests.rs hold the two to the
+-- tests/redis/meter.rs and the differential test in src/meter/redis/tests.rs hold the two to the
 -- same verdicts. No calendar here: each counter's quota window is handed in, worked out by the
 -- crate's calendar code.
 --

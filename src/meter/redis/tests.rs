@@ -15,46 +15,33 @@ use crate::period::Calendar;
 mod redis_server;
 use redis_server::RedisServer;
 
-/// splitmix64: a small, seeded source of test cases.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len() as u64) as usize]
-    }
+/// One of `xs`, at random.
+fn pick<T: Copy>(rng: &mut fastrand::Rng, xs: &[T]) -> T {
+    xs[rng.usize(..xs.len())]
 }
 
 /// A random counter's limits: a bucket (sometimes none, sometimes one that never admits) and a
 /// quota (sometimes none) of AWS's calendars.
-fn random_limits(rng: &mut Rng) -> Limits {
-    let bucket = (rng.below(4) != 0).then(|| {
+fn random_limits(rng: &mut fastrand::Rng) -> Limits {
+    let bucket = (rng.u64(..4) != 0).then(|| {
         let t = crate::model::Throttle {
-            rate_limit: rng.pick(&[0.01, 0.5, 1.0, 3.0, 7.3, 100.0, 1000.0, 1e6]),
+            rate_limit: pick(&mut *rng, &[0.01, 0.5, 1.0, 3.0, 7.3, 100.0, 1000.0, 1e6]),
             // 0 blocks; the model refuses it, the policy must still answer.
-            burst_limit: rng.pick(&[0, 1, 2, 3, 5, 10, 40]),
+            burst_limit: pick(&mut *rng, &[0, 1, 2, 3, 5, 10, 40]),
         };
         BucketLimits::from_throttle(&t)
     });
-    let quota = (rng.below(4) != 0).then(|| {
-        let period = rng.pick(&[QuotaPeriod::Day, QuotaPeriod::Week, QuotaPeriod::Month]);
+    let quota = (rng.u64(..4) != 0).then(|| {
+        let period = pick(
+            &mut *rng,
+            &[QuotaPeriod::Day, QuotaPeriod::Week, QuotaPeriod::Month],
+        );
         let offset = match period {
             QuotaPeriod::Day => 0,
-            QuotaPeriod::Week => rng.below(7) as u32,
-            QuotaPeriod::Month => rng.below(28) as u32,
+            QuotaPeriod::Week => rng.u64(..7) as u32,
+            QuotaPeriod::Month => rng.u64(..28) as u32,
         };
-        QuotaLimits::new(1 + rng.below(60), Calendar::aws(period, offset))
+        QuotaLimits::new(1 + rng.u64(..60), Calendar::aws(period, offset))
     });
     Limits::new(bucket, quota)
 }
@@ -138,15 +125,15 @@ async fn the_lua_policy_gives_the_local_policys_verdicts() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed_u64);
-    let mut rng = Rng(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let plan: Arc<str> = "p".into();
     let (key, group): (Arc<str>, Arc<str>) = ("k".into(), "group".into());
     let names: [Arc<str>; 2] = ["plan".into(), "/items/GET".into()];
     let mut decided = 0;
     for scenario in 0..60 {
-        let retention = rng.pick(&[1, 3, 90]);
-        let start = Date::new(2024, 1, 1).unwrap().unix_secs() + rng.below(400 * 86_400);
-        let clock = ManualClock::at_unix_nanos(start * NANOS_PER_SEC + rng.below(NANOS_PER_SEC));
+        let retention = pick(&mut rng, &[1, 3, 90]);
+        let start = Date::new(2024, 1, 1).unwrap().unix_secs() + rng.u64(..400 * 86_400);
+        let clock = ManualClock::at_unix_nanos(start * NANOS_PER_SEC + rng.u64(..NANOS_PER_SEC));
         let meter = RedisMeter::builder()
             .retention_days(retention)
             .prefix(&format!("diff{scenario}:"))
@@ -159,19 +146,19 @@ async fn the_lua_policy_gives_the_local_policys_verdicts() {
         let mut reference = Reference::default();
         let mut last: Option<(Vec<Counter<'_>>, Receipt)> = None;
         for step in 0..250 {
-            match rng.below(10) {
+            match rng.u64(..10) {
                 0 => {}
-                1..=4 => clock.advance(Duration::from_nanos(rng.below(NANOS_PER_SEC))),
-                5 | 6 => clock.advance(Duration::from_secs(rng.below(10))),
-                7 => clock.advance(Duration::from_secs(rng.below(3 * 3600))),
-                8 => clock.advance(Duration::from_secs(rng.below(3 * 86_400))),
+                1..=4 => clock.advance(Duration::from_nanos(rng.u64(..NANOS_PER_SEC))),
+                5 | 6 => clock.advance(Duration::from_secs(rng.u64(..10))),
+                7 => clock.advance(Duration::from_secs(rng.u64(..3 * 3600))),
+                8 => clock.advance(Duration::from_secs(rng.u64(..3 * 86_400))),
                 _ => {
                     // The wall clock steps back; the monotonic clock stands still.
-                    let back = rng.below(2 * 86_400) * NANOS_PER_SEC;
+                    let back = rng.u64(..2 * 86_400) * NANOS_PER_SEC;
                     clock.set_unix_nanos(clock.unix_nanos().saturating_sub(back));
                 }
             }
-            if rng.below(40) == 0 {
+            if rng.u64(..40) == 0 {
                 // The plan changes (same id): new limits over the same state.
                 limits = random_limits(&mut rng);
                 shared = Limits::new(None, random_limits(&mut rng).quota);
@@ -180,10 +167,10 @@ async fn the_lua_policy_gives_the_local_policys_verdicts() {
                 monotonic_nanos: clock.monotonic_nanos(),
                 unix_nanos: clock.unix_nanos(),
             };
-            let own = Counter::new(&plan, &key, Some(&names[rng.below(2) as usize]), limits);
+            let own = Counter::new(&plan, &key, Some(&names[rng.u64(..2) as usize]), limits);
             let ctx = format!("seed {seed} scenario {scenario} step {step} limits {limits:?}");
-            if rng.below(25) == 0 {
-                let left = rng.below(80);
+            if rng.u64(..25) == 0 {
+                let left = rng.u64(..80);
                 let res = meter.set_remaining(&own, left).await;
                 match limits.quota {
                     Some(q) => {
@@ -199,22 +186,22 @@ async fn the_lua_policy_gives_the_local_policys_verdicts() {
                     None => assert!(res.is_err(), "{ctx}"),
                 }
             }
-            if rng.below(12) == 0 {
+            if rng.u64(..12) == 0 {
                 if let Some((counters, receipt)) = &last {
-                    let delta = rng.below(9) as i64 - 5;
+                    let delta = rng.u64(..9) as i64 - 5;
                     let charge = Charge::new(counters, receipt.cost).unwrap();
                     meter.adjust(&charge, receipt, delta).await.unwrap();
                     reference.adjust(counters, receipt, delta);
                 }
             }
             // A charge of the key's counter alone, or with a counter shared with other keys.
-            let counters: Vec<Counter<'_>> = if rng.below(3) == 0 {
+            let counters: Vec<Counter<'_>> = if rng.u64(..3) == 0 {
                 vec![own, Counter::new(&plan, &group, None, shared)]
             } else {
                 vec![own]
             };
-            let cost = if rng.below(4) == 0 {
-                1 + rng.below(12) as u32
+            let cost = if rng.u64(..4) == 0 {
+                1 + rng.u64(..12) as u32
             } else {
                 1
             };
@@ -250,7 +237,7 @@ async fn the_lua_policy_gives_the_local_policys_verdicts() {
                 assert_eq!(state, want, "state of {}: {ctx}", c.subject);
                 assert_eq!(history, rec.history, "history of {}: {ctx}", c.subject);
             }
-            if rng.below(20) == 0 {
+            if rng.u64(..20) == 0 {
                 let today = Date::from_unix_secs(now.unix_nanos / NANOS_PER_SEC);
                 let from = Date::from_days(today.days().saturating_sub(10));
                 let got = meter.usage(&own, from, today).await.unwrap();

@@ -2,9 +2,8 @@
 //! that fail, a meter that changes the store while it admits, and configurations that load whole
 //! or not at all.
 
-mod common;
-#[path = "support/metrics.rs"]
-mod metrics_support;
+use crate::common;
+use crate::metrics_support;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

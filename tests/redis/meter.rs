@@ -9,13 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::redis_server;
 use redis::AsyncCommands;
+use redis_server::{RedisCluster, RedisServer};
 use tower_usage_plans::meter::{Charge, Meter, Outcome, RedisMeter};
 use tower_usage_plans::model::QuotaPeriod;
 use tower_usage_plans::testing::meter::{plan, TestPlan};
-#[path = "support/redis.rs"]
-mod redis_server;
-use redis_server::{RedisCluster, RedisServer};
 
 /// The suite's `make`: meters on `base`'s connection, each with a prefix of its own (so that
 /// checks never share state) and the suite's clock.
@@ -216,7 +215,7 @@ fn two_children(
             Command::new(&exe)
                 .args([
                     "--exact",
-                    "child_process",
+                    "meter::child_process",
                     "--nocapture",
                     "--test-threads",
                     "1",

@@ -3,7 +3,7 @@
 //! and refusals that never wait for a busy inner service.
 #![cfg(feature = "json")]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -5,22 +5,21 @@
 //! from its copy while Redis is down, and its management fails within the timeout.
 //!
 //! Without redis-server these tests print SKIPPED and pass, unless `CI` is set: then they fail.
+#![cfg(feature = "metrics")]
 
-#[path = "support/metrics.rs"]
-mod metrics_support;
+use crate::metrics_support;
 
 use std::time::{Duration, Instant};
 
+use crate::redis_server;
 use axum::routing::get;
 use axum::Router;
 use http::{Request, StatusCode};
+use redis_server::RedisServer;
 use tower::ServiceExt;
 use tower_usage_plans::meter::RedisMeter;
 use tower_usage_plans::model::{ApiStage, StageRef, Throttle, UsagePlan};
 use tower_usage_plans::store::{KeyStore, Management, NewApiKey, RedisStore};
-#[path = "support/redis.rs"]
-mod redis_server;
-use redis_server::RedisServer;
 use tower_usage_plans::{FailMode, MemoryStore, UsagePlanLayer};
 
 const TIMEOUT: Duration = Duration::from_millis(200);

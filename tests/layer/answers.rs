@@ -1,6 +1,6 @@
 //! The layer on a real axum router: who is admitted, and how the others are answered.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! scoped one. So they live in their own test binary, and take `SERIAL` so that nothing else in
 //! the process reaches the library's call sites while one of them runs.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

@@ -12,18 +12,6 @@ use tower_usage_plans::meter::policy::{BucketLimits, Limits};
 use tower_usage_plans::meter::{Charge, Counter, LocalMeter, Meter, Outcome};
 use tower_usage_plans::model::Throttle;
 
-/// A small deterministic generator (xorshift), so a failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[tokio::test]
 async fn buckets_match_governor_request_by_request() {
     let throttles = [
@@ -34,7 +22,7 @@ async fn buckets_match_governor_request_by_request() {
         (0.5, 3),
         (1000.0, 1),
     ];
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
     for (rate, burst) in throttles {
         // The bucket an AWS throttle gives, as the layer builds it from a plan.
         let throttle = Throttle::new(rate, burst).unwrap();
@@ -58,9 +46,9 @@ async fn buckets_match_governor_request_by_request() {
         let (mut admitted, mut refused) = (0, 0);
         for i in 0..5_000 {
             // Mostly bursts, sometimes pauses up to three refill periods.
-            let gap = match rng.next() % 4 {
-                0 => rng.next() % (3 * period_ns + 1),
-                _ => rng.next() % (period_ns / 4 + 1),
+            let gap = match rng.u64(..4) {
+                0 => rng.u64(..=3 * period_ns),
+                _ => rng.u64(..=period_ns / 4),
             };
             clock.advance(Duration::from_nanos(gap));
             gov_clock.advance(Duration::from_nanos(gap));

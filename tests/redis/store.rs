@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::redis_server;
 use redis::AsyncCommands;
+use redis_server::{RedisCluster, RedisServer};
 use tower_usage_plans::meter::{Charge, Meter, RedisMeter};
 use tower_usage_plans::model::{ApiKeyValue, ApiStage, Quota, QuotaPeriod, StageRef, UsagePlan};
 use tower_usage_plans::patch::PatchOperation;
@@ -16,9 +18,6 @@ use tower_usage_plans::period::Date;
 use tower_usage_plans::store::{
     ApiKeyQuery, KeyStore, Management, NewApiKey, PageRequest, RedisStore,
 };
-#[path = "support/redis.rs"]
-mod redis_server;
-use redis_server::{RedisCluster, RedisServer};
 use tower_usage_plans::testing::store::{self as suite, Change};
 use tower_usage_plans::usage::{get_usage, set_remaining, UsageQuery};
 

@@ -2,6 +2,7 @@
 //! `cache`): over real sockets, a key, a plan and a link created through it, and a key disabled
 //! through it, reach the data path at the next request; after the process's store is dropped and
 //! the file reopened, what the admin API made is still served, and the file holds no key value.
+#![cfg(all(feature = "sqlite", feature = "testing"))]
 
 use std::time::Duration;
 

@@ -1,8 +1,10 @@
 //! `CachingStore`: the conformance suites through it, what it saves a backing store that must be
 //! awaited (counted), its bounds, its times to live and the backing store's version on a manual
 //! clock, and the layer answering from it.
+#![cfg(feature = "cache")]
 
-mod common;
+use crate::common;
+use fastrand::Rng;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -220,25 +222,9 @@ async fn the_conformance_suites_pass_through_the_cache() {
     suite::key_store_changes(&store, |c| apply(&store, c)).await;
 }
 
-/// A tiny deterministic generator (splitmix64): the same requests on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A 40-character value of letters and digits.
-    fn value(&mut self) -> String {
-        const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        (0..40)
-            .map(|_| CHARS[(self.next() % CHARS.len() as u64) as usize] as char)
-            .collect()
-    }
+/// A 40-character value of letters and digits.
+fn value(rng: &mut Rng) -> String {
+    (0..40).map(|_| rng.alphanumeric()).collect()
 }
 
 /// 1,000 keys on one plan, and 100,000 values no key has.
@@ -247,7 +233,7 @@ fn thousand_keys(rng: &mut Rng) -> (MemoryStore, Vec<String>, Vec<String>) {
     let mut plan = UsagePlan::new("plan1", "Plan");
     plan.api_stages.push(ApiStage::new(API, STAGE));
     now(store.create_usage_plan(plan)).unwrap();
-    let valid: Vec<String> = (0..1_000).map(|_| rng.value()).collect();
+    let valid: Vec<String> = (0..1_000).map(|_| value(rng)).collect();
     for (i, value) in valid.iter().enumerate() {
         let id = format!("key{i:04}");
         store
@@ -255,7 +241,7 @@ fn thousand_keys(rng: &mut Rng) -> (MemoryStore, Vec<String>, Vec<String>) {
             .unwrap();
         now(store.create_usage_plan_key("plan1", &id)).unwrap();
     }
-    let invalid: Vec<String> = (0..100_000).map(|_| rng.value()).collect();
+    let invalid: Vec<String> = (0..100_000).map(|_| value(rng)).collect();
     (store, valid, invalid)
 }
 
@@ -271,7 +257,7 @@ async fn send_lookups<S: KeyStore>(
     let prod = StageRef::new(API, STAGE);
     let mut known = 0;
     for _ in 0..requests {
-        let i = (rng.next() % (valid.len() + invalid.len()) as u64) as usize;
+        let i = rng.usize(..valid.len() + invalid.len());
         let value = valid.get(i).unwrap_or_else(|| &invalid[i - valid.len()]);
         let grant = store.lookup(value, &prod).await.unwrap();
         assert_eq!(grant.is_some(), i < valid.len());
@@ -286,11 +272,11 @@ async fn send_lookups<S: KeyStore>(
 #[tokio::test]
 async fn the_cache_saves_the_backing_store_lookups_counted() {
     const REQUESTS: usize = 100_000;
-    let mut rng = Rng(11);
+    let mut rng = Rng::with_seed(11);
     let (store, valid, invalid) = thousand_keys(&mut rng);
 
     let bare = Counting::new(store.clone(), true);
-    let mut requests = Rng(12);
+    let mut requests = Rng::with_seed(12);
     send_lookups(&bare, &mut requests, &valid, &invalid, REQUESTS).await;
     let without = bare.lookups();
     assert_eq!(without, REQUESTS);
@@ -304,18 +290,18 @@ async fn the_cache_saves_the_backing_store_lookups_counted() {
         .unknown_time_to_live(hour)
         .clock(clock.clone())
         .build();
-    let mut requests = Rng(12);
+    let mut requests = Rng::with_seed(12);
     let known = send_lookups(&cached, &mut requests, &valid, &invalid, REQUESTS).await;
     let first = cached.inner().lookups();
     // One backing lookup per distinct value sent, and no more.
-    let mut requests = Rng(12);
+    let mut requests = Rng::with_seed(12);
     let mut distinct = std::collections::HashSet::new();
     for _ in 0..REQUESTS {
-        distinct.insert(requests.next() % 101_000);
+        distinct.insert(requests.usize(..101_000));
     }
     assert_eq!(first, distinct.len());
     // The same 100,000 requests again (the flood replayed): nothing more.
-    let mut requests = Rng(12);
+    let mut requests = Rng::with_seed(12);
     send_lookups(&cached, &mut requests, &valid, &invalid, REQUESTS).await;
     let replayed = cached.inner().lookups() - first;
     assert_eq!(replayed, 0);
@@ -342,7 +328,7 @@ async fn the_cache_saves_the_backing_store_lookups_counted() {
     for value in &valid {
         bounded.lookup(value, &prod).await.unwrap().unwrap();
     }
-    let mut requests = Rng(13);
+    let mut requests = Rng::with_seed(13);
     send_lookups(&bounded, &mut requests, &valid, &invalid, REQUESTS).await;
     let (found, unknown) = bounded.entry_counts();
     assert!(unknown <= 10_000, "{unknown} unknown values kept");

@@ -6,8 +6,7 @@
 //! run that selects only this file (`cargo test --test examples_cli`) builds them first.
 #![cfg(feature = "json")]
 
-#[path = "support/example.rs"]
-mod example_support;
+use crate::example_support;
 
 use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};

@@ -3,9 +3,7 @@
 //! 429 "Limit Exceeded" once the quota is, and each per-method throttle on its own bucket.
 #![cfg(feature = "json")]
 
-#[path = "../examples/quickstart/app.rs"]
-#[allow(dead_code)] // jq_key_line: tests/examples_cli.rs runs it through the binary
-mod app;
+use crate::app;
 
 use std::time::Duration;
 
@@ -273,7 +271,7 @@ async fn the_quickstart_serves_over_a_real_socket() {
 }
 
 /// The README shows the Step 5 commands the quickstart prints for its default address and demo
-/// config, word for word (tests/examples_cli.rs runs them as printed).
+/// config, word for word (tests/examples/cli.rs runs them as printed).
 #[test]
 fn the_readme_shows_the_step_5_the_quickstart_prints() {
     let config = Config::from_file(concat!(

@@ -463,7 +463,7 @@ async fn sigkill_mid_traffic_loses_at_most_one_flush() {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_traffic",
+            "store::child_traffic",
             "--ignored",
             "--nocapture",
             "--test-threads=1",

@@ -5,17 +5,16 @@
 //! `cargo test` builds the examples beside the test binaries; a run of this file alone builds
 //! them first (with every feature). Without redis-server this test prints SKIPPED and passes,
 //! unless `CI` is set: then it fails.
+#![cfg(all(feature = "json", feature = "metrics"))]
 
-#[path = "support/example.rs"]
-mod example_support;
+use crate::example_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::redis_server;
 use example_support::{Server, PATIENCE};
-#[path = "support/redis.rs"]
-mod redis_server;
 use redis_server::RedisServer;
 
 /// ClientA-Free's value in the bundled demo configuration (public).

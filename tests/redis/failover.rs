@@ -12,23 +12,21 @@
 //! Without redis-server these tests print SKIPPED and pass, unless `CI` is set: then they fail.
 #![cfg(all(feature = "testing", feature = "redis", feature = "metrics"))]
 
-#[path = "support/metrics.rs"]
-mod metrics_support;
+use crate::metrics_support;
 
 use std::time::{Duration, Instant};
 
+use crate::redis_server;
 use axum::routing::get;
 use axum::Router;
 use http::{Request, StatusCode};
 use metrics_exporter_prometheus::PrometheusHandle;
+use redis_server::RedisCluster;
 use tower::ServiceExt;
 use tower_usage_plans::meter::RedisMeter;
 use tower_usage_plans::model::{ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan};
 use tower_usage_plans::store::Management;
 use tower_usage_plans::store::NewApiKey;
-#[path = "support/redis.rs"]
-mod redis_server;
-use redis_server::RedisCluster;
 use tower_usage_plans::{FailMode, MemoryStore, UsagePlanLayer};
 
 const TIMEOUT: Duration = Duration::from_millis(300);

@@ -2,7 +2,7 @@
 //! zero throttles, `ANY`, templated overrides, an ambiguous key, HEAD, CORS preflights, and the
 //! patch paths AWS's CLI and Terraform write.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,0 +1,3 @@
+//! The SQLite store and the persisted meter, on real files.
+
+mod store;
