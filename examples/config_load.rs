@@ -58,9 +58,16 @@ fn generate(keys: usize) -> Config {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["write", path, rest @ ..] => {
-            let keys = rest.first().map_or(16_500, |n| n.parse().expect("a number"));
+            let keys = rest
+                .first()
+                .map_or(16_500, |n| n.parse().expect("a number"));
             let config = generate(keys);
             config.to_file(path).expect("written");
             let size = std::fs::metadata(path).expect("written").len();
