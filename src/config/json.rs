@@ -1185,6 +1185,115 @@ mod tests {
         assert!(msg.ends_with("id: is required"), "{msg}");
     }
 
+    /// An object that serde's derive refused is read again to name the field it repeats or
+    /// lacks, whatever comes around it.
+    #[test]
+    fn refused_objects_name_the_repeated_or_missing_field() {
+        let key = |fields: &str| format!(r#"{{"apiKeys": [{{{fields}}}]}}"#);
+        let value = format!("\"value\": \"{VALUE_A}\"");
+        let cases = [
+            (
+                key(&format!("\"id\": \"k\", {value}, \"id\": \"k\"")),
+                "id",
+                REPEATED,
+            ),
+            (key(&format!("\"x\": 1, {value}")), "id", "is required"),
+            (key("\"id\": \"k\""), "value", "is required"),
+            (
+                r#"{"usagePlans": [{"id": "p", "quota": {"period": "DAY"}}]}"#.to_owned(),
+                "quota.limit",
+                "is required",
+            ),
+            (
+                r#"{"usagePlanKeys": {"p": {"items": [], "items": null}}}"#.to_owned(),
+                "usagePlanKeys.p.items",
+                REPEATED,
+            ),
+            (
+                r#"{"usagePlanKeys": {"p": [{"type": "API_KEY"}]}}"#.to_owned(),
+                "id",
+                "is required",
+            ),
+        ];
+        for (text, field, reason) in cases {
+            let err = Config::from_json(&text).unwrap_err();
+            assert_eq!(err.field(), Some(field), "{text}: {err}");
+            assert!(
+                err.to_string().ends_with(&format!("{field}: {reason}")),
+                "{err}"
+            );
+        }
+        // The id after the repeated field still names the key.
+        let text = key(&format!(
+            "{value}, \"name\": \"a\", \"name\": \"b\", \"id\": \"late\""
+        ));
+        let err = Config::from_json(&text).unwrap_err();
+        assert_eq!(err.item(), Some("apiKeys[0] (id \"late\")"), "{err}");
+        assert_eq!(err.field(), Some("name"), "{err}");
+    }
+
+    /// An offset is read as 0 to 27 whatever the period (which may come after it), then
+    /// checked against the period by validation.
+    #[test]
+    fn a_quota_offset_is_checked_against_its_period() {
+        let plan = |quota: &str| format!(r#"{{"usagePlans": [{{"id": "p", "quota": {quota}}}]}}"#);
+        let p = "usagePlans[0] (id \"p\")";
+        let msg = refused(
+            &plan(r#"{"offset": 10, "limit": 1, "period": "WEEK"}"#),
+            p,
+            "quota.offset",
+        );
+        assert!(msg.ends_with("a WEEK quota's offset is 0 to 6: the weekday its window starts on, 0 for Sunday, not 10"), "{msg}");
+        let msg = refused(
+            &plan(r#"{"offset": 28, "limit": 1, "period": "MONTH"}"#),
+            p,
+            "quota.offset",
+        );
+        assert!(
+            msg.contains("must be a whole number from 0 to 27") && msg.ends_with("not 28"),
+            "{msg}"
+        );
+        let c = Config::from_json(&plan(
+            r#"{"offset": 27.0, "limit": 1e3, "period": "MONTH"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            c.usage_plans[0].quota,
+            Some(Quota::new(1000, QuotaPeriod::Month, 27).unwrap())
+        );
+    }
+
+    /// A field nobody reads may repeat: it is ignored, as any unknown field is.
+    #[test]
+    fn unknown_fields_may_repeat() {
+        let text = format!(
+            r#"{{"x": 1, "x": 2, "apiKeys": {{"position": "a", "position": "b", "items": [
+                {{"id": "k", "value": "{VALUE_A}", "stageKeys": [], "stageKeys": []}}]}}}}"#
+        );
+        let c = Config::from_json(&text).unwrap();
+        assert_eq!(c.api_keys[0].id, "k");
+    }
+
+    /// A usage plan key's `type` that is not JSON is reported as JSON that cannot be read, at
+    /// its place, not as a wrong type.
+    #[test]
+    fn a_malformed_type_is_a_json_error() {
+        let err = Config::from_json(r#"{"usagePlanKeys": {"p": [{"id": "k", "type": "API_KEY}]}}"#)
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Json { .. }), "{err:?}");
+        assert_eq!(err.item(), Some("usagePlanKeys[\"p\"][0]"));
+        assert_eq!(err.field(), Some("type"));
+        let msg = refused(
+            r#"{"usagePlanKeys": {"p": [{"id": "k", "type": 1}]}}"#,
+            "usagePlanKeys[\"p\"][0]",
+            "type",
+        );
+        assert!(
+            msg.ends_with("type: must be the string \"API_KEY\""),
+            "{msg}"
+        );
+    }
+
     /// No input panics: malformed documents of every kind are refused with an error.
     #[test]
     fn malformed_documents_are_errors_not_panics() {

@@ -276,14 +276,12 @@ pub(crate) trait Container<'de>: Sized {
     fn expected() -> Cow<'static, str>;
 
     /// Reads an object.
-    fn object<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        let _ = map;
+    fn object<A: MapAccess<'de>>(_map: A) -> Result<Self, A::Error> {
         Err(wrong::<Self, _>("an object"))
     }
 
     /// Reads a list.
-    fn list<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error> {
-        let _ = seq;
+    fn list<A: SeqAccess<'de>>(_seq: A) -> Result<Self, A::Error> {
         Err(wrong::<Self, _>("a list"))
     }
 
@@ -481,12 +479,12 @@ where
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::model::{ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan};
 
     /// The path to the error and its message, without serde_json's position.
-    pub(crate) fn refused<T: for<'de> Deserialize<'de>>(text: &str) -> (String, String) {
+    fn refused<T: for<'de> Deserialize<'de>>(text: &str) -> (String, String) {
         let mut de = serde_json::Deserializer::from_str(text);
         let e = serde_path_to_error::deserialize::<_, T>(&mut de)
             .err()
