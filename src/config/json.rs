@@ -324,7 +324,7 @@ fn expected(field: &str) -> Option<String> {
     let last = field.rsplit(['.', ']']).next().unwrap_or(field);
     Some(match last {
         "rateLimit" => crate::model::RATE_RANGE.to_owned(),
-        "burstLimit" => "a whole number from 1 to 4294967295".to_owned(),
+        "burstLimit" => "a whole number from 0 to 4294967295".to_owned(),
         "limit" => "a whole number ≥ 0".to_owned(),
         "offset" => "a whole number, the day the quota's window starts on".to_owned(),
         "createdDate" | "lastUpdatedDate" => {
