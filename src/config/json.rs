@@ -1,11 +1,15 @@
 //! Reading and writing a configuration as JSON: serde derives on the model, the path to an error
 //! from `serde_path_to_error`, and the item's id for the message.
+//!
+//! The text is parsed once, straight into the model. Only when it is refused is it read again,
+//! skipping every value, for what the message needs: the item's `id`, and for an object that
+//! serde's derive refused, the field it repeats or lacks.
 
-use std::cell::RefCell;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::marker::PhantomData;
 
+use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_path_to_error::Segment;
@@ -13,8 +17,8 @@ use serde_path_to_error::Segment;
 use super::validate::{item_name, plan_keys_name};
 use super::Config;
 use crate::error::{ConfigError, FieldError};
-use crate::model::wire::{self, Checked, Fields};
-use crate::model::{ApiKey, UsagePlan};
+use crate::model::wire::{self, Container, InObject, List, Map, Scalar, Shape, REPEATED};
+use crate::model::{ApiKey, ApiStage, Quota, Throttle, UsagePlan};
 
 impl Config {
     /// Parses AWS-shaped JSON (see the [module docs](crate::config)) and [validates](Self::validate) it.
@@ -66,17 +70,18 @@ impl Config {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Document {
-    #[serde(default, deserialize_with = "list")]
-    api_keys: Vec<ApiKey>,
-    #[serde(default, deserialize_with = "list")]
-    usage_plans: Vec<UsagePlan>,
-    #[serde(default, deserialize_with = "plan_keys")]
-    usage_plan_keys: BTreeMap<String, List<PlanKey>>,
+    #[serde(default)]
+    api_keys: Items<ApiKey>,
+    #[serde(default)]
+    usage_plans: Items<UsagePlan>,
+    #[serde(default)]
+    usage_plan_keys: Map<Items<PlanKey>>,
 }
 
-impl Fields for Document {
+impl Shape for Document {
     const SHAPE: &'static str =
         "an object {\"apiKeys\": [...], \"usagePlans\": [...], \"usagePlanKeys\": {...}}";
+    const FIELDS: &'static [&'static str] = &["apiKeys", "usagePlans", "usagePlanKeys"];
     const REQUIRED: &'static [&'static str] = &[];
 }
 
@@ -89,122 +94,82 @@ struct PlanKey {
     _kind: (),
 }
 
-impl Fields for PlanKey {
+impl Shape for PlanKey {
     const SHAPE: &'static str = "an object {\"id\": \"<API key id>\", \"type\": \"API_KEY\"}";
+    const FIELDS: &'static [&'static str] = &["id", "type"];
     const REQUIRED: &'static [&'static str] = &["id"];
 }
 
+impl InObject for Items<PlanKey> {
+    const OBJECT: &'static str =
+        "an object {\"<usagePlanId>\": [{\"id\": \"<API key id>\", \"type\": \"API_KEY\"}]}";
+}
+
 fn key_type<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
-    match Option::<String>::deserialize(d) {
-        Ok(None) => Ok(()),
-        Ok(Some(t)) if t == "API_KEY" => Ok(()),
-        Ok(Some(_)) => Err(wire::fail(
-            None,
-            "must be \"API_KEY\" (the only type of usage plan key)".to_owned(),
+    match Scalar::deserialize(d)? {
+        Scalar::Null => Ok(()),
+        Scalar::Str(t) if t == "API_KEY" => Ok(()),
+        Scalar::Str(_) => Err(de::Error::custom(
+            "must be \"API_KEY\" (the only type of usage plan key)",
         )),
-        Err(_) => Err(wire::fail(
-            None,
-            "must be the string \"API_KEY\"".to_owned(),
-        )),
+        _ => Err(de::Error::custom("must be the string \"API_KEY\"")),
     }
 }
 
 /// A list of `T`, or the CLI's whole answer `{"items": [...]}`; `null` for none.
-struct List<T>(Vec<T>);
+struct Items<T>(Vec<T>);
 
-fn list<'de, D: Deserializer<'de>, T: Deserialize<'de> + Fields>(d: D) -> Result<Vec<T>, D::Error> {
-    Ok(List::<T>::deserialize(d)?.0)
+impl<T> Default for Items<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
 }
 
-fn plan_keys<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, List<PlanKey>>, D::Error> {
-    wire::map_of(
-        d,
-        "an object {\"<usagePlanId>\": [{\"id\": \"<API key id>\", \"type\": \"API_KEY\"}]}",
-    )
+/// The CLI's answer: its `items` (a list, not another answer); `position` and the rest are
+/// ignored.
+#[derive(Deserialize)]
+#[serde(bound = "T: Deserialize<'de> + Shape")]
+struct Answer<T> {
+    #[serde(default)]
+    items: List<T>,
 }
 
-impl<'de, T: Deserialize<'de> + Fields> Deserialize<'de> for List<T> {
+impl<T> Shape for Answer<T> {
+    const SHAPE: &'static str = "the CLI's answer {\"items\": [...]}";
+    const FIELDS: &'static [&'static str] = &["items"];
+    const REQUIRED: &'static [&'static str] = &[];
+}
+
+impl<'de, T: Deserialize<'de> + Shape> Container<'de> for Items<T> {
+    fn expected() -> Cow<'static, str> {
+        Cow::Owned(format!(
+            "a list of {}, or the CLI's answer {{\"items\": [...]}}",
+            T::SHAPE
+        ))
+    }
+    fn list<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error> {
+        List::list(seq).map(|List(items)| Items(items))
+    }
+    fn object<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let answer = Answer::<T>::deserialize(MapAccessDeserializer::new(map))?;
+        Ok(Items(answer.items.0))
+    }
+    fn null<E: de::Error>() -> Result<Self, E> {
+        Ok(Items(Vec::new()))
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Shape> Deserialize<'de> for Items<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ListVisitor(PhantomData))
-    }
-}
-
-struct ListVisitor<T>(PhantomData<T>);
-
-impl<T: Fields> ListVisitor<T> {
-    fn wrong<E: de::Error>(kind: &str) -> E {
-        wire::fail(
-            None,
-            format!(
-                "must be a list of {}, or the CLI's answer {{\"items\": [...]}}, not {kind}",
-                T::SHAPE
-            ),
-        )
-    }
-}
-
-impl<'de, T: Deserialize<'de> + Fields> Visitor<'de> for ListVisitor<T> {
-    type Value = List<T>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a list of {}", T::SHAPE)
-    }
-    fn visit_unit<E>(self) -> Result<List<T>, E> {
-        Ok(List(Vec::new()))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<List<T>, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(Checked(item)) = seq.next_element::<Checked<T>>()? {
-            out.push(item);
-        }
-        Ok(List(out))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<List<T>, A::Error> {
-        let mut items: Option<List<T>> = None;
-        while let Some(key) = map.next_key::<String>()? {
-            if key != "items" {
-                map.next_value::<IgnoredAny>()?;
-            } else if items.is_some() {
-                return Err(wire::fail(Some("items"), wire::REPEATED.to_owned()));
-            } else {
-                items = Some(map.next_value::<ItemsOnly<T>>()?.0);
-            }
-        }
-        Ok(items.unwrap_or(List(Vec::new())))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<List<T>, E> {
-        Err(Self::wrong("true or false"))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<List<T>, E> {
-        Err(Self::wrong("a number"))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<List<T>, E> {
-        Err(Self::wrong("a number"))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<List<T>, E> {
-        Err(Self::wrong("a number"))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<List<T>, E> {
-        Err(Self::wrong("a string"))
-    }
-}
-
-/// The `items` of the CLI's answer: a list (or `null`), not another answer.
-struct ItemsOnly<T>(List<T>);
-
-impl<'de, T: Deserialize<'de> + Fields> Deserialize<'de> for ItemsOnly<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let items: Option<wire::ListOf<T>> = Option::deserialize(d)?;
-        Ok(ItemsOnly(List(items.map_or_else(Vec::new, |l| l.0))))
+        wire::container(d)
     }
 }
 
 /// Parses the text into a configuration, without validating it.
 fn parse(text: &str) -> Result<Config, ConfigError> {
-    wire::clear_problem();
     let mut de = serde_json::Deserializer::from_str(text);
-    let doc = match serde_path_to_error::deserialize::<_, Checked<Document>>(&mut de) {
-        Ok(Checked(doc)) => doc,
+    let doc = match serde_path_to_error::deserialize::<_, wire::Object<Document>>(&mut de) {
+        Ok(wire::Object(doc)) => doc,
         Err(e) => {
             let path: Vec<Segment> = e.path().iter().cloned().collect();
             return Err(error_at(text, &path, e.into_inner()));
@@ -212,10 +177,11 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
     };
     de.end().map_err(|e| error_at(text, &[], e))?;
     Ok(Config {
-        api_keys: doc.api_keys,
-        usage_plans: doc.usage_plans,
+        api_keys: doc.api_keys.0,
+        usage_plans: doc.usage_plans.0,
         usage_plan_keys: doc
             .usage_plan_keys
+            .0
             .into_iter()
             .map(|(plan, keys)| (plan, keys.0.into_iter().map(|k| k.id).collect()))
             .collect(),
@@ -224,16 +190,28 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 
 // ------------------------------------------------------------------------------------- errors
 
-/// Where in the document a path points: the item and the field inside it.
-struct Place {
-    /// `apiKeys` or `usagePlans` and the index, to look up the item's id.
-    list_item: Option<(&'static str, usize)>,
-    item: String,
-    field: String,
+/// What a path points into: the whole document, or an item of one of its lists.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Document,
+    ApiKey,
+    UsagePlan,
+    PlanKey,
 }
 
-/// `usagePlans`, `[1]`, `throttle`, `rateLimit` -> `usagePlans[1]` and `throttle.rateLimit`.
-fn locate(path: &[Segment]) -> Place {
+/// Where in the document a path points: the item, and the path inside it.
+struct Place<'p> {
+    kind: Kind,
+    /// `apiKeys` or `usagePlans`, the index, and the path to the item, to read its id.
+    list_item: Option<(&'static str, usize, &'p [Segment])>,
+    /// The item's name when it has no id: `usagePlanKeys["plan111"][0]`, `configuration`.
+    item: String,
+    /// The path inside the item: `throttle`, `rateLimit`.
+    inner: &'p [Segment],
+}
+
+/// `usagePlans`, `[1]`, `throttle`, `rateLimit` -> `usagePlans[1]` and `throttle`, `rateLimit`.
+fn locate(path: &[Segment]) -> Place<'_> {
     let key = |i: usize| match path.get(i) {
         Some(Segment::Map { key }) => Some(key.as_str()),
         _ => None,
@@ -244,36 +222,74 @@ fn locate(path: &[Segment]) -> Place {
     };
     // Skip the CLI's `{"items": [...]}` wrapper if there is one.
     let at = |i: usize| if key(i) == Some("items") { i + 1 } else { i };
-    let whole = |rest: usize| Place {
+    let whole = Place {
+        kind: Kind::Document,
         list_item: None,
         item: "configuration".to_owned(),
-        field: field_path(&path[rest.min(path.len())..]),
+        inner: path,
     };
     match key(0) {
         Some(list @ ("apiKeys" | "usagePlans")) => match index(at(1)) {
             Some(n) => {
-                let list = if list == "apiKeys" {
-                    "apiKeys"
+                let (list, kind) = if list == "apiKeys" {
+                    ("apiKeys", Kind::ApiKey)
                 } else {
-                    "usagePlans"
+                    ("usagePlans", Kind::UsagePlan)
                 };
                 Place {
-                    list_item: Some((list, n)),
+                    kind,
+                    list_item: Some((list, n, &path[..=at(1)])),
                     item: item_name(list, n, None),
-                    field: field_path(&path[at(1) + 1..]),
+                    inner: &path[at(1) + 1..],
                 }
             }
-            None => whole(0),
+            None => whole,
         },
         Some("usagePlanKeys") => match (key(1), index(at(2))) {
             (Some(plan), Some(n)) => Place {
+                kind: Kind::PlanKey,
                 list_item: None,
                 item: format!("{}[{n}]", plan_keys_name(plan)),
-                field: field_path(&path[at(2) + 1..]),
+                inner: &path[at(2) + 1..],
             },
-            _ => whole(0),
+            _ => whole,
         },
-        _ => whole(0),
+        _ => whole,
+    }
+}
+
+/// The fields of the object that belongs at `inner` inside an item of this kind, and those it
+/// requires; `None` where no object belongs.
+fn shape_at(
+    kind: Kind,
+    inner: &[Segment],
+) -> Option<(&'static [&'static str], &'static [&'static str])> {
+    fn of<T: Shape>() -> Option<(&'static [&'static str], &'static [&'static str])> {
+        Some((T::FIELDS, T::REQUIRED))
+    }
+    let is = |s: &Segment, name: &str| matches!(s, Segment::Map { key } if key == name);
+    match (kind, inner) {
+        (Kind::Document, []) => of::<Document>(),
+        (Kind::Document, [list]) if is(list, "apiKeys") || is(list, "usagePlans") => {
+            of::<Answer<()>>()
+        }
+        (Kind::Document, [map, Segment::Map { .. }]) if is(map, "usagePlanKeys") => {
+            of::<Answer<()>>()
+        }
+        (Kind::ApiKey, []) => of::<ApiKey>(),
+        (Kind::PlanKey, []) => of::<PlanKey>(),
+        (Kind::UsagePlan, []) => of::<UsagePlan>(),
+        (Kind::UsagePlan, [field]) if is(field, "throttle") => of::<Throttle>(),
+        (Kind::UsagePlan, [field]) if is(field, "quota") => of::<Quota>(),
+        (Kind::UsagePlan, [stages, Segment::Seq { .. }]) if is(stages, "apiStages") => {
+            of::<ApiStage>()
+        }
+        (Kind::UsagePlan, [stages, Segment::Seq { .. }, field, Segment::Map { .. }])
+            if is(stages, "apiStages") && is(field, "throttle") =>
+        {
+            of::<Throttle>()
+        }
+        _ => None,
     }
 }
 
@@ -308,7 +324,7 @@ fn expected(field: &str) -> Option<String> {
     let last = field.rsplit(['.', ']']).next().unwrap_or(field);
     Some(match last {
         "rateLimit" => crate::model::RATE_RANGE.to_owned(),
-        "burstLimit" => "a whole number from 1 to 4294967295".to_owned(),
+        "burstLimit" => "a whole number from 0 to 4294967295".to_owned(),
         "limit" => "a whole number ≥ 0".to_owned(),
         "offset" => "a whole number, the day the quota's window starts on".to_owned(),
         "createdDate" | "lastUpdatedDate" => {
@@ -318,28 +334,63 @@ fn expected(field: &str) -> Option<String> {
     })
 }
 
+/// The message of a refusal by the model's readers (or by serde's derive), without the position
+/// that serde_json appends to it (` at line 3 column 7`): the path already says where.
+fn message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&position) {
+        Some(reason) => reason.to_owned(),
+        None => text,
+    }
+}
+
+/// The field of an object that serde's derive refused: the first of its fields that the
+/// object repeats (the derive stops there), else the first required one it lacks.
+fn refused_field(
+    keys: &[String],
+    (fields, required): (&[&str], &[&str]),
+) -> Option<(String, String)> {
+    let mut seen: Vec<&str> = Vec::new();
+    for key in keys.iter().filter(|k| fields.contains(&k.as_str())) {
+        if seen.contains(&key.as_str()) {
+            return Some((key.clone(), REPEATED.to_owned()));
+        }
+        seen.push(key);
+    }
+    required
+        .iter()
+        .find(|r| !keys.iter().any(|k| k == *r))
+        .map(|r| ((*r).to_owned(), "is required".to_owned()))
+}
+
 /// Turns the parser's error at `path` into an error naming the item and field.
 fn error_at(text: &str, path: &[Segment], e: serde_json::Error) -> ConfigError {
     let place = locate(path);
     let item = match place.list_item {
-        Some((list, n)) => item_name(list, n, probe_id(text, list, n).as_deref()),
+        Some((list, n, at)) => {
+            item_name(list, n, object_at(text, at).and_then(|o| o.id).as_deref())
+        }
         None => place.item,
     };
-    let mut field = place.field;
+    let mut field = field_path(place.inner);
     if e.is_data() {
-        let (extra, reason) = match wire::take_problem() {
-            Some(p) => (p.field, p.reason),
-            // Every check of the model records its problem; this is a shape nothing expected.
-            None => (
-                None,
-                "is not of the shape this field takes (see the configuration format in \
-                 tower_usage_plans::config)"
-                    .to_owned(),
-            ),
+        let reason = message(&e);
+        // A repeated name of a map is refused at its own path; an object that serde's derive
+        // refused is at the object's path, and is read again to name the field.
+        let refused = match shape_at(place.kind, place.inner) {
+            Some(shape) if reason != REPEATED => {
+                object_at(text, path).and_then(|o| refused_field(&o.keys, shape))
+            }
+            _ => None,
         };
-        if let Some(extra) = extra {
-            push_key(&mut field, &extra);
-        }
+        let reason = match refused {
+            Some((extra, why)) => {
+                push_key(&mut field, &extra);
+                why
+            }
+            None => reason,
+        };
         if field.is_empty() {
             field.push_str("(the item)");
         }
@@ -370,116 +421,93 @@ fn error_at(text: &str, path: &[Segment], e: serde_json::Error) -> ConfigError {
     }
 }
 
-/// The `id` of item `index` of `list`, read from the text for a message (only on an error).
+/// An object of the text as far as it could be read: its keys, and its `id` if a string.
+#[derive(Default)]
+struct Found {
+    keys: Vec<String>,
+    id: Option<String>,
+}
+
+/// The object at `path` in `text`, read again for a message (only on an error).
 ///
-/// The values around it are skipped, not parsed, so a number the parser refuses elsewhere in the
-/// item (`1e999`) does not hide the id; the id of an item broken before its `id` is unknown.
-fn probe_id(text: &str, list: &str, index: usize) -> Option<String> {
-    let found = RefCell::new(None);
+/// The values around it are skipped, not parsed, so a number the parser refuses elsewhere
+/// (`1e999`) does not hide it; an object broken part way keeps the keys before the break.
+fn object_at(text: &str, path: &[Segment]) -> Option<Found> {
+    let mut found = None;
     let mut de = serde_json::Deserializer::from_str(text);
-    let _ = Probe {
-        list,
-        index,
-        found: &found,
+    let _ = At {
+        path,
+        found: &mut found,
     }
     .deserialize(&mut de);
-    found.into_inner()
+    found
 }
 
-#[derive(Clone, Copy)]
-struct Probe<'a> {
-    list: &'a str,
-    index: usize,
-    found: &'a RefCell<Option<String>>,
+/// Follows a path through the text to an object, then reads its keys into `found`.
+struct At<'a> {
+    path: &'a [Segment],
+    found: &'a mut Option<Found>,
 }
 
-/// Why the probe stopped; never shown.
+/// Why the reading stopped; never shown.
 fn stop<E: de::Error>() -> E {
-    E::custom("probe done")
+    E::custom("read far enough")
 }
 
-impl<'de> DeserializeSeed<'de> for Probe<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Probe<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the configuration")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<String>()? {
-            if key == self.list {
-                return map.next_value_seed(ProbeList(self));
-            }
-            map.next_value::<IgnoredAny>()?;
-        }
-        Ok(())
-    }
-}
-
-/// The list (or `{"items": [...]}`) that holds the item.
-struct ProbeList<'a>(Probe<'a>);
-
-impl<'de> DeserializeSeed<'de> for ProbeList<'_> {
+impl<'de> DeserializeSeed<'de> for At<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ProbeList<'_> {
+impl<'de> Visitor<'de> for At<'_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a list")
+        f.write_str("the configuration")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        match self.path.split_first() {
+            None => {
+                let found = self.found.insert(Found::default());
+                while let Some(key) = map.next_key::<String>()? {
+                    let first_id = key == "id" && !found.keys.iter().any(|k| k == "id");
+                    found.keys.push(key);
+                    if first_id {
+                        if let Scalar::Str(id) = map.next_value()? {
+                            found.id = Some(id);
+                        }
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Some((Segment::Map { key }, rest)) => {
+                while let Some(k) = map.next_key::<String>()? {
+                    if k == *key {
+                        return map.next_value_seed(At {
+                            path: rest,
+                            found: self.found,
+                        });
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Some(_) => {}
+        }
+        Err(stop())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        for _ in 0..self.0.index {
-            if seq.next_element::<IgnoredAny>()?.is_none() {
-                return Err(stop());
-            }
-        }
-        seq.next_element_seed(ProbeItem(self.0))?;
-        Err(stop())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "items" {
-                return map.next_value_seed(ProbeList(self.0));
-            }
-            map.next_value::<IgnoredAny>()?;
-        }
-        Err(stop())
-    }
-}
-
-/// The item: its first `id` that is a string.
-struct ProbeItem<'a>(Probe<'a>);
-
-impl<'de> DeserializeSeed<'de> for ProbeItem<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ProbeItem<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an item")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "id" {
-                if let Ok(id) = map.next_value::<String>() {
-                    *self.0.found.borrow_mut() = Some(id);
+        if let Some((Segment::Seq { index }, rest)) = self.path.split_first() {
+            for _ in 0..*index {
+                if seq.next_element::<IgnoredAny>()?.is_none() {
+                    return Err(stop());
                 }
-                return Err(stop());
             }
-            map.next_value::<IgnoredAny>()?;
+            seq.next_element_seed(At {
+                path: rest,
+                found: self.found,
+            })?;
         }
         Err(stop())
     }
@@ -1155,6 +1183,115 @@ mod tests {
             "id",
         );
         assert!(msg.ends_with("id: is required"), "{msg}");
+    }
+
+    /// An object that serde's derive refused is read again to name the field it repeats or
+    /// lacks, whatever comes around it.
+    #[test]
+    fn refused_objects_name_the_repeated_or_missing_field() {
+        let key = |fields: &str| format!(r#"{{"apiKeys": [{{{fields}}}]}}"#);
+        let value = format!("\"value\": \"{VALUE_A}\"");
+        let cases = [
+            (
+                key(&format!("\"id\": \"k\", {value}, \"id\": \"k\"")),
+                "id",
+                REPEATED,
+            ),
+            (key(&format!("\"x\": 1, {value}")), "id", "is required"),
+            (key("\"id\": \"k\""), "value", "is required"),
+            (
+                r#"{"usagePlans": [{"id": "p", "quota": {"period": "DAY"}}]}"#.to_owned(),
+                "quota.limit",
+                "is required",
+            ),
+            (
+                r#"{"usagePlanKeys": {"p": {"items": [], "items": null}}}"#.to_owned(),
+                "usagePlanKeys.p.items",
+                REPEATED,
+            ),
+            (
+                r#"{"usagePlanKeys": {"p": [{"type": "API_KEY"}]}}"#.to_owned(),
+                "id",
+                "is required",
+            ),
+        ];
+        for (text, field, reason) in cases {
+            let err = Config::from_json(&text).unwrap_err();
+            assert_eq!(err.field(), Some(field), "{text}: {err}");
+            assert!(
+                err.to_string().ends_with(&format!("{field}: {reason}")),
+                "{err}"
+            );
+        }
+        // The id after the repeated field still names the key.
+        let text = key(&format!(
+            "{value}, \"name\": \"a\", \"name\": \"b\", \"id\": \"late\""
+        ));
+        let err = Config::from_json(&text).unwrap_err();
+        assert_eq!(err.item(), Some("apiKeys[0] (id \"late\")"), "{err}");
+        assert_eq!(err.field(), Some("name"), "{err}");
+    }
+
+    /// An offset is read as 0 to 27 whatever the period (which may come after it), then
+    /// checked against the period by validation.
+    #[test]
+    fn a_quota_offset_is_checked_against_its_period() {
+        let plan = |quota: &str| format!(r#"{{"usagePlans": [{{"id": "p", "quota": {quota}}}]}}"#);
+        let p = "usagePlans[0] (id \"p\")";
+        let msg = refused(
+            &plan(r#"{"offset": 10, "limit": 1, "period": "WEEK"}"#),
+            p,
+            "quota.offset",
+        );
+        assert!(msg.ends_with("a WEEK quota's offset is 0 to 6: the weekday its window starts on, 0 for Sunday, not 10"), "{msg}");
+        let msg = refused(
+            &plan(r#"{"offset": 28, "limit": 1, "period": "MONTH"}"#),
+            p,
+            "quota.offset",
+        );
+        assert!(
+            msg.contains("must be a whole number from 0 to 27") && msg.ends_with("not 28"),
+            "{msg}"
+        );
+        let c = Config::from_json(&plan(
+            r#"{"offset": 27.0, "limit": 1e3, "period": "MONTH"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            c.usage_plans[0].quota,
+            Some(Quota::new(1000, QuotaPeriod::Month, 27).unwrap())
+        );
+    }
+
+    /// A field nobody reads may repeat: it is ignored, as any unknown field is.
+    #[test]
+    fn unknown_fields_may_repeat() {
+        let text = format!(
+            r#"{{"x": 1, "x": 2, "apiKeys": {{"position": "a", "position": "b", "items": [
+                {{"id": "k", "value": "{VALUE_A}", "stageKeys": [], "stageKeys": []}}]}}}}"#
+        );
+        let c = Config::from_json(&text).unwrap();
+        assert_eq!(c.api_keys[0].id, "k");
+    }
+
+    /// A usage plan key's `type` that is not JSON is reported as JSON that cannot be read, at
+    /// its place, not as a wrong type.
+    #[test]
+    fn a_malformed_type_is_a_json_error() {
+        let err = Config::from_json(r#"{"usagePlanKeys": {"p": [{"id": "k", "type": "API_KEY}]}}"#)
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Json { .. }), "{err:?}");
+        assert_eq!(err.item(), Some("usagePlanKeys[\"p\"][0]"));
+        assert_eq!(err.field(), Some("type"));
+        let msg = refused(
+            r#"{"usagePlanKeys": {"p": [{"id": "k", "type": 1}]}}"#,
+            "usagePlanKeys[\"p\"][0]",
+            "type",
+        );
+        assert!(
+            msg.ends_with("type: must be the string \"API_KEY\""),
+            "{msg}"
+        );
     }
 
     /// No input panics: malformed documents of every kind are refused with an error.

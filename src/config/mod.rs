@@ -14,7 +14,8 @@
 //! The three members are optional (empty when missing), and so is any field AWS may leave out. Fields we
 //! do not know (`stageKeys`, `position`, …) are ignored, and `null` counts as missing. Each list may
 //! also be given as the CLI's whole answer, `{"items": [...]}`. An object that holds the same field
-//! twice is refused (JSON readers disagree on which copy counts).
+//! (or the same tag, method path or usage plan id) twice is refused, as JSON readers disagree on
+//! which copy counts; a field we do not know is ignored however often it appears.
 //!
 //! - **API key** `{"id", "value", "name", "description", "enabled", "createdDate", "lastUpdatedDate",
 //!   "customerId", "tags"}`: `id` and `value` are required (the value is 20 to 128 visible ASCII

@@ -236,30 +236,34 @@ pub(crate) fn check_id(field: &str, id: &str) -> Result<(), FieldError> {
 }
 
 #[cfg(feature = "json")]
-use serde::{Deserialize, Deserializer};
-
-#[cfg(feature = "json")]
-use super::wire::{fail, Fields, Scalar};
-
-#[cfg(feature = "json")]
 /// A key's value: a string checked as [`ApiKeyValue::new`] checks it, never repeated.
-fn key_value<'de, D: Deserializer<'de>>(d: D) -> Result<ApiKeyValue, D::Error> {
-    match Scalar::deserialize(d)? {
-        Scalar::Str(s) => ApiKeyValue::new(s).map_err(|e| fail(None, e.reason)),
-        Scalar::Null => Err(fail(None, "is required".to_owned())),
-        other => Err(fail(
-            None,
-            format!(
-                "must be a string of 20 to 128 visible ASCII characters, not {}",
-                other.kind()
-            ),
-        )),
+fn key_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ApiKeyValue, D::Error> {
+    use serde::de::Error;
+    use serde::Deserialize;
+    match wire::Scalar::deserialize(d)? {
+        wire::Scalar::Str(s) => ApiKeyValue::new(s).map_err(|e| D::Error::custom(e.reason)),
+        wire::Scalar::Null => Err(D::Error::custom("is required")),
+        other => Err(D::Error::custom(format_args!(
+            "must be a string of 20 to 128 visible ASCII characters, not {}",
+            other.kind()
+        ))),
     }
 }
 
 #[cfg(feature = "json")]
-impl Fields for ApiKey {
+impl wire::Shape for ApiKey {
     const SHAPE: &'static str = "an API key {\"id\", \"value\", \"name\", ...}";
+    const FIELDS: &'static [&'static str] = &[
+        "id",
+        "value",
+        "name",
+        "description",
+        "enabled",
+        "createdDate",
+        "lastUpdatedDate",
+        "customerId",
+        "tags",
+    ];
     const REQUIRED: &'static [&'static str] = &["id", "value"];
 }
 

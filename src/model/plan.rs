@@ -6,15 +6,13 @@ use std::str::FromStr;
 
 use super::text::number;
 #[cfg(feature = "json")]
-#[cfg(feature = "json")]
-use super::wire;
+use super::wire::{self, InObject, Map, Object, Scalar, Shape};
 use super::{check_id, MethodPath, StageRef};
+use crate::error::FieldError;
+#[cfg(feature = "json")]
+use serde::de::Error as _;
 #[cfg(feature = "json")]
 use serde::{Deserialize, Deserializer};
-
-#[cfg(feature = "json")]
-use super::wire::{fail, record, unique_map, whole, Checked, Fields, Scalar};
-use crate::error::FieldError;
 
 /// A token bucket: `burst_limit` tokens, refilled at `rate_limit` per second.
 ///
@@ -181,18 +179,17 @@ impl<'de> serde::Deserialize<'de> for QuotaPeriod {
 /// How many requests a key may make per calendar window (see [`period`](crate::period)).
 ///
 /// In JSON (feature `json`): `{"limit": 1000, "offset": 0, "period": "DAY"}`; `limit` and
-/// `period` are required, `offset` defaults to 0. Deserializing checks the offset against the
-/// period, as [`validate`](Self::validate) does.
+/// `period` are required, `offset` defaults to 0. Deserializing reads an offset from 0 to 27;
+/// [`validate`](Self::validate) (and [`Config`](crate::config::Config)) checks it against the
+/// period.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "json",
-    derive(serde::Serialize, serde::Deserialize),
-    serde(try_from = "QuotaWire")
-)]
+#[cfg_attr(feature = "json", derive(serde::Serialize, serde::Deserialize))]
 pub struct Quota {
     /// Requests allowed per window.
+    #[cfg_attr(feature = "json", serde(deserialize_with = "limit"))]
     pub limit: u64,
     /// The day the window starts: DAY 0; WEEK 0..=6 (0 = Sunday); MONTH 0..=27 (day offset + 1).
+    #[cfg_attr(feature = "json", serde(default, deserialize_with = "offset"))]
     pub offset: u32,
     /// The window.
     pub period: QuotaPeriod,
@@ -247,7 +244,7 @@ pub struct ApiStage {
         feature = "json",
         serde(
             default,
-            deserialize_with = "throttle_map",
+            deserialize_with = "throttles",
             skip_serializing_if = "BTreeMap::is_empty"
         )
     )]
@@ -302,17 +299,14 @@ pub struct UsagePlan {
     )]
     pub description: Option<String>,
     /// The stages the plan applies to, each with its per-method throttles.
-    #[cfg_attr(
-        feature = "json",
-        serde(default, deserialize_with = "wire::checked_list")
-    )]
+    #[cfg_attr(feature = "json", serde(default, deserialize_with = "wire::list"))]
     pub api_stages: Vec<ApiStage>,
     /// The throttle per key; `None` for no throttle.
     #[cfg_attr(
         feature = "json",
         serde(
             default,
-            deserialize_with = "wire::checked_opt",
+            deserialize_with = "wire::object_opt",
             skip_serializing_if = "Option::is_none"
         )
     )]
@@ -322,7 +316,7 @@ pub struct UsagePlan {
         feature = "json",
         serde(
             default,
-            deserialize_with = "wire::checked_opt",
+            deserialize_with = "wire::object_opt",
             skip_serializing_if = "Option::is_none"
         )
     )]
@@ -405,140 +399,107 @@ impl UsagePlan {
 
 /// `rateLimit`: a number, or a string holding one (its range is checked by validation).
 #[cfg(feature = "json")]
-pub(crate) fn rate<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+fn rate<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     match Scalar::deserialize(d)? {
         Scalar::U64(n) => Ok(n as f64),
         Scalar::I64(n) => Ok(n as f64),
         Scalar::F64(f) => Ok(f),
         Scalar::Str(s) => s.trim().parse::<f64>().map_err(|_| {
-            fail(
-                None,
-                format!("must be {RATE_RANGE}, not a string that holds no number"),
-            )
+            D::Error::custom(format_args!(
+                "must be {RATE_RANGE}, not a string that holds no number"
+            ))
         }),
-        Scalar::Null => Err(fail(None, format!("is required: {RATE_RANGE}"))),
-        other => Err(fail(
-            None,
-            format!("must be {RATE_RANGE}, not {}", other.kind()),
-        )),
+        Scalar::Null => Err(D::Error::custom(format_args!("is required: {RATE_RANGE}"))),
+        other => Err(D::Error::custom(format_args!(
+            "must be {RATE_RANGE}, not {}",
+            other.kind()
+        ))),
     }
 }
 
 /// A quota's period: `"DAY"`, `"WEEK"` or `"MONTH"`.
 #[cfg(feature = "json")]
-pub(crate) fn period<'de, D: Deserializer<'de>>(d: D) -> Result<QuotaPeriod, D::Error> {
+fn period<'de, D: Deserializer<'de>>(d: D) -> Result<QuotaPeriod, D::Error> {
     match Scalar::deserialize(d)? {
         Scalar::Str(s) => s
             .parse()
-            .map_err(|e: crate::error::FieldError| fail(None, e.reason)),
-        Scalar::Null => Err(fail(None, "is required: DAY, WEEK or MONTH".to_owned())),
-        other => Err(fail(
-            None,
-            format!("must be DAY, WEEK or MONTH, not {}", other.kind()),
-        )),
+            .map_err(|e: FieldError| D::Error::custom(e.reason)),
+        Scalar::Null => Err(D::Error::custom("is required: DAY, WEEK or MONTH")),
+        other => Err(D::Error::custom(format_args!(
+            "must be DAY, WEEK or MONTH, not {}",
+            other.kind()
+        ))),
     }
 }
 
-/// A quota as JSON holds it, before its offset is checked against its period.
-#[cfg(feature = "json")]
-#[derive(Deserialize)]
-pub(crate) struct QuotaWire {
-    #[serde(deserialize_with = "limit")]
-    limit: u64,
-    #[serde(default, deserialize_with = "offset")]
-    offset: Offset,
-    period: QuotaPeriod,
-}
-
+/// A quota's `limit`.
 #[cfg(feature = "json")]
 fn limit<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    whole(d, u64::MAX, "≥ 0")
+    wire::whole(d, u64::MAX, "≥ 0", None)
 }
 
-/// An offset as written: a whole number (any sign) or what else it was, for the message.
+/// A quota's `offset`, `null` for 0: any period's (validation checks it against the period, which
+/// may come after it in the object).
 #[cfg(feature = "json")]
-enum Offset {
-    Whole(i128),
-    Other(String),
-}
-
-#[cfg(feature = "json")]
-impl Default for Offset {
-    fn default() -> Self {
-        Self::Whole(0)
-    }
-}
-
-#[cfg(feature = "json")]
-fn offset<'de, D: Deserializer<'de>>(d: D) -> Result<Offset, D::Error> {
-    let v = Scalar::deserialize(d)?;
-    Ok(match (&v, v.whole()) {
-        (Scalar::Null, _) => Offset::Whole(0),
-        (_, Some(n)) => Offset::Whole(n),
-        _ => Offset::Other(v.shown()),
-    })
-}
-
-#[cfg(feature = "json")]
-impl TryFrom<QuotaWire> for Quota {
-    type Error = String;
-
-    fn try_from(w: QuotaWire) -> Result<Self, String> {
-        let offset = match w.offset {
-            Offset::Whole(n) => u32::try_from(n)
-                .ok()
-                .filter(|o| *o <= w.period.max_offset())
-                .ok_or_else(|| n.to_string()),
-            Offset::Other(found) => Err(found),
-        };
-        match offset {
-            Ok(offset) => Ok(Quota {
-                limit: w.limit,
-                offset,
-                period: w.period,
-            }),
-            Err(found) => {
-                let e = offset_error(w.period, &found);
-                Err(record(Some(&e.field), e.reason))
-            }
-        }
-    }
-}
-
-#[cfg(feature = "json")]
-impl Fields for UsagePlan {
-    const SHAPE: &'static str = "a usage plan {\"id\", \"name\", \"apiStages\", ...}";
-    const REQUIRED: &'static [&'static str] = &["id"];
-}
-
-#[cfg(feature = "json")]
-impl Fields for ApiStage {
-    const SHAPE: &'static str = "a stage {\"apiId\", \"stage\", \"throttle\"}";
-    const REQUIRED: &'static [&'static str] = &["apiId", "stage"];
-}
-
-#[cfg(feature = "json")]
-impl Fields for Throttle {
-    const SHAPE: &'static str = "an object {\"burstLimit\", \"rateLimit\"}";
-    const REQUIRED: &'static [&'static str] = &["burstLimit", "rateLimit"];
-}
-
-#[cfg(feature = "json")]
-impl Fields for Quota {
-    const SHAPE: &'static str = "an object {\"limit\", \"offset\", \"period\"}";
-    const REQUIRED: &'static [&'static str] = &["limit", "period"];
+fn offset<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = wire::whole(
+        d,
+        u64::from(QuotaPeriod::Month.max_offset()),
+        "from 0 to 27, the day the window starts on (a DAY quota takes only 0, a WEEK quota 0 to \
+         6 from Sunday, a MONTH quota 0 to 27 for day offset + 1 of the month)",
+        Some(0),
+    )?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
 /// A stage's per-method throttles: `{"/items/GET": {"burstLimit", "rateLimit"}}`.
 #[cfg(feature = "json")]
-pub(crate) fn throttle_map<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, Throttle>, D::Error> {
-    unique_map(
-        d,
-        "an object of per-method throttles {\"/items/GET\": {\"burstLimit\", \"rateLimit\"}}",
-        |t: Checked<Throttle>| t.0,
-    )
+fn throttles<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Throttle>, D::Error> {
+    let Map(throttles) = Map::<Object<Throttle>>::deserialize(d)?;
+    Ok(throttles.into_iter().map(|(k, Object(t))| (k, t)).collect())
+}
+
+#[cfg(feature = "json")]
+impl InObject for Object<Throttle> {
+    const OBJECT: &'static str =
+        "an object of per-method throttles {\"/items/GET\": {\"burstLimit\", \"rateLimit\"}}";
+}
+
+#[cfg(feature = "json")]
+impl Shape for UsagePlan {
+    const SHAPE: &'static str = "a usage plan {\"id\", \"name\", \"apiStages\", ...}";
+    const FIELDS: &'static [&'static str] = &[
+        "id",
+        "name",
+        "description",
+        "apiStages",
+        "throttle",
+        "quota",
+        "productCode",
+        "tags",
+    ];
+    const REQUIRED: &'static [&'static str] = &["id"];
+}
+
+#[cfg(feature = "json")]
+impl Shape for ApiStage {
+    const SHAPE: &'static str = "a stage {\"apiId\", \"stage\", \"throttle\"}";
+    const FIELDS: &'static [&'static str] = &["apiId", "stage", "throttle"];
+    const REQUIRED: &'static [&'static str] = &["apiId", "stage"];
+}
+
+#[cfg(feature = "json")]
+impl Shape for Throttle {
+    const SHAPE: &'static str = "an object {\"burstLimit\", \"rateLimit\"}";
+    const FIELDS: &'static [&'static str] = &["burstLimit", "rateLimit"];
+    const REQUIRED: &'static [&'static str] = &["burstLimit", "rateLimit"];
+}
+
+#[cfg(feature = "json")]
+impl Shape for Quota {
+    const SHAPE: &'static str = "an object {\"limit\", \"offset\", \"period\"}";
+    const FIELDS: &'static [&'static str] = &["limit", "offset", "period"];
+    const REQUIRED: &'static [&'static str] = &["limit", "period"];
 }
 
 #[cfg(test)]

@@ -1,73 +1,33 @@
 //! How the model reads and writes AWS's JSON (feature `json`).
 //!
-//! The model's types derive serde's traits; the helpers here read the fields that AWS's tools
-//! write in more than one way (a rate as a number or a numeric string, dates as epoch seconds or
-//! RFC 3339 text, `null` for a missing field), refuse an object that repeats a key or lacks a
-//! required one ([`Checked`]), and never put a string they were given into a message (it may be
-//! a key's secret value).
+//! The model's types derive serde's traits; serde's derive refuses an object that repeats or
+//! lacks a field. What is here are the small pieces the derives name for AWS's shapes:
 //!
-//! When one of these checks refuses something, it also records a [`Problem`] for this thread:
-//! the configuration loader reads it back (with the path that `serde_path_to_error` tracked) to
-//! name the item and field and say what to fix, so no one ever parses an error's text.
+//! - readers for the fields AWS's tools write in more than one way (a rate as a number or a
+//!   numeric string, dates as epoch seconds or RFC 3339 text, `null` for a missing field);
+//! - [`Object`], [`List`] and [`Map`], which read an object, a list (`null` for none) or an
+//!   object of names, and refuse a value of any other kind; [`Map`] refuses a repeated name.
+//!
+//! A value of the wrong kind is refused by naming its kind (`not a string`), never by showing
+//! it: any string may be a key's secret value. A message holds only the reason; the path to the
+//! field comes from `serde_path_to_error`, and the configuration loader makes the two into an
+//! item and a field (see `config::json`).
 
-use std::cell::RefCell;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess};
-use serde::de::{SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serializer};
 
 use super::text::number;
 
-// ------------------------------------------------------------------------------------- problems
-
-/// What a check of this module refused: the field below the error's path that is wrong (for a
-/// repeated or missing field; `None` when the path already ends at it) and what to fix.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Problem {
-    pub(crate) field: Option<String>,
-    pub(crate) reason: String,
-}
-
-thread_local! {
-    static PROBLEM: RefCell<Option<Problem>> = const { RefCell::new(None) };
-}
-
-/// Forgets any problem recorded on this thread (call before deserializing).
-pub(crate) fn clear_problem() {
-    PROBLEM.with(|p| p.borrow_mut().take());
-}
-
-/// The problem recorded on this thread since [`clear_problem`], if any.
-pub(crate) fn take_problem() -> Option<Problem> {
-    PROBLEM.with(|p| p.borrow_mut().take())
-}
-
-pub(crate) fn record(field: Option<&str>, reason: String) -> String {
-    let text = match field {
-        Some(f) => format!("{f}: {reason}"),
-        None => reason.clone(),
-    };
-    PROBLEM.with(|p| {
-        *p.borrow_mut() = Some(Problem {
-            field: field.map(str::to_owned),
-            reason,
-        })
-    });
-    text
-}
-
-/// Records a problem and returns it as the deserializer's error.
-pub(crate) fn fail<E: de::Error>(field: Option<&str>, reason: String) -> E {
-    E::custom(record(field, reason))
-}
-
 // ------------------------------------------------------------------------------------- scalars
 
-/// Any JSON value, keeping only what the helpers need; lists and objects are skipped.
+/// What a JSON value is, keeping only what the readers need; lists and objects are skipped.
 pub(crate) enum Scalar {
     Null,
     Bool(bool),
@@ -164,15 +124,17 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
+/// `must be a string, not a number`.
+fn must_be<E: de::Error>(what: &str, found: &Scalar) -> E {
+    E::custom(format_args!("must be {what}, not {}", found.kind()))
+}
+
 /// A required string: `id`, `apiId`, `stage`.
 pub(crate) fn required<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     match Scalar::deserialize(d)? {
         Scalar::Str(s) => Ok(s),
-        Scalar::Null => Err(fail(None, "is required".to_owned())),
-        other => Err(fail(
-            None,
-            format!("must be a string, not {}", other.kind()),
-        )),
+        Scalar::Null => Err(de::Error::custom("is required")),
+        other => Err(must_be("a string", &other)),
     }
 }
 
@@ -186,10 +148,7 @@ pub(crate) fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>
     match Scalar::deserialize(d)? {
         Scalar::Str(s) => Ok(Some(s)),
         Scalar::Null => Ok(None),
-        other => Err(fail(
-            None,
-            format!("must be a string, not {}", other.kind()),
-        )),
+        other => Err(must_be("a string", &other)),
     }
 }
 
@@ -203,35 +162,34 @@ pub(crate) fn enabled<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error>
     match Scalar::deserialize(d)? {
         Scalar::Bool(b) => Ok(b),
         Scalar::Null => Ok(true),
-        other => Err(fail(
-            None,
-            format!("must be true or false, not {}", other.kind()),
-        )),
+        other => Err(must_be("true or false", &other)),
     }
 }
 
-/// A whole number from 0 to `max`.
+/// A whole number from 0 to `max`; `null` reads as `if_null`, or is refused where that is `None`.
 pub(crate) fn whole<'de, D: Deserializer<'de>>(
     d: D,
     max: u64,
     range: &str,
+    if_null: Option<u64>,
 ) -> Result<u64, D::Error> {
     let v = Scalar::deserialize(d)?;
     if let Scalar::Null = v {
-        return Err(fail(None, format!("is required: a whole number {range}")));
+        return if_null
+            .ok_or_else(|| de::Error::custom(format_args!("is required: a whole number {range}")));
     }
     match v.whole().and_then(|n| u64::try_from(n).ok()) {
         Some(n) if n <= max => Ok(n),
-        _ => Err(fail(
-            None,
-            format!("must be a whole number {range}, not {}", v.shown()),
-        )),
+        _ => Err(de::Error::custom(format_args!(
+            "must be a whole number {range}, not {}",
+            v.shown()
+        ))),
     }
 }
 
-/// `burstLimit`: a whole number that fits the bucket (its minimum is checked by validation).
+/// `burstLimit`: a whole number that fits the bucket (0 is valid, as on AWS).
 pub(crate) fn burst<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let n = whole(d, u64::from(u32::MAX), "from 0 to 4294967295")?;
+    let n = whole(d, u64::from(u32::MAX), "from 0 to 4294967295", None)?;
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
@@ -270,7 +228,10 @@ pub(crate) fn date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Er
     };
     match secs {
         Some(s) => Ok(Some(s)),
-        None => Err(fail(None, format!("{DATE_HINT}, not {}", v.shown()))),
+        None => Err(de::Error::custom(format_args!(
+            "{DATE_HINT}, not {}",
+            v.shown()
+        ))),
     }
 }
 
@@ -295,293 +256,244 @@ pub(crate) fn write_date<S: Serializer>(v: &Option<i64>, s: S) -> Result<S::Ok, 
 
 // ------------------------------------------------------------------------------------- objects
 
-/// An object's shape: what it is called in messages, and which fields it must have.
-pub(crate) trait Fields {
+/// An object's shape, for messages: what it is called, and its fields.
+///
+/// serde's derive refuses an object that repeats one of `FIELDS` or lacks one of `REQUIRED`; the
+/// configuration loader reads the object again to say which (only when it was refused).
+pub(crate) trait Shape {
     /// `an object {"burstLimit", "rateLimit"}`.
     const SHAPE: &'static str;
-    /// The fields that must be present (and not `null`).
+    /// Every field the derive reads (a unit test holds it to what the type serializes).
+    const FIELDS: &'static [&'static str];
+    /// The fields the derive requires.
     const REQUIRED: &'static [&'static str];
 }
 
-/// A `T` read from a JSON object that repeats no key and has every required field.
-///
-/// serde's derive would report a repeated field in words of its own and no field name, and a
-/// plain map would keep the last copy silently; this names the field.
-#[derive(Debug)]
-pub(crate) struct Checked<T>(pub(crate) T);
+/// A value read from a JSON object, a list or `null`; any other kind of value is refused with
+/// `must be {expected}, not {kind}`. [`Object`], [`List`] and [`Map`] are its cases.
+pub(crate) trait Container<'de>: Sized {
+    /// What the value must be: `a list of stages {"apiId", "stage", "throttle"}`.
+    fn expected() -> Cow<'static, str>;
 
-impl<'de, T: Deserialize<'de> + Fields> Deserialize<'de> for Checked<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(CheckedVisitor(PhantomData)).map(Checked)
+    /// Reads an object.
+    fn object<A: MapAccess<'de>>(_map: A) -> Result<Self, A::Error> {
+        Err(wrong::<Self, _>("an object"))
+    }
+
+    /// Reads a list.
+    fn list<A: SeqAccess<'de>>(_seq: A) -> Result<Self, A::Error> {
+        Err(wrong::<Self, _>("a list"))
+    }
+
+    /// Reads `null`.
+    fn null<E: de::Error>() -> Result<Self, E> {
+        Err(wrong::<Self, _>("null"))
     }
 }
 
-struct CheckedVisitor<T>(PhantomData<T>);
-
-impl<T> CheckedVisitor<T>
-where
-    T: Fields,
-{
-    fn wrong<E: de::Error>(kind: &str) -> E {
-        fail(None, format!("must be {}, not {kind}", T::SHAPE))
-    }
+fn wrong<'de, T: Container<'de>, E: de::Error>(kind: &str) -> E {
+    E::custom(format_args!("must be {}, not {kind}", T::expected()))
 }
 
-impl<'de, T: Deserialize<'de> + Fields> Visitor<'de> for CheckedVisitor<T> {
-    type Value = T;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(T::SHAPE)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-        T::deserialize(MapAccessDeserializer::new(Unique {
-            inner: map,
-            seen: Vec::new(),
-            required: T::REQUIRED,
-        }))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<T, E> {
-        Err(Self::wrong("null"))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<T, E> {
-        Err(Self::wrong("true or false"))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<T, E> {
-        Err(Self::wrong("a number"))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<T, E> {
-        Err(Self::wrong("a number"))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<T, E> {
-        Err(Self::wrong("a number"))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<T, E> {
-        Err(Self::wrong("a string"))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<T, A::Error> {
-        Err(Self::wrong("a list"))
-    }
-}
-
-/// The reason for a repeated key.
-pub(crate) const REPEATED: &str =
-    "appears twice in this object; keep one (JSON readers disagree on which copy counts)";
-
-/// A map that refuses a repeated key and, at its end, a missing required one.
-struct Unique<A> {
-    inner: A,
-    seen: Vec<String>,
-    required: &'static [&'static str],
-}
-
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for Unique<A> {
-    type Error = A::Error;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, A::Error> {
-        let key = self.inner.next_key_seed(KeySeed {
-            seed,
-            seen: &mut self.seen,
-        })?;
-        if key.is_none() {
-            if let Some(missing) = self
-                .required
-                .iter()
-                .find(|r| !self.seen.iter().any(|s| s == *r))
-            {
-                return Err(fail(Some(missing), "is required".to_owned()));
-            }
-        }
-        Ok(key)
-    }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
-        self.inner.next_value_seed(seed)
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        self.inner.size_hint()
-    }
-}
-
-/// Reads a key as a string, refuses it if seen, and hands it to the derived code's seed.
-struct KeySeed<'s, K> {
-    seed: K,
-    seen: &'s mut Vec<String>,
-}
-
-impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, K> {
-    type Value = K::Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<K::Value, D::Error> {
-        let key = String::deserialize(d)?;
-        if self.seen.contains(&key) {
-            // The path tracked up to here already ends at this key.
-            return Err(fail(None, REPEATED.to_owned()));
-        }
-        self.seen.push(key.clone());
-        self.seed.deserialize(key.into_deserializer())
-    }
-}
-
-/// An optional object: `throttle`, `quota`.
-pub(crate) fn checked_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Fields,
-{
-    Ok(Option::<Checked<T>>::deserialize(d)?.map(|c| c.0))
-}
-
-/// A list of objects, `null` for none: `apiStages`.
-pub(crate) fn checked_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Fields,
-{
+/// Reads a [`Container`].
+pub(crate) fn container<'de, D: Deserializer<'de>, T: Container<'de>>(d: D) -> Result<T, D::Error> {
     struct V<T>(PhantomData<T>);
-    impl<'de, T: Deserialize<'de> + Fields> Visitor<'de> for V<T> {
-        type Value = Vec<T>;
+    impl<'de, T: Container<'de>> Visitor<'de> for V<T> {
+        type Value = T;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "a list of {}", T::SHAPE)
+            f.write_str(&T::expected())
         }
-        fn visit_unit<E>(self) -> Result<Vec<T>, E> {
-            Ok(Vec::new())
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::object(map)
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-            let mut out = Vec::new();
-            while let Some(Checked(item)) = seq.next_element::<Checked<T>>()? {
-                out.push(item);
-            }
-            Ok(out)
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
+            T::list(seq)
         }
-        fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Vec<T>, A::Error> {
-            Err(fail(
-                None,
-                format!("must be a list of {}, not an object", T::SHAPE),
-            ))
+        fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+            T::null()
         }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Vec<T>, E> {
-            Err(fail(None, format!("must be a list of {}", T::SHAPE)))
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<T, E> {
+            Err(wrong::<T, _>("true or false"))
         }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Vec<T>, E> {
-            Err(fail(None, format!("must be a list of {}", T::SHAPE)))
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<T, E> {
+            Err(wrong::<T, _>("a number"))
         }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Vec<T>, E> {
-            Err(fail(None, format!("must be a list of {}", T::SHAPE)))
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<T, E> {
+            Err(wrong::<T, _>("a number"))
         }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Vec<T>, E> {
-            Err(fail(None, format!("must be a list of {}", T::SHAPE)))
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<T, E> {
+            Err(wrong::<T, _>("a number"))
         }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Vec<T>, E> {
-            Err(fail(None, format!("must be a list of {}", T::SHAPE)))
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<T, E> {
+            Err(wrong::<T, _>("a string"))
         }
     }
     d.deserialize_any(V(PhantomData))
 }
 
-/// A list of objects, `null` for none, as a type (for the configuration's `items`).
-pub(crate) struct ListOf<T>(pub(crate) Vec<T>);
+/// A `T` read by its derive from a JSON object; any other kind of value is refused as not
+/// [`Shape::SHAPE`] (serde's own message would show a string it was given).
+#[derive(Debug)]
+pub(crate) struct Object<T>(pub(crate) T);
 
-impl<'de, T: Deserialize<'de> + Fields> Deserialize<'de> for ListOf<T> {
+impl<'de, T: Deserialize<'de> + Shape> Container<'de> for Object<T> {
+    fn expected() -> Cow<'static, str> {
+        Cow::Borrowed(T::SHAPE)
+    }
+    fn object<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map)).map(Object)
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Shape> Deserialize<'de> for Object<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        checked_list(d).map(ListOf)
+        container(d)
     }
 }
 
-/// An object of string keys whose values are read by `V`, refusing a repeated key.
-pub(crate) fn unique_map<'de, D, V, T>(
-    d: D,
-    shape: &'static str,
-    each: fn(V) -> T,
-) -> Result<BTreeMap<String, T>, D::Error>
-where
-    D: Deserializer<'de>,
-    V: Deserialize<'de>,
-{
-    struct Vis<V, T> {
-        shape: &'static str,
-        each: fn(V) -> T,
+/// A list of objects `T`, `null` for none.
+pub(crate) struct List<T>(pub(crate) Vec<T>);
+
+impl<T> Default for List<T> {
+    fn default() -> Self {
+        Self(Vec::new())
     }
-    impl<'de, V: Deserialize<'de>, T> Visitor<'de> for Vis<V, T> {
-        type Value = BTreeMap<String, T>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str(self.shape)
+}
+
+impl<'de, T: Deserialize<'de> + Shape> Container<'de> for List<T> {
+    fn expected() -> Cow<'static, str> {
+        Cow::Owned(format!("a list of {}", T::SHAPE))
+    }
+    fn list<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        // A hint from the input: capped, so a short text cannot reserve much.
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(Object(item)) = seq.next_element()? {
+            out.push(item);
         }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(BTreeMap::new())
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = BTreeMap::new();
-            while let Some(key) = map.next_key::<String>()? {
-                if out.contains_key(&key) {
-                    return Err(fail(Some(&key), REPEATED.to_owned()));
-                }
-                let value = map.next_value::<V>()?;
-                out.insert(key, (self.each)(value));
+        Ok(List(out))
+    }
+    fn null<E: de::Error>() -> Result<Self, E> {
+        Ok(List(Vec::new()))
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Shape> Deserialize<'de> for List<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        container(d)
+    }
+}
+
+/// What an object whose values are `Self` is, for messages: `an object of tag names to strings`.
+pub(crate) trait InObject {
+    /// The object's description.
+    const OBJECT: &'static str;
+}
+
+/// An object of names to values `V`, `null` for none, refusing a repeated name.
+pub(crate) struct Map<V>(pub(crate) BTreeMap<String, V>);
+
+impl<V> Default for Map<V> {
+    fn default() -> Self {
+        Self(BTreeMap::new())
+    }
+}
+
+/// The reason for a repeated name.
+pub(crate) const REPEATED: &str =
+    "appears twice in this object; keep one (JSON readers disagree on which copy counts)";
+
+/// Refuses the value of a repeated name, so that the error's path ends at the name.
+struct Repeated;
+
+impl<'de> DeserializeSeed<'de> for Repeated {
+    type Value = Infallible;
+    fn deserialize<D: Deserializer<'de>>(self, _: D) -> Result<Infallible, D::Error> {
+        Err(de::Error::custom(REPEATED))
+    }
+}
+
+impl<'de, V: Deserialize<'de> + InObject> Container<'de> for Map<V> {
+    fn expected() -> Cow<'static, str> {
+        Cow::Borrowed(V::OBJECT)
+    }
+    fn object<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut out = BTreeMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                match map.next_value_seed(Repeated)? {}
             }
-            Ok(out)
+            let value = map.next_value()?;
+            out.insert(key, value);
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
-            Err(fail(None, format!("must be {}, not a list", self.shape)))
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Err(fail(
-                None,
-                format!("must be {}, not true or false", self.shape),
-            ))
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Err(fail(None, format!("must be {}, not a number", self.shape)))
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Err(fail(None, format!("must be {}, not a number", self.shape)))
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Err(fail(None, format!("must be {}, not a number", self.shape)))
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Err(fail(None, format!("must be {}, not a string", self.shape)))
-        }
+        Ok(Map(out))
     }
-    d.deserialize_any(Vis { shape, each })
+    fn null<E: de::Error>() -> Result<Self, E> {
+        Ok(Map(BTreeMap::new()))
+    }
 }
 
-/// A string value in a map (`tags`).
-struct Text(String);
+impl<'de, V: Deserialize<'de> + InObject> Deserialize<'de> for Map<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        container(d)
+    }
+}
 
-impl<'de> Deserialize<'de> for Text {
+/// A tag's value: a string.
+struct Tag(String);
+
+impl<'de> Deserialize<'de> for Tag {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match Scalar::deserialize(d)? {
-            Scalar::Str(s) => Ok(Text(s)),
-            other => Err(fail(
-                None,
-                format!("must be a string, not {}", other.kind()),
-            )),
+            Scalar::Str(s) => Ok(Tag(s)),
+            other => Err(must_be("a string", &other)),
         }
     }
+}
+
+impl InObject for Tag {
+    const OBJECT: &'static str = "an object of tag names to strings";
 }
 
 /// `tags`: an object of strings.
 pub(crate) fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    unique_map(d, "an object of tag names to strings", |t: Text| t.0)
+    let Map(tags) = Map::<Tag>::deserialize(d)?;
+    Ok(tags.into_iter().map(|(k, Tag(v))| (k, v)).collect())
 }
 
-/// An object of string keys, refusing a repeated key (for the configuration's `usagePlanKeys`).
-pub(crate) fn map_of<'de, D, V>(d: D, shape: &'static str) -> Result<BTreeMap<String, V>, D::Error>
+/// An optional object: `throttle`, `quota`.
+pub(crate) fn object_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
-    V: Deserialize<'de>,
+    T: Deserialize<'de> + Shape,
 {
-    unique_map(d, shape, |v: V| v)
+    Ok(Option::<Object<T>>::deserialize(d)?.map(|o| o.0))
+}
+
+/// A list of objects, `null` for none: `apiStages`.
+pub(crate) fn list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Shape,
+{
+    Ok(List::<T>::deserialize(d)?.0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ApiKey, ApiKeyValue, Quota, QuotaPeriod, Throttle, UsagePlan};
+    use crate::model::{ApiKey, ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan};
+
+    /// The path to the error and its message, without serde_json's position.
+    fn refused<T: for<'de> Deserialize<'de>>(text: &str) -> (String, String) {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let e = serde_path_to_error::deserialize::<_, T>(&mut de)
+            .err()
+            .expect("refused");
+        let path = e.path().to_string();
+        let e = e.into_inner();
+        let at = format!(" at line {} column {}", e.line(), e.column());
+        (path, e.to_string().trim_end_matches(&at).to_owned())
+    }
 
     #[test]
     fn dates_are_written_in_rfc3339_within_years_0_to_9999() {
@@ -616,18 +528,109 @@ mod tests {
         assert_eq!(serde_json::from_str::<ApiKey>(&text).unwrap(), key);
     }
 
+    /// The keys of `value`'s JSON object.
+    fn keys(value: &impl serde::Serialize) -> Vec<String> {
+        match serde_json::to_value(value).unwrap() {
+            serde_json::Value::Object(map) => map.keys().cloned().collect(),
+            other => panic!("{other}"),
+        }
+    }
+
+    fn sorted(fields: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
+        v.sort();
+        v
+    }
+
+    /// `Shape::FIELDS` is every field the type writes (and so reads), and an object with only
+    /// `Shape::REQUIRED` is read while one without any of them is not.
     #[test]
-    fn problems_are_recorded_and_taken_once() {
-        clear_problem();
-        let e = serde_json::from_str::<Checked<Throttle>>(r#"{"burstLimit": 1, "burstLimit": 2}"#)
-            .err()
-            .unwrap();
-        assert!(e.is_data());
-        let p = take_problem().unwrap();
-        assert_eq!(p.field, None);
-        assert_eq!(p.reason, REPEATED);
-        assert_eq!(take_problem(), None);
-        serde_json::from_str::<Checked<Throttle>>(r#"{"burstLimit": 1}"#).unwrap_err();
-        assert_eq!(take_problem().unwrap().field.as_deref(), Some("rateLimit"));
+    fn shapes_list_the_fields_the_derives_read() {
+        let mut key = ApiKey::new("k", "n", ApiKeyValue::new("a".repeat(20)).unwrap());
+        key.description = Some("d".into());
+        key.created_date = Some(1);
+        key.last_updated_date = Some(1);
+        key.customer_id = Some("c".into());
+        key.tags.insert("t".into(), "v".into());
+        let mut stage = ApiStage::new("a", "s");
+        stage
+            .throttle
+            .insert("/items/GET".into(), Throttle::new(1.0, 1).unwrap());
+        let mut plan = UsagePlan::new("p", "n");
+        plan.description = Some("d".into());
+        plan.product_code = Some("c".into());
+        plan.tags.insert("t".into(), "v".into());
+        plan.throttle = Some(Throttle::new(1.0, 1).unwrap());
+        plan.quota = Some(Quota::new(1, QuotaPeriod::Day, 0).unwrap());
+        plan.api_stages.push(stage.clone());
+        assert_eq!(sorted(ApiKey::FIELDS), keys(&key));
+        assert_eq!(sorted(UsagePlan::FIELDS), keys(&plan));
+        assert_eq!(sorted(ApiStage::FIELDS), keys(&stage));
+        assert_eq!(sorted(Throttle::FIELDS), keys(&plan.throttle));
+        assert_eq!(sorted(Quota::FIELDS), keys(&plan.quota));
+
+        fn only_required<T: Shape + for<'de> Deserialize<'de>>(values: &[&str]) {
+            let object = |skip: Option<usize>| {
+                let fields: Vec<String> = T::REQUIRED
+                    .iter()
+                    .zip(values)
+                    .enumerate()
+                    .filter(|(i, _)| Some(*i) != skip)
+                    .map(|(_, (f, v))| format!("{f:?}: {v}"))
+                    .collect();
+                format!("{{{}}}", fields.join(", "))
+            };
+            serde_json::from_str::<Object<T>>(&object(None)).unwrap();
+            for i in 0..T::REQUIRED.len() {
+                let (path, msg) = refused::<Object<T>>(&object(Some(i)));
+                assert_eq!(path, ".", "{msg}");
+                assert!(msg.contains(T::REQUIRED[i]), "{msg}");
+            }
+        }
+        only_required::<ApiKey>(&["\"k\"", "\"aaaaaaaaaaaaaaaaaaaa\""]);
+        only_required::<UsagePlan>(&["\"p\""]);
+        only_required::<ApiStage>(&["\"a\"", "\"s\""]);
+        only_required::<Throttle>(&["1", "1"]);
+        only_required::<Quota>(&["1", "\"DAY\""]);
+    }
+
+    #[test]
+    fn containers_name_the_kind_they_were_given_never_the_value() {
+        let secret = "\"aBcDeFgHiJkLmNoPqRsTuVwXyZ\"";
+        let (path, msg) = refused::<List<ApiStage>>(secret);
+        assert_eq!(path, ".");
+        assert_eq!(
+            msg,
+            "must be a list of a stage {\"apiId\", \"stage\", \"throttle\"}, not a string"
+        );
+        let (_, msg) = refused::<Object<Throttle>>("[1]");
+        assert_eq!(
+            msg,
+            "must be an object {\"burstLimit\", \"rateLimit\"}, not a list"
+        );
+        let (path, msg) = refused::<Map<Tag>>(&format!("{{\"a\": {secret}, \"b\": 1}}"));
+        assert_eq!(
+            (path.as_str(), msg.as_str()),
+            ("b", "must be a string, not a number")
+        );
+        let (_, msg) = refused::<ApiKey>(&format!("{{\"id\": {secret}, \"value\": 5}}"));
+        assert!(
+            !msg.contains("aBcDe") && msg.ends_with("not a number"),
+            "{msg}"
+        );
+        assert!(serde_json::from_str::<List<ApiStage>>("null")
+            .unwrap()
+            .0
+            .is_empty());
+    }
+
+    #[test]
+    fn a_repeated_name_is_refused_at_its_path() {
+        let (path, msg) = refused::<Map<Tag>>(r#"{"a": "x", "b": "y", "a": "z"}"#);
+        assert_eq!((path.as_str(), msg.as_str()), ("a", REPEATED));
+        let (path, msg) =
+            refused::<ApiStage>(r#"{"apiId": "a", "stage": "s", "throttle": {"/a/GET": 1}}"#);
+        assert_eq!(path, "throttle./a/GET");
+        assert!(msg.ends_with("not a number"), "{msg}");
     }
 }
