@@ -4,7 +4,7 @@
 use std::error::Error as StdError;
 
 /// A boxed error from a store's or meter's backend (a database driver, a Redis client).
-pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+pub(crate) type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// One field of one item is wrong.
 ///
@@ -184,7 +184,7 @@ pub enum StoreError {
     Invalid(#[from] FieldError),
     /// The backend failed.
     #[error("key store backend failed")]
-    Backend(#[source] BoxError),
+    Backend(#[source] Box<dyn StdError + Send + Sync + 'static>),
 }
 
 /// A [`Meter`](crate::meter::Meter) operation failed.
@@ -193,7 +193,7 @@ pub enum StoreError {
 pub enum MeterError {
     /// The backend failed.
     #[error("meter backend failed")]
-    Backend(#[source] BoxError),
+    Backend(#[source] Box<dyn StdError + Send + Sync + 'static>),
     /// A value is invalid; the [`FieldError`] names the field.
     #[error(transparent)]
     Invalid(#[from] FieldError),

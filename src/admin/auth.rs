@@ -72,19 +72,13 @@ impl fmt::Debug for AccessKey {
     }
 }
 
-/// Why `ACCESS_KEY_ID:SECRET` could not be read. (It never repeats the text: it may hold a
-/// secret.)
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("an access key must be written ACCESS_KEY_ID:SECRET, both parts non-empty")]
-pub struct AccessKeyParseError;
-
 impl FromStr for AccessKey {
-    type Err = AccessKeyParseError;
+    type Err = super::AdminConfigError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once(':') {
             Some((id, secret)) if !id.is_empty() && !secret.is_empty() => Ok(Self::new(id, secret)),
-            _ => Err(AccessKeyParseError),
+            _ => Err(super::AdminConfigError::AccessKeyText),
         }
     }
 }

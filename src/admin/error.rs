@@ -12,19 +12,19 @@ use crate::usage::UsageError;
 /// The message never holds a key's value. Its `Display` is `"{kind}: {message}"`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{kind}: {message}")]
-pub struct AdminError {
+pub(crate) struct AdminError {
     /// The status: 400, 403, 404, 409, 413, 429, 503.
-    pub status: StatusCode,
+    pub(crate) status: StatusCode,
     /// AWS's error type, sent as `x-amzn-ErrorType`: `BadRequestException`, `NotFoundException`,
     /// `ConflictException`, `MissingAuthenticationTokenException`, ...
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// What went wrong and what would be right.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl AdminError {
     /// An error of this status and type.
-    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             kind,
@@ -33,17 +33,17 @@ impl AdminError {
     }
 
     /// 400 `BadRequestException`.
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BadRequestException", message)
     }
 
     /// 404 `NotFoundException`.
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NotFoundException", message)
     }
 
     /// 409 `ConflictException`.
-    pub fn conflict(message: impl Into<String>) -> Self {
+    pub(crate) fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "ConflictException", message)
     }
 

@@ -96,8 +96,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::meter::Meter;
 use crate::store::Management;
 
-pub use auth::{AccessKey, AccessKeyParseError, SERVICE};
-pub use error::AdminError;
+pub use auth::{AccessKey, SERVICE};
 
 /// The largest request body read by default: 512 KiB (a CSV of several thousand keys).
 pub const DEFAULT_BODY_LIMIT: usize = 512 * 1024;
@@ -121,6 +120,10 @@ pub enum AdminConfigError {
     /// Two access keys with the same id.
     #[error("the access key id {0:?} is given twice: give each id once")]
     DuplicateAccessKey(String),
+    /// An access key's text is not `ACCESS_KEY_ID:SECRET` ([`AccessKey`]'s `FromStr`; the
+    /// message never repeats the text, which may hold a secret).
+    #[error("an access key must be written ACCESS_KEY_ID:SECRET, both parts non-empty")]
+    AccessKeyText,
 }
 
 /// The builder of the admin API's [`Router`](axum::Router). See the [module docs](self).
