@@ -32,15 +32,11 @@ pub fn throttle(rate: f64, burst: u32) -> Throttle {
     Throttle::new(rate, burst).unwrap()
 }
 
-/// The output of `fut`, which must be ready on its first poll: what the fixtures built outside a
-/// runtime use (every `MemoryStore` operation answers at once).
-pub fn now<F: std::future::Future>(fut: F) -> F::Output {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match std::pin::pin!(fut).poll(&mut cx) {
-        std::task::Poll::Ready(out) => out,
-        std::task::Poll::Pending => panic!("the in-memory store never waits"),
-    }
-}
+#[path = "../../examples/support/now.rs"]
+mod now_support;
+/// Polls a future of the in-memory store to its end (it never waits): for fixtures outside a
+/// runtime.
+pub use now_support::now;
 
 /// FreePlan (5 rps, burst 10, 1000/DAY; GET /items at 10 rps burst 20, POST /orders at 2 rps
 /// burst 5) and PremiumPlan (50 rps, burst 100, 100000/MONTH) on abc123def4:prod, with the

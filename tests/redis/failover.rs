@@ -12,12 +12,12 @@
 //! Without redis-server these tests print SKIPPED and pass, unless `CI` is set: then they fail.
 #![cfg(all(feature = "testing", feature = "redis", feature = "metrics"))]
 
+use crate::app;
 use crate::metrics_support;
 
 use std::time::{Duration, Instant};
 
 use crate::redis_server;
-use axum::routing::get;
 use axum::Router;
 use http::{Request, StatusCode};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -27,7 +27,7 @@ use tower_usage_plans::meter::RedisMeter;
 use tower_usage_plans::model::{ApiKeyValue, ApiStage, Quota, QuotaPeriod, Throttle, UsagePlan};
 use tower_usage_plans::store::Management;
 use tower_usage_plans::store::NewApiKey;
-use tower_usage_plans::{FailMode, MemoryStore, UsagePlanLayer};
+use tower_usage_plans::{FailMode, MemoryStore};
 
 const TIMEOUT: Duration = Duration::from_millis(300);
 /// What a request may take beyond the timeout on a loaded machine.
@@ -64,18 +64,6 @@ async fn store() -> (MemoryStore, String, Vec<(String, String)>) {
         others.push((other.id.to_string(), value));
     }
     (store, key.id.to_string(), others)
-}
-
-fn app(store: MemoryStore, meter: RedisMeter, mode: FailMode) -> Router {
-    let layer = UsagePlanLayer::builder(store)
-        .stage("api1", "prod")
-        .meter(meter)
-        .on_meter_error(mode)
-        .build()
-        .unwrap();
-    Router::new()
-        .route("/items", get(|| async { "items" }))
-        .layer(layer)
 }
 
 /// Sends `GET /items` with the key; answers the status, after checking that it took less than

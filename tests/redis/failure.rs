@@ -7,12 +7,12 @@
 //! Without redis-server these tests print SKIPPED and pass, unless `CI` is set: then they fail.
 #![cfg(feature = "metrics")]
 
+use crate::app;
 use crate::metrics_support;
 
 use std::time::{Duration, Instant};
 
 use crate::redis_server;
-use axum::routing::get;
 use axum::Router;
 use http::{Request, StatusCode};
 use redis_server::RedisServer;
@@ -20,7 +20,7 @@ use tower::ServiceExt;
 use tower_usage_plans::meter::RedisMeter;
 use tower_usage_plans::model::{ApiStage, StageRef, Throttle, UsagePlan};
 use tower_usage_plans::store::{KeyStore, Management, NewApiKey, RedisStore};
-use tower_usage_plans::{FailMode, MemoryStore, UsagePlanLayer};
+use tower_usage_plans::{FailMode, MemoryStore};
 
 const TIMEOUT: Duration = Duration::from_millis(200);
 /// What a request may take beyond the timeout on a loaded machine.
@@ -38,18 +38,6 @@ async fn store() -> MemoryStore {
     let key = store.create_api_key(new).await.unwrap();
     store.create_usage_plan_key("plan1", &key.id).await.unwrap();
     store
-}
-
-fn app(store: MemoryStore, meter: RedisMeter, mode: FailMode) -> Router {
-    let layer = UsagePlanLayer::builder(store)
-        .stage("api1", "prod")
-        .meter(meter)
-        .on_meter_error(mode)
-        .build()
-        .unwrap();
-    Router::new()
-        .route("/items", get(|| async { "items" }))
-        .layer(layer)
 }
 
 /// Sends `GET /items` with the key; answers the status and how long it took.
