@@ -146,9 +146,16 @@ fn main() {
         std::thread::spawn(move || {
             let t = Instant::now();
             let mut swept = 0;
-            // Sweep over and over while the requests run, so that every request meets one.
+            // Sweep over and over while the requests run, so that every request meets one. With
+            // `CONTROL=spin`, spin instead: the same competition for the cores, and no sweep (the
+            // control that tells the sweep's own waits from the machine's).
+            let spin = std::env::var("CONTROL").is_ok_and(|v| v == "spin");
             while !done.load(Ordering::Relaxed) {
-                swept += meter.sweep();
+                if spin {
+                    std::hint::spin_loop();
+                } else {
+                    swept += meter.sweep();
+                }
             }
             (swept, t.elapsed())
         })

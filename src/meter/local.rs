@@ -30,7 +30,7 @@ const SPARE_SHARDS: usize = 64;
 /// The most spare records a sweep frees: what it forgot beyond what new counters took is freed
 /// this many at a time, one batch a sweep, so that glibc never has hundreds of thousands of
 /// freed records to consolidate at once on the thread that next allocates (BENCHMARKS.md).
-const SPARE_FREED_PER_SWEEP: usize = 16_384;
+const SPARE_FREED_PER_SWEEP: usize = 2_048;
 
 /// Everything metered of one counter (a subject on a plan).
 #[derive(Debug, Default)]
@@ -85,12 +85,22 @@ impl KeyState {
     /// Keeps the policy's new state (`s.tat` as the arrival time of the bucket at `slot`), filing
     /// the day's usage in the history when the day turned.
     fn keep(&mut self, s: &State, slot: Slot, retention_days: u32) {
-        if s.day != self.day && self.day_used > 0 {
-            let history = &mut self.rest.get_or_insert_with(Box::default).history;
-            history.push((self.day, u64::from(self.day_used)));
+        // On a new day, the day the state kept goes to the history, unless it is already past
+        // the retention (a counter idle for longer); what the history holds past it goes, and
+        // the history with it once empty: nothing is left allocated for a sweep to free.
+        if s.day != self.day {
             let oldest = s.day.saturating_sub(retention_days);
-            let stale = history.iter().take_while(|(d, _)| *d < oldest).count();
-            history.drain(..stale);
+            if self.day_used > 0 && self.day >= oldest {
+                let history = &mut self.rest.get_or_insert_with(Box::default).history;
+                history.push((self.day, u64::from(self.day_used)));
+            }
+            if let Some(rest) = self.rest.as_mut() {
+                let stale = rest.history.iter().take_while(|(d, _)| *d < oldest).count();
+                rest.history.drain(..stale);
+                if rest.history.is_empty() && rest.buckets.is_empty() {
+                    self.rest = None;
+                }
+            }
         }
         match slot {
             Slot::None => {}
@@ -852,5 +862,43 @@ mod tests {
             "{left} spare records left of {}",
             n - taken
         );
+    }
+
+    #[test]
+    fn a_day_already_past_the_retention_is_not_kept_when_its_counter_comes_back() {
+        use crate::clock::ManualClock;
+        use crate::meter::policy::{Limits, QuotaLimits};
+        use crate::model::QuotaPeriod;
+        use crate::period::Calendar;
+
+        let clock = ManualClock::at_unix_secs(1_700_000_000);
+        let meter = LocalMeter::builder()
+            .clock(clock.clone())
+            .retention_days(1)
+            .build();
+        let (plan, key): (Arc<str>, Arc<str>) = ("p".into(), "k".into());
+        let limits = Limits::new(
+            None,
+            Some(QuotaLimits::new(10, Calendar::aws(QuotaPeriod::Day, 0))),
+        );
+        let counters = [Counter::new(&plan, &key, None, limits)];
+        let charge = Charge::new(&counters, 1).unwrap();
+        meter.decide(&charge);
+        // The next day, within the retention: yesterday's usage is kept.
+        clock.advance(std::time::Duration::from_secs(86_400));
+        meter.decide(&charge);
+        let kept = meter.with_state(&plan, &key, |st| {
+            st.rest.as_ref().map(|r| r.history.clone())
+        });
+        assert_eq!(kept.map(|h| h.len()), Some(1));
+        // Three days later, both earlier days are past the retention: nothing is kept for them,
+        // and nothing is left allocated for a sweep to free (on glibc, frees from the sweeper's
+        // thread that the request thread's allocator later consolidates).
+        clock.advance(std::time::Duration::from_secs(3 * 86_400));
+        meter.decide(&charge);
+        meter.with_state(&plan, &key, |st| {
+            assert!(st.rest.is_none(), "{:?}", st.rest);
+            assert_eq!(st.day_used, 1);
+        });
     }
 }
