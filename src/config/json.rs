@@ -270,38 +270,55 @@ fn push_key(field: &mut String, key: &str) {
     }
 }
 
-/// What a field of the model holds, for a message about a value it could not read there.
+/// What a field of the model holds, for a message about a value it could not read there
+/// (`inner` is the path inside the item, or in the document for an error outside the items).
 fn expected(inner: &[Segment]) -> Option<&'static str> {
-    fn name(s: &Segment) -> Option<&str> {
-        match s {
-            Segment::Map { key } => Some(key),
+    fn name(inner: &[Segment], i: Option<usize>) -> Option<&str> {
+        match inner.get(i?) {
+            Some(Segment::Map { key }) => Some(key),
             _ => None,
         }
     }
-    let (last, parent) = match inner {
-        [.., parent, last] => (name(last), name(parent)),
-        [last] => (name(last), None),
-        [] => return None,
-    };
-    if parent == Some("tags") {
-        // A tag's name is anyone's.
+    let n = inner.len();
+    let last = name(inner, n.checked_sub(1))?;
+    if matches!(
+        name(inner, n.checked_sub(2)),
+        Some("tags" | "usagePlanKeys")
+    ) {
+        // A tag's name, a plan's id: anyone's.
         return None;
     }
-    Some(match last? {
-        "rateLimit" => crate::model::RATE_RANGE,
-        "burstLimit" => "a whole number from 0 to 4294967295",
-        "limit" => "a whole number ≥ 0",
-        "offset" => {
+    Some(match (n, last) {
+        (1, "apiKeys") => {
+            "a list of API keys {\"id\", \"value\", ...}, or the CLI's answer {\"items\": [...]}"
+        }
+        (1, "usagePlans") => {
+            "a list of usage plans {\"id\", \"name\", ...}, or the CLI's answer {\"items\": [...]}"
+        }
+        (1, "usagePlanKeys") => {
+            "an object {\"<usagePlanId>\": [{\"id\": \"<API key id>\", \"type\": \"API_KEY\"}]}"
+        }
+        // A plan's own throttle: its derive names it.
+        (1, "throttle") => return None,
+        (_, "throttle") => {
+            "an object of per-method throttles {\"/items/GET\": {\"burstLimit\", \"rateLimit\"}}"
+        }
+        (_, "apiStages") => "a list of stages {\"apiId\", \"stage\", \"throttle\"}",
+        (_, "tags") => "an object of tag names to strings",
+        (_, "rateLimit") => crate::model::RATE_RANGE,
+        (_, "burstLimit") => "a whole number from 0 to 4294967295",
+        (_, "limit") => "a whole number ≥ 0",
+        (_, "offset") => {
             "a whole number from 0 to 27, the day the window starts on (a DAY quota takes only 0, \
              a WEEK quota 0 to 6 from Sunday, a MONTH quota 0 to 27 for day offset + 1 of the \
              month)"
         }
-        "period" => "DAY, WEEK or MONTH (in upper case)",
-        "createdDate" | "lastUpdatedDate" => {
+        (_, "period") => "DAY, WEEK or MONTH (in upper case)",
+        (_, "createdDate" | "lastUpdatedDate") => {
             "seconds since the epoch or a date such as \"2024-01-15T10:00:00+00:00\""
         }
-        "value" => "a string of 20 to 128 visible ASCII characters",
-        "type" => "\"API_KEY\" (the only type of usage plan key)",
+        (_, "value") => "a string of 20 to 128 visible ASCII characters",
+        (_, "type") => "\"API_KEY\" (the only type of usage plan key)",
         _ => return None,
     })
 }
@@ -1214,7 +1231,7 @@ mod tests {
                 "createdDate",
                 "must be seconds since the epoch",
             ),
-            (key("\"tags\""), "tags", "must be an object, not a string"),
+            (key("\"tags\""), "tags", "must be an object of tag names to strings, not a string"),
             (
                 plan("throttle", r#"{"burstLimit": @, "rateLimit": 1}"#),
                 "throttle.burstLimit",
@@ -1248,7 +1265,7 @@ mod tests {
             (
                 plan("apiStages", "@"),
                 "apiStages",
-                "must be a list, not a string",
+                "must be a list of stages {\"apiId\", \"stage\", \"throttle\"}, not a string",
             ),
             (plan("apiStages", "[@]"), "apiStages[0]", "must be a stage"),
             (
@@ -1262,12 +1279,12 @@ mod tests {
             (
                 format!(r#"{{"apiKeys": {v}}}"#),
                 "apiKeys",
-                "must be a list, or the CLI's answer",
+                "must be a list of API keys {\"id\", \"value\", ...}, or the CLI's answer {\"items\": [...]}, not a string",
             ),
             (
                 format!(r#"{{"usagePlanKeys": {v}}}"#),
                 "usagePlanKeys",
-                "must be an object, not a string",
+                "must be an object {\"<usagePlanId>\": [{\"id\": \"<API key id>\", \"type\": \"API_KEY\"}]}, not a string",
             ),
             (
                 format!(r#"{{"usagePlanKeys": {{"p": [{{"id": "k", "type": {v}}}]}}}}"#),

@@ -67,7 +67,8 @@ fn to_whole<T: TryFrom<u64>, E: serde::de::Error>(n: serde_json::Number) -> Resu
 #[derive(Deserialize)]
 #[serde(
     untagged,
-    expecting = "must be a number of requests per second, or a string that holds one"
+    expecting = "must be 0 (never refills) or a number of requests per second from one a year \
+                 (3.2e-8) to a billion (1e9), or a string that holds one"
 )]
 enum Rate {
     Number(f64),
@@ -379,6 +380,27 @@ mod tests {
             reason("invalid type: something new, expected u32", None),
             "must be a whole number from 0 to 4294967295"
         );
+    }
+
+    /// The messages of the untagged readers, for a value of no kind they read, are their
+    /// `expecting` text: the same as the crate's constants.
+    #[test]
+    fn rates_and_dates_of_the_wrong_kind_say_what_they_must_be() {
+        #[derive(Debug, Deserialize)]
+        struct R(#[serde(deserialize_with = "rate")] f64);
+        #[derive(Debug, Deserialize)]
+        struct D(#[serde(deserialize_with = "date")] Option<i64>);
+        let want = format!(
+            "must be {}, or a string that holds one",
+            super::super::RATE_RANGE
+        );
+        for bad in ["true", "[]", "{}", "null"] {
+            assert_eq!(refused::<R>(bad), want);
+        }
+        assert_eq!(serde_json::from_str::<R>("\" 2.5 \"").unwrap().0, 2.5);
+        assert_eq!(refused::<D>("true"), DATE_HINT);
+        assert_eq!(refused::<D>("\"x\""), format!("{DATE_HINT}, not a string"));
+        assert_eq!(serde_json::from_str::<D>("null").unwrap().0, None);
     }
 
     #[test]
