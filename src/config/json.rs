@@ -148,7 +148,8 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Items<T> {
 
 /// Parses the text into a configuration, without validating it.
 fn parse(text: &str) -> Result<Config, ConfigError> {
-    // serde's derive reads a struct from a list of its fields too: the document is an object.
+    // serde's derive reads a struct from a list of its fields too (in order): inside the
+    // document that is let be, but the document itself is an object, as the CLI prints it.
     if text
         .trim_start_matches([' ', '\t', '\n', '\r'])
         .starts_with('[')

@@ -48,7 +48,7 @@ pub(crate) fn whole_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::E
 }
 
 fn to_whole<T: TryFrom<u64>, E: serde::de::Error>(n: serde_json::Number) -> Result<T, E> {
-    // Within ±2^64 (exact doubles), a double without a fraction is an integer.
+    // Below 2^64 (an exact double), a double without a fraction is an integer.
     let exact = |f: f64| f.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&f);
     let whole = n
         .as_u64()
@@ -182,13 +182,10 @@ pub(crate) fn reason(message: &str, expected: Option<&str>) -> String {
             None => return "is not one of the names this field takes".to_owned(),
         }
     } else if let Some(rest) = message.strip_prefix("invalid length ") {
+        // `invalid length 0, expected a stage {...}`: a list where an object belongs (serde's
+        // derive reads a struct from its fields in order).
         match rest.split_once(", expected ") {
-            // `invalid length 0, expected a stage {...} with 2 elements`: a list where an object
-            // belongs (serde's derive reads a struct from its fields in order).
-            Some((_, exp)) => (
-                Some("sequence"),
-                exp.rsplit_once(" with ").map_or(exp, |e| e.0),
-            ),
+            Some((_, exp)) => (Some("sequence"), exp),
             None => return message.to_owned(),
         }
     } else {
