@@ -35,9 +35,15 @@ pub(crate) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
                 "the body is not valid JSON ({inner}); send a JSON object"
             ))
         } else if path == "." {
-            AdminError::bad_request(format!("the body: {inner}"))
+            AdminError::bad_request(format!(
+                "the body: {}",
+                crate::model::wire::json_reason(&inner)
+            ))
         } else {
-            AdminError::bad_request(format!("{path}: {inner}"))
+            AdminError::bad_request(format!(
+                "{path}: {}",
+                crate::model::wire::json_reason(&inner)
+            ))
         }
     })?;
     de.end().map_err(|e| {

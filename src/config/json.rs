@@ -1,24 +1,25 @@
 //! Reading and writing a configuration as JSON: serde derives on the model, the path to an error
 //! from `serde_path_to_error`, and the item's id for the message.
 //!
-//! The text is parsed once, straight into the model. Only when it is refused is it read again,
-//! skipping every value, for what the message needs: the item's `id`, and for an object that
-//! serde's derive refused, the field it repeats or lacks.
+//! The text is parsed once, straight into the model. Only when it is refused is it read again
+//! (as `RawValue`s, skipping what is around the path) for what the message needs: the item's
+//! `id`, and the name an object repeats.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 
-use serde::de::value::MapAccessDeserializer;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_path_to_error::Segment;
 
 use super::validate::{item_name, plan_keys_name};
 use super::Config;
 use crate::error::{ConfigError, FieldError};
-use crate::model::wire::{self, Container, InObject, List, Map, Scalar, Shape, REPEATED};
-use crate::model::{ApiKey, ApiStage, Quota, Throttle, UsagePlan};
+use crate::model::wire;
+use crate::model::{ApiKey, UsagePlan};
 
 impl Config {
     /// Parses AWS-shaped JSON (see the [module docs](crate::config)) and [validates](Self::validate) it.
@@ -68,51 +69,35 @@ impl Config {
 
 /// The document as the CLI's lists make it.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(
+    rename_all = "camelCase",
+    expecting = "an object {\"apiKeys\": [...], \"usagePlans\": [...], \"usagePlanKeys\": {...}}"
+)]
 struct Document {
     #[serde(default)]
     api_keys: Items<ApiKey>,
     #[serde(default)]
     usage_plans: Items<UsagePlan>,
-    #[serde(default)]
-    usage_plan_keys: Map<Items<PlanKey>>,
-}
-
-impl Shape for Document {
-    const SHAPE: &'static str =
-        "an object {\"apiKeys\": [...], \"usagePlans\": [...], \"usagePlanKeys\": {...}}";
-    const FIELDS: &'static [&'static str] = &["apiKeys", "usagePlans", "usagePlanKeys"];
-    const REQUIRED: &'static [&'static str] = &[];
+    #[serde(default, deserialize_with = "wire::Unique::deserialize")]
+    usage_plan_keys: BTreeMap<String, Items<PlanKey>>,
 }
 
 /// An item of `get-usage-plan-keys`: only its `id` is kept (its `value` is never read).
 #[derive(Deserialize)]
+#[serde(expecting = "a usage plan key {\"id\": \"<API key id>\", \"type\": \"API_KEY\"}")]
 struct PlanKey {
-    #[serde(deserialize_with = "wire::required")]
     id: String,
     #[serde(default, rename = "type", deserialize_with = "key_type")]
     _kind: (),
 }
 
-impl Shape for PlanKey {
-    const SHAPE: &'static str = "an object {\"id\": \"<API key id>\", \"type\": \"API_KEY\"}";
-    const FIELDS: &'static [&'static str] = &["id", "type"];
-    const REQUIRED: &'static [&'static str] = &["id"];
-}
-
-impl InObject for Items<PlanKey> {
-    const OBJECT: &'static str =
-        "an object {\"<usagePlanId>\": [{\"id\": \"<API key id>\", \"type\": \"API_KEY\"}]}";
-}
-
+/// A usage plan key's `type`: `"API_KEY"`, or `null`.
 fn key_type<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
-    match Scalar::deserialize(d)? {
-        Scalar::Null => Ok(()),
-        Scalar::Str(t) if t == "API_KEY" => Ok(()),
-        Scalar::Str(_) => Err(de::Error::custom(
+    match Option::<String>::deserialize(d)?.as_deref() {
+        None | Some("API_KEY") => Ok(()),
+        Some(_) => Err(serde::de::Error::custom(
             "must be \"API_KEY\" (the only type of usage plan key)",
         )),
-        _ => Err(de::Error::custom("must be the string \"API_KEY\"")),
     }
 }
 
@@ -125,63 +110,70 @@ impl<T> Default for Items<T> {
     }
 }
 
-/// The CLI's answer: its `items` (a list, not another answer); `position` and the rest are
-/// ignored.
+/// The CLI's answer: its `items`; `position` and the rest are ignored.
 #[derive(Deserialize)]
-#[serde(bound = "T: Deserialize<'de> + Shape")]
+#[serde(
+    bound = "T: Deserialize<'de>",
+    expecting = "the CLI's answer {\"items\": [...]}"
+)]
 struct Answer<T> {
-    #[serde(default)]
-    items: List<T>,
+    #[serde(default, deserialize_with = "wire::OrDefault::deserialize")]
+    items: Vec<T>,
 }
 
-impl<T> Shape for Answer<T> {
-    const SHAPE: &'static str = "the CLI's answer {\"items\": [...]}";
-    const FIELDS: &'static [&'static str] = &["items"];
-    const REQUIRED: &'static [&'static str] = &[];
-}
-
-impl<'de, T: Deserialize<'de> + Shape> Container<'de> for Items<T> {
-    fn expected() -> Cow<'static, str> {
-        Cow::Owned(format!(
-            "a list of {}, or the CLI's answer {{\"items\": [...]}}",
-            T::SHAPE
-        ))
-    }
-    fn list<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error> {
-        List::list(seq).map(|List(items)| Items(items))
-    }
-    fn object<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        let answer = Answer::<T>::deserialize(MapAccessDeserializer::new(map))?;
-        Ok(Items(answer.items.0))
-    }
-    fn null<E: de::Error>() -> Result<Self, E> {
-        Ok(Items(Vec::new()))
-    }
-}
-
-impl<'de, T: Deserialize<'de> + Shape> Deserialize<'de> for Items<T> {
+/// A list or an answer, told apart by the kind of value (an untagged enum would buffer the whole
+/// list and lose the path to an error inside it).
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Items<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        wire::container(d)
+        struct ListOrAnswer<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ListOrAnswer<T> {
+            type Value = Items<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list, or the CLI's answer {\"items\": [...]}")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Items<T>, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(seq)).map(Items)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Items<T>, A::Error> {
+                let answer = Answer::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(Items(answer.items))
+            }
+            fn visit_unit<E>(self) -> Result<Items<T>, E> {
+                Ok(Items::default())
+            }
+        }
+        d.deserialize_any(ListOrAnswer(PhantomData))
     }
 }
 
 /// Parses the text into a configuration, without validating it.
 fn parse(text: &str) -> Result<Config, ConfigError> {
+    // serde's derive reads a struct from a list of its fields too (in order): inside the
+    // document that is let be, but the document itself is an object, as the CLI prints it.
+    if text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('[')
+    {
+        return Err(ConfigError::invalid(
+            "configuration",
+            FieldError::new(
+                "(the item)",
+                "must be an object {\"apiKeys\": [...], \"usagePlans\": [...], \"usagePlanKeys\": \
+                 {...}}, not a list",
+            ),
+        ));
+    }
     let mut de = serde_json::Deserializer::from_str(text);
-    let doc = match serde_path_to_error::deserialize::<_, wire::Object<Document>>(&mut de) {
-        Ok(wire::Object(doc)) => doc,
-        Err(e) => {
-            let path: Vec<Segment> = e.path().iter().cloned().collect();
-            return Err(error_at(text, &path, e.into_inner()));
-        }
-    };
+    let doc = serde_path_to_error::deserialize::<_, Document>(&mut de).map_err(|e| {
+        let path: Vec<Segment> = e.path().iter().cloned().collect();
+        error_at(text, &path, e.into_inner())
+    })?;
     de.end().map_err(|e| error_at(text, &[], e))?;
     Ok(Config {
         api_keys: doc.api_keys.0,
         usage_plans: doc.usage_plans.0,
         usage_plan_keys: doc
             .usage_plan_keys
-            .0
             .into_iter()
             .map(|(plan, keys)| (plan, keys.0.into_iter().map(|k| k.id).collect()))
             .collect(),
@@ -190,18 +182,16 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 
 // ------------------------------------------------------------------------------------- errors
 
-/// What a path points into: the whole document, or an item of one of its lists.
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Document,
-    ApiKey,
-    UsagePlan,
-    PlanKey,
-}
+/// The reason for a repeated field or name.
+const REPEATED: &str =
+    "appears twice in this object; keep one (JSON readers disagree on which copy counts)";
+
+/// serde_with's message for a repeated name (`MapPreventDuplicates`); a test holds it to the
+/// version in use.
+const REPEATED_KEY: &str = "invalid entry: found duplicate key";
 
 /// Where in the document a path points: the item, and the path inside it.
 struct Place<'p> {
-    kind: Kind,
     /// `apiKeys` or `usagePlans`, the index, and the path to the item, to read its id.
     list_item: Option<(&'static str, usize, &'p [Segment])>,
     /// The item's name when it has no id: `usagePlanKeys["plan111"][0]`, `configuration`.
@@ -223,7 +213,6 @@ fn locate(path: &[Segment]) -> Place<'_> {
     // Skip the CLI's `{"items": [...]}` wrapper if there is one.
     let at = |i: usize| if key(i) == Some("items") { i + 1 } else { i };
     let whole = Place {
-        kind: Kind::Document,
         list_item: None,
         item: "configuration".to_owned(),
         inner: path,
@@ -231,13 +220,12 @@ fn locate(path: &[Segment]) -> Place<'_> {
     match key(0) {
         Some(list @ ("apiKeys" | "usagePlans")) => match index(at(1)) {
             Some(n) => {
-                let (list, kind) = if list == "apiKeys" {
-                    ("apiKeys", Kind::ApiKey)
+                let list = if list == "apiKeys" {
+                    "apiKeys"
                 } else {
-                    ("usagePlans", Kind::UsagePlan)
+                    "usagePlans"
                 };
                 Place {
-                    kind,
                     list_item: Some((list, n, &path[..=at(1)])),
                     item: item_name(list, n, None),
                     inner: &path[at(1) + 1..],
@@ -247,7 +235,6 @@ fn locate(path: &[Segment]) -> Place<'_> {
         },
         Some("usagePlanKeys") => match (key(1), index(at(2))) {
             (Some(plan), Some(n)) => Place {
-                kind: Kind::PlanKey,
                 list_item: None,
                 item: format!("{}[{n}]", plan_keys_name(plan)),
                 inner: &path[at(2) + 1..],
@@ -255,41 +242,6 @@ fn locate(path: &[Segment]) -> Place<'_> {
             _ => whole,
         },
         _ => whole,
-    }
-}
-
-/// The fields of the object that belongs at `inner` inside an item of this kind, and those it
-/// requires; `None` where no object belongs.
-fn shape_at(
-    kind: Kind,
-    inner: &[Segment],
-) -> Option<(&'static [&'static str], &'static [&'static str])> {
-    fn of<T: Shape>() -> Option<(&'static [&'static str], &'static [&'static str])> {
-        Some((T::FIELDS, T::REQUIRED))
-    }
-    let is = |s: &Segment, name: &str| matches!(s, Segment::Map { key } if key == name);
-    match (kind, inner) {
-        (Kind::Document, []) => of::<Document>(),
-        (Kind::Document, [list]) if is(list, "apiKeys") || is(list, "usagePlans") => {
-            of::<Answer<()>>()
-        }
-        (Kind::Document, [map, Segment::Map { .. }]) if is(map, "usagePlanKeys") => {
-            of::<Answer<()>>()
-        }
-        (Kind::ApiKey, []) => of::<ApiKey>(),
-        (Kind::PlanKey, []) => of::<PlanKey>(),
-        (Kind::UsagePlan, []) => of::<UsagePlan>(),
-        (Kind::UsagePlan, [field]) if is(field, "throttle") => of::<Throttle>(),
-        (Kind::UsagePlan, [field]) if is(field, "quota") => of::<Quota>(),
-        (Kind::UsagePlan, [stages, Segment::Seq { .. }]) if is(stages, "apiStages") => {
-            of::<ApiStage>()
-        }
-        (Kind::UsagePlan, [stages, Segment::Seq { .. }, field, Segment::Map { .. }])
-            if is(stages, "apiStages") && is(field, "throttle") =>
-        {
-            of::<Throttle>()
-        }
-        _ => None,
     }
 }
 
@@ -319,77 +271,89 @@ fn push_key(field: &mut String, key: &str) {
     }
 }
 
-/// What a field holds, for a message about JSON that could not be read there.
-fn expected(field: &str) -> Option<String> {
-    let last = field.rsplit(['.', ']']).next().unwrap_or(field);
-    Some(match last {
-        "rateLimit" => crate::model::RATE_RANGE.to_owned(),
-        "burstLimit" => "a whole number from 0 to 4294967295".to_owned(),
-        "limit" => "a whole number ≥ 0".to_owned(),
-        "offset" => "a whole number, the day the quota's window starts on".to_owned(),
-        "createdDate" | "lastUpdatedDate" => {
-            "seconds since the epoch or a date such as \"2024-01-15T10:00:00+00:00\"".to_owned()
+/// What a field of the model holds, for a message about a value it could not read there
+/// (`inner` is the path inside the item, or in the document for an error outside the items).
+fn expected(inner: &[Segment]) -> Option<&'static str> {
+    fn name(inner: &[Segment], i: Option<usize>) -> Option<&str> {
+        match inner.get(i?) {
+            Some(Segment::Map { key }) => Some(key),
+            _ => None,
         }
+    }
+    let n = inner.len();
+    let last = name(inner, n.checked_sub(1))?;
+    if matches!(
+        name(inner, n.checked_sub(2)),
+        Some("tags" | "usagePlanKeys")
+    ) {
+        // A tag's name, a plan's id: anyone's.
+        return None;
+    }
+    Some(match (n, last) {
+        (1, "apiKeys") => {
+            "a list of API keys {\"id\", \"value\", ...}, or the CLI's answer {\"items\": [...]}"
+        }
+        (1, "usagePlans") => {
+            "a list of usage plans {\"id\", \"name\", ...}, or the CLI's answer {\"items\": [...]}"
+        }
+        (1, "usagePlanKeys") => {
+            "an object {\"<usagePlanId>\": [{\"id\": \"<API key id>\", \"type\": \"API_KEY\"}]}"
+        }
+        // A plan's own throttle: its derive names it.
+        (1, "throttle") => return None,
+        (_, "throttle") => {
+            "an object of per-method throttles {\"/items/GET\": {\"burstLimit\", \"rateLimit\"}}"
+        }
+        (_, "apiStages") => "a list of stages {\"apiId\", \"stage\", \"throttle\"}",
+        (_, "tags") => "an object of tag names to strings",
+        (_, "rateLimit") => crate::model::RATE_RANGE,
+        (_, "burstLimit") => "a whole number from 0 to 4294967295",
+        (_, "limit") => "a whole number ≥ 0",
+        (_, "offset") => {
+            "a whole number from 0 to 27, the day the window starts on (a DAY quota takes only 0, \
+             a WEEK quota 0 to 6 from Sunday, a MONTH quota 0 to 27 for day offset + 1 of the \
+             month)"
+        }
+        (_, "period") => "DAY, WEEK or MONTH (in upper case)",
+        (_, "createdDate" | "lastUpdatedDate") => {
+            "seconds since the epoch or a date such as \"2024-01-15T10:00:00+00:00\""
+        }
+        (_, "value") => "a string of 20 to 128 visible ASCII characters",
+        (_, "type") => "\"API_KEY\" (the only type of usage plan key)",
         _ => return None,
     })
 }
 
-/// The message of a refusal by the model's readers (or by serde's derive), without the position
-/// that serde_json appends to it (` at line 3 column 7`): the path already says where.
-fn message(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    let position = format!(" at line {} column {}", e.line(), e.column());
-    match text.strip_suffix(&position) {
-        Some(reason) => reason.to_owned(),
-        None => text,
-    }
-}
-
-/// The field of an object that serde's derive refused: the first of its fields that the
-/// object repeats (the derive stops there), else the first required one it lacks.
-fn refused_field(
-    keys: &[String],
-    (fields, required): (&[&str], &[&str]),
-) -> Option<(String, String)> {
-    let mut seen: Vec<&str> = Vec::new();
-    for key in keys.iter().filter(|k| fields.contains(&k.as_str())) {
-        if seen.contains(&key.as_str()) {
-            return Some((key.clone(), REPEATED.to_owned()));
-        }
-        seen.push(key);
-    }
-    required
-        .iter()
-        .find(|r| !keys.iter().any(|k| k == *r))
-        .map(|r| ((*r).to_owned(), "is required".to_owned()))
+/// The field named in serde's ``missing field `id` `` (`prefix` is ``missing field ` ``).
+fn named<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
+    message.strip_prefix(prefix)?.strip_suffix('`')
 }
 
 /// Turns the parser's error at `path` into an error naming the item and field.
 fn error_at(text: &str, path: &[Segment], e: serde_json::Error) -> ConfigError {
     let place = locate(path);
     let item = match place.list_item {
-        Some((list, n, at)) => {
-            item_name(list, n, object_at(text, at).and_then(|o| o.id).as_deref())
-        }
+        Some((list, n, at)) => item_name(list, n, id_at(text, at).as_deref()),
         None => place.item,
     };
     let mut field = field_path(place.inner);
     if e.is_data() {
-        let reason = message(&e);
-        // A repeated name of a map is refused at its own path; an object that serde's derive
-        // refused is at the object's path, and is read again to name the field.
-        let refused = match shape_at(place.kind, place.inner) {
-            Some(shape) if reason != REPEATED => {
-                object_at(text, path).and_then(|o| refused_field(&o.keys, shape))
+        let message = wire::without_position(&e);
+        // serde's derive refuses an object that repeats or lacks a field, and serde_with's map a
+        // repeated name, at the object's path: the field or name goes on the path.
+        let reason = if let Some(name) = named(&message, "duplicate field `") {
+            push_key(&mut field, name);
+            REPEATED.to_owned()
+        } else if let Some(name) = named(&message, "missing field `") {
+            push_key(&mut field, name);
+            "is required".to_owned()
+        } else if message == REPEATED_KEY {
+            if let Some(name) = repeated_at(text, path) {
+                push_key(&mut field, &name);
             }
-            _ => None,
-        };
-        let reason = match refused {
-            Some((extra, why)) => {
-                push_key(&mut field, &extra);
-                why
-            }
-            None => reason,
+            REPEATED.to_owned()
+        } else {
+            wire::reason(&message, expected(place.inner))
         };
         if field.is_empty() {
             field.push_str("(the item)");
@@ -403,7 +367,7 @@ fn error_at(text: &str, path: &[Segment], e: serde_json::Error) -> ConfigError {
              bracket, brace and quote"
         )
     } else {
-        match expected(&field) {
+        match expected(place.inner) {
             Some(what) => format!(
                 "the JSON at line {line}, column {column} cannot be read (a malformed value, or \
                  a number beyond what JSON's doubles hold, such as 1e999); it must be {what}"
@@ -421,96 +385,46 @@ fn error_at(text: &str, path: &[Segment], e: serde_json::Error) -> ConfigError {
     }
 }
 
-/// An object of the text as far as it could be read: its keys, and its `id` if a string.
-#[derive(Default)]
-struct Found {
-    keys: Vec<String>,
-    id: Option<String>,
-}
-
-/// The object at `path` in `text`, read again for a message (only on an error).
+/// The JSON at `path` in `text`, read again for a message (only on an error).
 ///
-/// The values around it are skipped, not parsed, so a number the parser refuses elsewhere
-/// (`1e999`) does not hide it; an object broken part way keeps the keys before the break.
-fn object_at(text: &str, path: &[Segment]) -> Option<Found> {
-    let mut found = None;
-    let mut de = serde_json::Deserializer::from_str(text);
-    let _ = At {
-        path,
-        found: &mut found,
+/// The values around it are skipped, not parsed, so a number the parser refused elsewhere
+/// (`1e999`) does not hide it; text that is not JSON around the path hides it.
+fn raw_at<'t>(text: &'t str, path: &[Segment]) -> Option<&'t RawValue> {
+    let mut raw = <&RawValue>::deserialize(&mut serde_json::Deserializer::from_str(text)).ok()?;
+    for seg in path {
+        raw = match seg {
+            Segment::Seq { index } => *serde_json::from_str::<Vec<&RawValue>>(raw.get())
+                .ok()?
+                .get(*index)?,
+            Segment::Map { key } => entries(raw)?.into_iter().find(|(k, _)| k == key)?.1,
+            _ => return None,
+        };
     }
-    .deserialize(&mut de);
-    found
+    Some(raw)
 }
 
-/// Follows a path through the text to an object, then reads its keys into `found`.
-struct At<'a> {
-    path: &'a [Segment],
-    found: &'a mut Option<Found>,
+/// An object's names and values in order, a repeated name included.
+fn entries(raw: &RawValue) -> Option<Vec<(String, &RawValue)>> {
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    serde_with::As::<serde_with::Map<serde_with::Same, serde_with::Same>>::deserialize(&mut de).ok()
 }
 
-/// Why the reading stopped; never shown.
-fn stop<E: de::Error>() -> E {
-    E::custom("read far enough")
+/// The `id` of the item at `path`, if it is a string.
+fn id_at(text: &str, path: &[Segment]) -> Option<String> {
+    let (_, id) = entries(raw_at(text, path)?)?
+        .into_iter()
+        .find(|(k, _)| k == "id")?;
+    serde_json::from_str(id.get()).ok()
 }
 
-impl<'de> DeserializeSeed<'de> for At<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for At<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the configuration")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        match self.path.split_first() {
-            None => {
-                let found = self.found.insert(Found::default());
-                while let Some(key) = map.next_key::<String>()? {
-                    let first_id = key == "id" && !found.keys.iter().any(|k| k == "id");
-                    found.keys.push(key);
-                    if first_id {
-                        if let Scalar::Str(id) = map.next_value()? {
-                            found.id = Some(id);
-                        }
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            Some((Segment::Map { key }, rest)) => {
-                while let Some(k) = map.next_key::<String>()? {
-                    if k == *key {
-                        return map.next_value_seed(At {
-                            path: rest,
-                            found: self.found,
-                        });
-                    }
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            Some(_) => {}
-        }
-        Err(stop())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        if let Some((Segment::Seq { index }, rest)) = self.path.split_first() {
-            for _ in 0..*index {
-                if seq.next_element::<IgnoredAny>()?.is_none() {
-                    return Err(stop());
-                }
-            }
-            seq.next_element_seed(At {
-                path: rest,
-                found: self.found,
-            })?;
-        }
-        Err(stop())
-    }
+/// The first name that the object at `path` repeats.
+fn repeated_at(text: &str, path: &[Segment]) -> Option<String> {
+    let names = entries(raw_at(text, path)?)?;
+    names
+        .iter()
+        .enumerate()
+        .find(|(i, (k, _))| names[..*i].iter().any(|(seen, _)| seen == k))
+        .map(|(_, (k, _))| k.clone())
 }
 
 // ------------------------------------------------------------------------------------- writing
@@ -1250,7 +1164,7 @@ mod tests {
             "quota.offset",
         );
         assert!(
-            msg.contains("must be a whole number from 0 to 27") && msg.ends_with("not 28"),
+            msg.ends_with("a MONTH quota's offset is 0 to 27: its window starts on day offset + 1 of the month, not 28"),
             "{msg}"
         );
         let c = Config::from_json(&plan(
@@ -1289,9 +1203,103 @@ mod tests {
             "type",
         );
         assert!(
-            msg.ends_with("type: must be the string \"API_KEY\""),
+            msg.ends_with("type: must be \"API_KEY\" (the only type of usage plan key), not 1"),
             "{msg}"
         );
+    }
+
+    /// A key's value pasted into a field of another type is refused, naming the field and
+    /// what it must be, never repeating the value (serde's own message would: `invalid type:
+    /// string "…"`).
+    #[test]
+    fn a_key_value_in_a_wrong_typed_field_is_never_repeated() {
+        let v = format!("\"{VALUE_B}\"");
+        let key = |field: &str| {
+            format!(r#"{{"apiKeys": [{{"id": "k", "value": "{VALUE_A}", {field}: {v}}}]}}"#)
+        };
+        let plan = |field: &str, around: &str| {
+            let inner = around.replace('@', &v);
+            format!(r#"{{"usagePlans": [{{"id": "p", "{field}": {inner}}}]}}"#)
+        };
+        let cases = [
+            (
+                key("\"enabled\""),
+                "enabled",
+                "must be true or false, not a string",
+            ),
+            (
+                key("\"createdDate\""),
+                "createdDate",
+                "must be seconds since the epoch",
+            ),
+            (key("\"tags\""), "tags", "must be an object of tag names to strings, not a string"),
+            (
+                plan("throttle", r#"{"burstLimit": @, "rateLimit": 1}"#),
+                "throttle.burstLimit",
+                "must be a whole number from 0 to 4294967295, not a string",
+            ),
+            (
+                plan("throttle", r#"{"burstLimit": 1, "rateLimit": @}"#),
+                "throttle.rateLimit",
+                "not a string that holds no number",
+            ),
+            (
+                plan("quota", r#"{"limit": @, "period": "DAY"}"#),
+                "quota.limit",
+                "must be a whole number ≥ 0, not a string",
+            ),
+            (
+                plan("quota", r#"{"limit": 1, "offset": @, "period": "DAY"}"#),
+                "quota.offset",
+                "not a string",
+            ),
+            (
+                plan("quota", r#"{"limit": 1, "period": @}"#),
+                "quota.period",
+                "must be DAY, WEEK or MONTH (in upper case)",
+            ),
+            (
+                plan("throttle", "@"),
+                "throttle",
+                "must be an object {\"burstLimit\", \"rateLimit\"}, not a string",
+            ),
+            (
+                plan("apiStages", "@"),
+                "apiStages",
+                "must be a list of stages {\"apiId\", \"stage\", \"throttle\"}, not a string",
+            ),
+            (plan("apiStages", "[@]"), "apiStages[0]", "must be a stage"),
+            (
+                plan(
+                    "apiStages",
+                    r#"[{"apiId": "a", "stage": "s", "throttle": {"/a/GET": @}}]"#,
+                ),
+                "apiStages[0].throttle[\"/a/GET\"]",
+                "must be an object {\"burstLimit\", \"rateLimit\"}, not a string",
+            ),
+            (
+                format!(r#"{{"apiKeys": {v}}}"#),
+                "apiKeys",
+                "must be a list of API keys {\"id\", \"value\", ...}, or the CLI's answer {\"items\": [...]}, not a string",
+            ),
+            (
+                format!(r#"{{"usagePlanKeys": {v}}}"#),
+                "usagePlanKeys",
+                "must be an object {\"<usagePlanId>\": [{\"id\": \"<API key id>\", \"type\": \"API_KEY\"}]}, not a string",
+            ),
+            (
+                format!(r#"{{"usagePlanKeys": {{"p": [{{"id": "k", "type": {v}}}]}}}}"#),
+                "type",
+                "must be \"API_KEY\"",
+            ),
+        ];
+        for (text, field, reason) in cases {
+            let err = Config::from_json(&text).expect_err(&text);
+            let msg = format!("{err} {err:?}");
+            assert!(!msg.contains(VALUE_B), "{msg}");
+            assert_eq!(err.field(), Some(field), "{msg}");
+            assert!(err.to_string().contains(reason), "{text}: {err}");
+        }
     }
 
     /// No input panics: malformed documents of every kind are refused with an error.

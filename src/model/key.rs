@@ -74,10 +74,12 @@ impl serde::Serialize for ApiKeyValue {
     }
 }
 
+/// Reads a string and checks it as [`ApiKeyValue::new`] does; the message never repeats it.
 #[cfg(feature = "json")]
 impl<'de> serde::Deserialize<'de> for ApiKeyValue {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        key_value(d)
+        let value = <String as serde::Deserialize>::deserialize(d)?;
+        Self::new(value).map_err(|e| serde::de::Error::custom(e.reason))
     }
 }
 
@@ -126,28 +128,26 @@ pub(crate) fn check_key_value(value: &[u8]) -> Result<(), String> {
 #[cfg_attr(
     feature = "json",
     derive(serde::Serialize, serde::Deserialize),
-    serde(rename_all = "camelCase")
+    serde(
+        rename_all = "camelCase",
+        expecting = "an API key {\"id\", \"value\", \"name\", ...}"
+    )
 )]
 pub struct ApiKey {
     /// The key's id, used everywhere but in requests.
-    #[cfg_attr(feature = "json", serde(deserialize_with = "wire::required"))]
     pub id: String,
     /// The secret value clients send.
     pub value: ApiKeyValue,
     /// A name.
     #[cfg_attr(
         feature = "json",
-        serde(default, deserialize_with = "wire::or_default")
+        serde(default, deserialize_with = "wire::OrDefault::deserialize")
     )]
     pub name: String,
     /// A description.
     #[cfg_attr(
         feature = "json",
-        serde(
-            default,
-            deserialize_with = "wire::opt_text",
-            skip_serializing_if = "Option::is_none"
-        )
+        serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub description: Option<String>,
     /// A disabled key is answered 403.
@@ -181,11 +181,7 @@ pub struct ApiKey {
     /// An AWS Marketplace customer id.
     #[cfg_attr(
         feature = "json",
-        serde(
-            default,
-            deserialize_with = "wire::opt_text",
-            skip_serializing_if = "Option::is_none"
-        )
+        serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub customer_id: Option<String>,
     /// Tags.
@@ -193,7 +189,7 @@ pub struct ApiKey {
         feature = "json",
         serde(
             default,
-            deserialize_with = "wire::tags",
+            deserialize_with = "wire::Unique::deserialize",
             skip_serializing_if = "BTreeMap::is_empty"
         )
     )]
@@ -233,38 +229,6 @@ pub(crate) fn check_id(field: &str, id: &str) -> Result<(), FieldError> {
         ));
     }
     Ok(())
-}
-
-#[cfg(feature = "json")]
-/// A key's value: a string checked as [`ApiKeyValue::new`] checks it, never repeated.
-fn key_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ApiKeyValue, D::Error> {
-    use serde::de::Error;
-    use serde::Deserialize;
-    match wire::Scalar::deserialize(d)? {
-        wire::Scalar::Str(s) => ApiKeyValue::new(s).map_err(|e| D::Error::custom(e.reason)),
-        wire::Scalar::Null => Err(D::Error::custom("is required")),
-        other => Err(D::Error::custom(format_args!(
-            "must be a string of 20 to 128 visible ASCII characters, not {}",
-            other.kind()
-        ))),
-    }
-}
-
-#[cfg(feature = "json")]
-impl wire::Shape for ApiKey {
-    const SHAPE: &'static str = "an API key {\"id\", \"value\", \"name\", ...}";
-    const FIELDS: &'static [&'static str] = &[
-        "id",
-        "value",
-        "name",
-        "description",
-        "enabled",
-        "createdDate",
-        "lastUpdatedDate",
-        "customerId",
-        "tags",
-    ];
-    const REQUIRED: &'static [&'static str] = &["id", "value"];
 }
 
 #[cfg(test)]

@@ -6,13 +6,9 @@ use std::str::FromStr;
 
 use super::text::number;
 #[cfg(feature = "json")]
-use super::wire::{self, InObject, Map, Object, Scalar, Shape};
+use super::wire;
 use super::{check_id, MethodPath, StageRef};
 use crate::error::FieldError;
-#[cfg(feature = "json")]
-use serde::de::Error as _;
-#[cfg(feature = "json")]
-use serde::{Deserialize, Deserializer};
 
 /// A token bucket: `burst_limit` tokens, refilled at `rate_limit` per second.
 ///
@@ -27,14 +23,17 @@ use serde::{Deserialize, Deserializer};
 #[cfg_attr(
     feature = "json",
     derive(serde::Serialize, serde::Deserialize),
-    serde(rename_all = "camelCase")
+    serde(
+        rename_all = "camelCase",
+        expecting = "an object {\"burstLimit\", \"rateLimit\"}"
+    )
 )]
 pub struct Throttle {
     /// The bucket's size: how many requests may come at once.
-    #[cfg_attr(feature = "json", serde(deserialize_with = "wire::burst"))]
+    #[cfg_attr(feature = "json", serde(deserialize_with = "wire::whole"))]
     pub burst_limit: u32,
     /// Requests per second, the refill rate; fractions are allowed (0.1 is one every ten seconds).
-    #[cfg_attr(feature = "json", serde(deserialize_with = "rate"))]
+    #[cfg_attr(feature = "json", serde(deserialize_with = "wire::rate"))]
     pub rate_limit: f64,
 }
 
@@ -95,6 +94,11 @@ impl Throttle {
 
 /// The period of a quota: `"DAY"`, `"WEEK"` or `"MONTH"` in JSON.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "json",
+    derive(serde::Serialize),
+    serde(rename_all = "UPPERCASE")
+)]
 pub enum QuotaPeriod {
     /// A UTC day.
     Day,
@@ -145,14 +149,23 @@ impl FromStr for QuotaPeriod {
             "DAY" => Ok(Self::Day),
             "WEEK" => Ok(Self::Week),
             "MONTH" => Ok(Self::Month),
-            other => Err(FieldError::new(
+            // Not repeated: any string may be a key's secret value pasted in the wrong place.
+            _ => Err(FieldError::new(
                 "period",
-                format!(
-                    "must be DAY, WEEK or MONTH (in upper case), not {}",
-                    super::shown(other)
-                ),
+                "must be DAY, WEEK or MONTH (in upper case)",
             )),
         }
+    }
+}
+
+/// Reads a string and parses it as [`FromStr`] does. (serde's derive would read an enum, which
+/// serde_json refuses as text that is not JSON when it is given a number or `null`.)
+#[cfg(feature = "json")]
+impl<'de> serde::Deserialize<'de> for QuotaPeriod {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        text.parse()
+            .map_err(|e: FieldError| serde::de::Error::custom(e.reason))
     }
 }
 
@@ -162,34 +175,27 @@ impl fmt::Display for QuotaPeriod {
     }
 }
 
-#[cfg(feature = "json")]
-impl serde::Serialize for QuotaPeriod {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-#[cfg(feature = "json")]
-impl<'de> serde::Deserialize<'de> for QuotaPeriod {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        period(d)
-    }
-}
-
 /// How many requests a key may make per calendar window (see [`period`](crate::period)).
 ///
 /// In JSON (feature `json`): `{"limit": 1000, "offset": 0, "period": "DAY"}`; `limit` and
-/// `period` are required, `offset` defaults to 0. Deserializing reads an offset from 0 to 27;
-/// [`validate`](Self::validate) (and [`Config`](crate::config::Config)) checks it against the
-/// period.
+/// `period` are required, `offset` defaults to 0; `limit` and `offset` are whole numbers, written
+/// `1000` or `1e3`. Deserializing checks the shape; [`validate`](Self::validate) (and
+/// [`Config`](crate::config::Config)) checks the offset against the period.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "json", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "json",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(expecting = "an object {\"limit\", \"offset\", \"period\"}")
+)]
 pub struct Quota {
     /// Requests allowed per window.
-    #[cfg_attr(feature = "json", serde(deserialize_with = "limit"))]
+    #[cfg_attr(feature = "json", serde(deserialize_with = "wire::whole"))]
     pub limit: u64,
     /// The day the window starts: DAY 0; WEEK 0..=6 (0 = Sunday); MONTH 0..=27 (day offset + 1).
-    #[cfg_attr(feature = "json", serde(default, deserialize_with = "offset"))]
+    #[cfg_attr(
+        feature = "json",
+        serde(default, deserialize_with = "wire::whole_or_zero")
+    )]
     pub offset: u32,
     /// The window.
     pub period: QuotaPeriod,
@@ -229,14 +235,15 @@ pub(crate) fn offset_error(period: QuotaPeriod, found: &str) -> FieldError {
 #[cfg_attr(
     feature = "json",
     derive(serde::Serialize, serde::Deserialize),
-    serde(rename_all = "camelCase")
+    serde(
+        rename_all = "camelCase",
+        expecting = "a stage {\"apiId\", \"stage\", \"throttle\"}"
+    )
 )]
 pub struct ApiStage {
     /// The API's id (`abc123def4`).
-    #[cfg_attr(feature = "json", serde(deserialize_with = "wire::required"))]
     pub api_id: String,
     /// The stage's name (`prod`).
-    #[cfg_attr(feature = "json", serde(deserialize_with = "wire::required"))]
     pub stage: String,
     /// Per-method throttles, keyed `"{resourcePath}/{METHOD}"`; each replaces the plan's
     /// throttle for that method, with its own bucket per key.
@@ -244,7 +251,7 @@ pub struct ApiStage {
         feature = "json",
         serde(
             default,
-            deserialize_with = "throttles",
+            deserialize_with = "wire::Unique::deserialize",
             skip_serializing_if = "BTreeMap::is_empty"
         )
     )]
@@ -276,59 +283,48 @@ impl ApiStage {
 #[cfg_attr(
     feature = "json",
     derive(serde::Serialize, serde::Deserialize),
-    serde(rename_all = "camelCase")
+    serde(
+        rename_all = "camelCase",
+        expecting = "a usage plan {\"id\", \"name\", \"apiStages\", ...}"
+    )
 )]
 pub struct UsagePlan {
     /// The plan's id.
-    #[cfg_attr(feature = "json", serde(deserialize_with = "wire::required"))]
     pub id: String,
     /// A name (`FreePlan`).
     #[cfg_attr(
         feature = "json",
-        serde(default, deserialize_with = "wire::or_default")
+        serde(default, deserialize_with = "wire::OrDefault::deserialize")
     )]
     pub name: String,
     /// A description.
     #[cfg_attr(
         feature = "json",
-        serde(
-            default,
-            deserialize_with = "wire::opt_text",
-            skip_serializing_if = "Option::is_none"
-        )
+        serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub description: Option<String>,
     /// The stages the plan applies to, each with its per-method throttles.
-    #[cfg_attr(feature = "json", serde(default, deserialize_with = "wire::list"))]
+    #[cfg_attr(
+        feature = "json",
+        serde(default, deserialize_with = "wire::OrDefault::deserialize")
+    )]
     pub api_stages: Vec<ApiStage>,
     /// The throttle per key; `None` for no throttle.
     #[cfg_attr(
         feature = "json",
-        serde(
-            default,
-            deserialize_with = "wire::object_opt",
-            skip_serializing_if = "Option::is_none"
-        )
+        serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub throttle: Option<Throttle>,
     /// The quota per key; `None` for no quota.
     #[cfg_attr(
         feature = "json",
-        serde(
-            default,
-            deserialize_with = "wire::object_opt",
-            skip_serializing_if = "Option::is_none"
-        )
+        serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub quota: Option<Quota>,
     /// An AWS Marketplace product code.
     #[cfg_attr(
         feature = "json",
-        serde(
-            default,
-            deserialize_with = "wire::opt_text",
-            skip_serializing_if = "Option::is_none"
-        )
+        serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub product_code: Option<String>,
     /// Tags.
@@ -336,7 +332,7 @@ pub struct UsagePlan {
         feature = "json",
         serde(
             default,
-            deserialize_with = "wire::tags",
+            deserialize_with = "wire::Unique::deserialize",
             skip_serializing_if = "BTreeMap::is_empty"
         )
     )]
@@ -393,113 +389,6 @@ impl UsagePlan {
         }
         Ok(())
     }
-}
-
-// Reading plans from AWS's JSON (feature `json`), beside the types (the derives above name them).
-
-/// `rateLimit`: a number, or a string holding one (its range is checked by validation).
-#[cfg(feature = "json")]
-fn rate<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    match Scalar::deserialize(d)? {
-        Scalar::U64(n) => Ok(n as f64),
-        Scalar::I64(n) => Ok(n as f64),
-        Scalar::F64(f) => Ok(f),
-        Scalar::Str(s) => s.trim().parse::<f64>().map_err(|_| {
-            D::Error::custom(format_args!(
-                "must be {RATE_RANGE}, not a string that holds no number"
-            ))
-        }),
-        Scalar::Null => Err(D::Error::custom(format_args!("is required: {RATE_RANGE}"))),
-        other => Err(D::Error::custom(format_args!(
-            "must be {RATE_RANGE}, not {}",
-            other.kind()
-        ))),
-    }
-}
-
-/// A quota's period: `"DAY"`, `"WEEK"` or `"MONTH"`.
-#[cfg(feature = "json")]
-fn period<'de, D: Deserializer<'de>>(d: D) -> Result<QuotaPeriod, D::Error> {
-    match Scalar::deserialize(d)? {
-        Scalar::Str(s) => s
-            .parse()
-            .map_err(|e: FieldError| D::Error::custom(e.reason)),
-        Scalar::Null => Err(D::Error::custom("is required: DAY, WEEK or MONTH")),
-        other => Err(D::Error::custom(format_args!(
-            "must be DAY, WEEK or MONTH, not {}",
-            other.kind()
-        ))),
-    }
-}
-
-/// A quota's `limit`.
-#[cfg(feature = "json")]
-fn limit<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    wire::whole(d, u64::MAX, "≥ 0", None)
-}
-
-/// A quota's `offset`, `null` for 0: any period's (validation checks it against the period, which
-/// may come after it in the object).
-#[cfg(feature = "json")]
-fn offset<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let n = wire::whole(
-        d,
-        u64::from(QuotaPeriod::Month.max_offset()),
-        "from 0 to 27, the day the window starts on (a DAY quota takes only 0, a WEEK quota 0 to \
-         6 from Sunday, a MONTH quota 0 to 27 for day offset + 1 of the month)",
-        Some(0),
-    )?;
-    Ok(u32::try_from(n).unwrap_or(u32::MAX))
-}
-
-/// A stage's per-method throttles: `{"/items/GET": {"burstLimit", "rateLimit"}}`.
-#[cfg(feature = "json")]
-fn throttles<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Throttle>, D::Error> {
-    let Map(throttles) = Map::<Object<Throttle>>::deserialize(d)?;
-    Ok(throttles.into_iter().map(|(k, Object(t))| (k, t)).collect())
-}
-
-#[cfg(feature = "json")]
-impl InObject for Object<Throttle> {
-    const OBJECT: &'static str =
-        "an object of per-method throttles {\"/items/GET\": {\"burstLimit\", \"rateLimit\"}}";
-}
-
-#[cfg(feature = "json")]
-impl Shape for UsagePlan {
-    const SHAPE: &'static str = "a usage plan {\"id\", \"name\", \"apiStages\", ...}";
-    const FIELDS: &'static [&'static str] = &[
-        "id",
-        "name",
-        "description",
-        "apiStages",
-        "throttle",
-        "quota",
-        "productCode",
-        "tags",
-    ];
-    const REQUIRED: &'static [&'static str] = &["id"];
-}
-
-#[cfg(feature = "json")]
-impl Shape for ApiStage {
-    const SHAPE: &'static str = "a stage {\"apiId\", \"stage\", \"throttle\"}";
-    const FIELDS: &'static [&'static str] = &["apiId", "stage", "throttle"];
-    const REQUIRED: &'static [&'static str] = &["apiId", "stage"];
-}
-
-#[cfg(feature = "json")]
-impl Shape for Throttle {
-    const SHAPE: &'static str = "an object {\"burstLimit\", \"rateLimit\"}";
-    const FIELDS: &'static [&'static str] = &["burstLimit", "rateLimit"];
-    const REQUIRED: &'static [&'static str] = &["burstLimit", "rateLimit"];
-}
-
-#[cfg(feature = "json")]
-impl Shape for Quota {
-    const SHAPE: &'static str = "an object {\"limit\", \"offset\", \"period\"}";
-    const FIELDS: &'static [&'static str] = &["limit", "offset", "period"];
-    const REQUIRED: &'static [&'static str] = &["limit", "period"];
 }
 
 #[cfg(test)]
