@@ -145,6 +145,17 @@ pub fn check_tag(key: &str, value: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// Checks this crate's own tags in `tags` (keys starting `usageplans:`) against their grammar,
+/// and leaves the others alone: what a configuration loads. AWS's exports carry tags AWS set
+/// itself (`aws:cloudformation:stack-name`), which [`check_tag`] refuses for a change but a
+/// migration must load as they are.
+pub fn check_own(tags: &BTreeMap<String, String>) -> Result<(), FieldError> {
+    for (k, v) in tags.iter().filter(|(k, _)| is_own(k)) {
+        check_tag(k, v)?;
+    }
+    Ok(())
+}
+
 /// Checks a whole map of tags: each tag ([`check_tag`]) and their number (at most
 /// [`MAX_TAGS`]). See the [module docs](self).
 pub fn check(tags: &BTreeMap<String, String>) -> Result<(), FieldError> {

@@ -1188,6 +1188,29 @@ mod tests {
         assert_eq!(c.api_keys[0].id, "k");
     }
 
+    /// This crate's own tags are checked when a configuration loads; AWS's own (`aws:`) and any
+    /// other tag load as they are, as AWS exported them.
+    #[test]
+    fn own_tags_are_checked_on_load_and_aws_tags_load_as_they_are() {
+        let tagged = |tags: &str| {
+            article_with(
+                r#""name": "FreePlan","#,
+                &format!(r#""name": "FreePlan", "tags": {tags},"#),
+            )
+        };
+        let c = Config::from_json(&tagged(
+            r#"{"aws:cloudformation:stack-name": "api", "team": "a b", "usageplans:soft-quota": "110"}"#,
+        ))
+        .unwrap();
+        assert_eq!(c.usage_plans[0].tags.len(), 3);
+        let msg = refused(
+            &tagged(r#"{"usageplans:Soft Quota": "110"}"#),
+            "usagePlans[0] (id \"plan111\")",
+            "tags[\"usageplans:Soft Quota\"]",
+        );
+        assert!(msg.contains("kebab-case"), "{msg}");
+    }
+
     /// A usage plan key's `type` that is not JSON is reported as JSON that cannot be read, at
     /// its place, not as a wrong type.
     #[test]

@@ -212,9 +212,11 @@ impl ApiKey {
         }
     }
 
-    /// Checks the fields that [`ApiKeyValue`] does not: a non-empty id.
+    /// Checks the fields that [`ApiKeyValue`] does not: a non-empty id, and this crate's own
+    /// tags ([`tags::check_own`](crate::tags::check_own)).
     pub fn validate(&self) -> Result<(), FieldError> {
-        check_id("id", &self.id)
+        check_id("id", &self.id)?;
+        crate::tags::check_own(&self.tags)
     }
 }
 

@@ -349,9 +349,11 @@ impl UsagePlan {
         }
     }
 
-    /// Checks every field, naming the first wrong one by its JSON path.
+    /// Checks every field, naming the first wrong one by its JSON path; of the tags, this crate's
+    /// own ([`tags::check_own`](crate::tags::check_own)).
     pub fn validate(&self) -> Result<(), FieldError> {
         check_id("id", &self.id)?;
+        crate::tags::check_own(&self.tags)?;
         if let Some(t) = &self.throttle {
             t.validate().map_err(|e| e.within("throttle"))?;
         }
