@@ -4,6 +4,7 @@
 use std::error::Error as StdError;
 
 /// A boxed error from a store's or meter's backend (a database driver, a Redis client).
+#[cfg_attr(not(any(feature = "redis", feature = "sqlite")), allow(dead_code))]
 pub(crate) type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// One field of one item is wrong.

@@ -109,7 +109,7 @@ impl<St, M> UsagePlanLayer<St, M> {
     ///
     /// For a writer of plans at run time, so that a change the layer could never apply is
     /// refused when it is made, not at the next start:
-    /// [`AdminApi::check_plans_with`](crate::admin::AdminApi::check_plans_with) calls it, as AWS
+    /// `AdminApi::check_plans_with` (feature `admin`) calls it, as AWS
     /// refuses a method throttle for a method its API does not have.
     ///
     /// # Errors

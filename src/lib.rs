@@ -65,7 +65,7 @@
 //! | `metrics` | request counters and duration histograms through the `metrics` facade |
 //! | `csv` | `usage::import_csv`: import-api-keys from CSV |
 //! | `redis` | `RedisMeter` and `RedisStore`: limits and keys shared by several instances |
-//! | `tokio` | [`LocalMeter::spawn_sweeper`], a background task that sweeps the meter |
+//! | `tokio` | `LocalMeter::spawn_sweeper`, a background task that sweeps the meter |
 //! | `axum` (default) | routes matched on axum's `OriginalUri` (the path the client sent, also inside `Router::nest`) |
 //! | `testing` | `tower_usage_plans::testing`: the conformance suites for stores and meters |
 //! | `admin` | `tower_usage_plans::admin`: API Gateway's management API (rest-json, SigV4) as an axum Router, for the aws CLI and boto3 |

@@ -33,8 +33,14 @@
 //! with a space are refused. The prefix is in lowercase, the name is kebab-case ASCII, and the
 //! value is ASCII without spaces, within AWS's character set; what a value means (a number, a
 //! date as RFC 3339 `2026-01-31T00:00:00Z`, a list joined by `+`) is the tag's own, documented
-//! where the crate reads it. Tags this crate does not read are kept and shown as they are. Any
-//! other key is the user's: only AWS's rules apply.
+//! where the crate reads it. No tag is read yet: the prefix is reserved, and the grammar holds
+//! now so that the features that will read them (soft quotas, shadow mode, customer quotas, key
+//! expiry) find only well-formed ones. Tags this crate does not read are kept and shown as they
+//! are. Any other key is the user's: only AWS's rules apply.
+//!
+//! A configuration that loads ([`Config`](crate::config::Config)) is held to the grammar of this
+//! crate's own tags and to the count, not to AWS's other rules: AWS's exports carry tags AWS set
+//! itself (`aws:cloudformation:stack-name`), which a migration loads as they are.
 //!
 //! # Examples
 //!
@@ -146,12 +152,22 @@ pub fn check_tag(key: &str, value: &str) -> Result<(), FieldError> {
 }
 
 /// Checks this crate's own tags in `tags` (keys starting `usageplans:`) against their grammar,
-/// and leaves the others alone: what a configuration loads. AWS's exports carry tags AWS set
+/// and the number of tags (at most [`MAX_TAGS`]), leaving the others' text alone: what a
+/// configuration loads. AWS's exports carry tags AWS set
 /// itself (`aws:cloudformation:stack-name`), which [`check_tag`] refuses for a change but a
 /// migration must load as they are.
 pub fn check_own(tags: &BTreeMap<String, String>) -> Result<(), FieldError> {
     for (k, v) in tags.iter().filter(|(k, _)| is_own(k)) {
         check_tag(k, v)?;
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(FieldError::new(
+            "tags",
+            format!(
+                "a key or plan carries at most {MAX_TAGS} tags (AWS's limit), this one {}",
+                tags.len()
+            ),
+        ));
     }
     Ok(())
 }

@@ -28,11 +28,12 @@
 //! (any partition and region are read; the region is not checked). A malformed ARN is 400
 //! `BadRequestException`, an unknown key or plan (or another kind of resource) 404
 //! `NotFoundException`, and a tag that breaks AWS's limits or this crate's own grammar for
-//! `usageplans:` keys ([`tags`](crate::tags)) 400 naming the tag. For example:
+//! `usageplans:` keys ([`tags`](crate::tags)) 400 naming the tag. For example (the prefix is
+//! reserved for the crate's extensions; no `usageplans:` tag changes what the layer does yet):
 //!
 //! ```text
 //! aws apigateway tag-resource --resource-arn arn:aws:apigateway:us-east-1::/apikeys/KEYID \
-//!     --tags usageplans:soft-quota=80,team=billing
+//!     --tags usageplans:note=trial,team=billing
 //! aws apigateway get-tags --resource-arn arn:aws:apigateway:us-east-1::/apikeys/KEYID
 //! aws apigateway untag-resource --resource-arn arn:aws:apigateway:us-east-1::/apikeys/KEYID \
 //!     --tag-keys team
@@ -45,7 +46,7 @@
 //! only by create-api-key and by `includeValue(s)`.
 //!
 //! **Errors** are AWS's: the status, the `x-amzn-ErrorType` header and `{"message": "..."}`
-//! ([`AdminError`]). Bad input (malformed JSON, an unknown field, a wrong type, a patch path AWS
+//! (one error type answers them all). Bad input (malformed JSON, an unknown field, a wrong type, a patch path AWS
 //! rejects, a page size outside 1 to 500, a body over the [limit](AdminApi::body_limit)) is 400
 //! `BadRequestException` naming what to fix; an unknown id 404 `NotFoundException`; a broken
 //! rule 409 `ConflictException`. A refused request changes nothing.

@@ -71,8 +71,12 @@ impl Config {
 #[derive(Deserialize)]
 #[serde(
     rename_all = "camelCase",
-    expecting = "an object {\"apiKeys\": [...], \"usagePlans\": [...], \"usagePlanKeys\": {...}}"
+    expecting = "an object {\"apiKeys\": [...], \"usagePlans\": [...], \"usagePlanKeys\": {...}}",
+    deny_unknown_fields
 )]
+/// Its fields are this crate's (the CLI prints the lists, a user's `jq` line makes the document),
+/// so an unknown one is a typo that would load nothing: it is refused. Unknown fields of the items
+/// are AWS's and are ignored.
 struct Document {
     #[serde(default)]
     api_keys: Items<ApiKey>,
@@ -117,7 +121,8 @@ impl<T> Default for Items<T> {
     expecting = "the CLI's answer {\"items\": [...]}"
 )]
 struct Answer<T> {
-    #[serde(default, deserialize_with = "wire::OrDefault::deserialize")]
+    // Required: an object without `items` is not the CLI's answer (a typo would load nothing).
+    #[serde(deserialize_with = "wire::OrDefault::deserialize")]
     items: Vec<T>,
 }
 
@@ -411,10 +416,14 @@ fn entries(raw: &RawValue) -> Option<Vec<(String, &RawValue)>> {
 
 /// The `id` of the item at `path`, if it is a string.
 fn id_at(text: &str, path: &[Segment]) -> Option<String> {
-    let (_, id) = entries(raw_at(text, path)?)?
-        .into_iter()
-        .find(|(k, _)| k == "id")?;
-    serde_json::from_str(id.get()).ok()
+    let entries = entries(raw_at(text, path)?)?;
+    let field = |name: &str| -> Option<String> {
+        let (_, raw) = entries.iter().find(|(k, _)| k == name)?;
+        serde_json::from_str(raw.get()).ok()
+    };
+    let id = field("id")?;
+    // A key's value pasted as its id is not shown: the item is then named by its place.
+    (field("value").as_deref() != Some(id.as_str())).then_some(id)
 }
 
 /// The first name that the object at `path` repeats.
@@ -609,7 +618,7 @@ mod tests {
     #[test]
     fn unknown_and_missing_fields() {
         let text = format!(
-            r#"{{"position": "x", "apiKeys": {{"items": [{{"id": "k", "value": "{VALUE_A}",
+            r#"{{"apiKeys": {{"items": [{{"id": "k", "value": "{VALUE_A}",
                 "stageKeys": ["abc/prod"], "somethingNew": {{"deep": [1, 2]}}, "name": null}}]}},
                 "usagePlans": [{{"id": "p", "apiStages": [{{"apiId": "a", "stage": "s", "extra": 1}}],
                 "quota": {{"limit": 10, "period": "DAY", "x": true}}}}],
@@ -622,6 +631,9 @@ mod tests {
         assert_eq!(c.usage_plans[0].quota.unwrap().offset, 0);
         assert_eq!(Config::from_json("{}").unwrap(), Config::default());
         refused("[]", "configuration", "(the item)");
+        // The document's own fields are this crate's: an unknown one is refused, naming it.
+        let msg = refused(r#"{"position": "x"}"#, "configuration", "position");
+        assert!(msg.contains("apiKeys"), "{msg}");
         assert!(matches!(
             Config::from_json("{"),
             Err(ConfigError::Json { .. })
@@ -1181,7 +1193,7 @@ mod tests {
     #[test]
     fn unknown_fields_may_repeat() {
         let text = format!(
-            r#"{{"x": 1, "x": 2, "apiKeys": {{"position": "a", "position": "b", "items": [
+            r#"{{"apiKeys": {{"position": "a", "position": "b", "items": [
                 {{"id": "k", "value": "{VALUE_A}", "stageKeys": [], "stageKeys": []}}]}}}}"#
         );
         let c = Config::from_json(&text).unwrap();
@@ -1209,6 +1221,57 @@ mod tests {
             "tags[\"usageplans:Soft Quota\"]",
         );
         assert!(msg.contains("kebab-case"), "{msg}");
+        // AWS's count holds on load too: 51 tags would be refused by every later tag change.
+        let many: Vec<String> = (0..51).map(|i| format!(r#""t{i}": "v""#)).collect();
+        let msg = refused(
+            &tagged(&format!("{{{}}}", many.join(", "))),
+            "usagePlans[0] (id \"plan111\")",
+            "tags",
+        );
+        assert!(msg.contains("50"), "{msg}");
+    }
+
+    /// A typo in the document's own names, or an object that is not the CLI's answer where a
+    /// list belongs, is refused: it would load an empty configuration and answer 403 to all.
+    #[test]
+    fn a_typo_in_the_documents_shape_is_refused_not_loaded_empty() {
+        for (text, said) in [
+            (r#"{"apikeys": []}"#, "apikeys"),
+            (r#"{"usagePlan": []}"#, "usagePlan"),
+            (r#"{"items": []}"#, "items"),
+            (r#"{"apiKeys": {}}"#, "items"),
+            (r#"{"usagePlans": {"item": []}}"#, "items"),
+            (r#"{"usagePlanKeys": {"plan1": {"Items": []}}}"#, "items"),
+        ] {
+            let err = Config::from_json(text).expect_err(text);
+            let msg = err.to_string();
+            assert!(msg.contains(said), "{text}: {msg}");
+        }
+        // The CLI's answers, with their other fields, still load.
+        let c = Config::from_json(
+            r#"{"apiKeys": {"items": [], "position": "x"}, "usagePlans": {"items": null}}"#,
+        )
+        .unwrap();
+        assert!(c.api_keys.is_empty() && c.usage_plans.is_empty());
+    }
+
+    /// A key's value pasted where an id belongs never shows in the item's name: the item is
+    /// named by its place, whether the problem is found reading or validating.
+    #[test]
+    fn a_key_value_pasted_as_an_id_is_not_shown_in_the_items_name() {
+        // Found while reading: the key's own id is its value.
+        let text = format!(
+            r#"{{"apiKeys": [{{"id": "{VALUE_A}", "value": "{VALUE_A}", "enabled": 1}}]}}"#
+        );
+        let msg = refused(&text, "apiKeys[0]", "enabled");
+        assert!(!msg.contains(VALUE_A), "{msg}");
+        // Found while validating: a plan's id is a key's value.
+        let text = format!(
+            r#"{{"apiKeys": [{{"id": "k", "value": "{VALUE_A}"}}],
+                "usagePlans": [{{"id": "{VALUE_A}", "quota": {{"limit": 1, "period": "DAY", "offset": 3}}}}]}}"#
+        );
+        let msg = refused(&text, "usagePlans[0]", "quota.offset");
+        assert!(!msg.contains(VALUE_A), "{msg}");
     }
 
     /// A usage plan key's `type` that is not JSON is reported as JSON that cannot be read, at

@@ -1,6 +1,6 @@
 //! Checks of a whole configuration: each item, and every cross-reference.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::Config;
 use crate::error::{ConfigError, FieldError};
@@ -23,8 +23,17 @@ impl Config {
     /// Checks every item and every cross-reference; the first problem is returned as
     /// [`ConfigError::Invalid`] naming the item and the field. No message holds a key's value.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let key_item = |i: usize| item_name("apiKeys", i, Some(&self.api_keys[i].id));
-        let plan_item = |i: usize| item_name("usagePlans", i, Some(&self.usage_plans[i].id));
+        // An item is named by its id, unless that id is a key's secret value (pasted where the
+        // id belongs): then by its place alone.
+        let secrets: HashSet<&str> = self.api_keys.iter().map(|k| k.value.expose()).collect();
+        let key_item = |i: usize| {
+            let id = self.api_keys[i].id.as_str();
+            item_name("apiKeys", i, (!secrets.contains(id)).then_some(id))
+        };
+        let plan_item = |i: usize| {
+            let id = self.usage_plans[i].id.as_str();
+            item_name("usagePlans", i, (!secrets.contains(id)).then_some(id))
+        };
 
         let mut key_ids: HashMap<&str, usize> = HashMap::with_capacity(self.api_keys.len());
         let mut key_values: HashMap<&str, usize> = HashMap::with_capacity(self.api_keys.len());

@@ -290,7 +290,7 @@ struct Inner<C> {
 /// A charge locks only its own counters' records, briefly, to run the policy (several in a fixed
 /// order); no request waits for housekeeping beyond the growth of one of the map's 4,096 shards.
 /// Memory stays bounded by [`sweep`](Self::sweep), which the application calls now and then (or,
-/// with the `tokio` feature, [`spawn_sweeper`](Self::spawn_sweeper) calls): it forgets a counter
+/// with the `tokio` feature, `spawn_sweeper` calls): it forgets a counter
 /// not seen for the retention period (90 days by default, counted in UTC days) once its quota
 /// window has ended and its buckets have refilled, and drops usage older than the retention. A
 /// sweep never drops an open quota window, nor usage inside the retention.
