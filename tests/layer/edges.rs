@@ -630,7 +630,7 @@ async fn an_admitted_request_waits_for_a_clone_that_is_not_ready_and_gets_its_re
     // Not ready when called: the request waits, and is served once the clone is ready.
     let inner = Gated::new(Readiness::NotYet);
     let mut svc = layer.layer(inner.clone());
-    let mut fut = tokio_test_poll(svc.call(get()));
+    let mut fut = polled(svc.call(get()));
     assert!(fut.poll_once().await.is_none(), "waits for readiness");
     assert_eq!(inner.calls.load(Ordering::SeqCst), 0);
     inner.set(Readiness::Ready);
@@ -648,7 +648,7 @@ async fn an_admitted_request_waits_for_a_clone_that_is_not_ready_and_gets_its_re
     inner.set(Readiness::Failed);
     assert_eq!(svc.call(get()).await.unwrap_err(), "backend gone");
     inner.set(Readiness::NotYet);
-    let mut fut = tokio_test_poll(svc.call(get()));
+    let mut fut = polled(svc.call(get()));
     assert!(fut.poll_once().await.is_none());
     inner.set(Readiness::Failed);
     assert_eq!(fut.finish().await.unwrap_err(), "backend gone");
@@ -662,7 +662,7 @@ async fn an_admitted_request_waits_for_a_clone_that_is_not_ready_and_gets_its_re
 /// A future polled by hand: once (to see it wait), then to its end.
 struct Polled<F>(std::pin::Pin<Box<F>>);
 
-fn tokio_test_poll<F: std::future::Future>(fut: F) -> Polled<F> {
+fn polled<F: std::future::Future>(fut: F) -> Polled<F> {
     Polled(Box::pin(fut))
 }
 
