@@ -73,12 +73,12 @@ impl fmt::Debug for AccessKey {
 }
 
 impl FromStr for AccessKey {
-    type Err = super::AdminConfigError;
+    type Err = super::error::AdminConfigError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once(':') {
             Some((id, secret)) if !id.is_empty() && !secret.is_empty() => Ok(Self::new(id, secret)),
-            _ => Err(super::AdminConfigError::AccessKeyText),
+            _ => Err(super::error::AdminConfigError::AccessKeyText),
         }
     }
 }

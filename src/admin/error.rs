@@ -108,3 +108,25 @@ impl IntoResponse for AdminError {
         res
     }
 }
+
+/// Why [`AdminApi::router`](super::AdminApi::router) refused to build.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminConfigError {
+    /// Neither an access key nor [`AdminApi::no_auth`](super::AdminApi::no_auth).
+    #[error(
+        "the admin API has no access keys: add one with AdminApi::access_key (the aws CLI signs \
+         with the credentials of `aws configure`), or call AdminApi::no_auth for local use"
+    )]
+    NoAccessKeys,
+    /// Access keys and [`AdminApi::no_auth`](super::AdminApi::no_auth) both.
+    #[error("the admin API was given access keys and no_auth: keep one")]
+    Contradictory,
+    /// Two access keys with the same id.
+    #[error("the access key id {0:?} is given twice: give each id once")]
+    DuplicateAccessKey(String),
+    /// An access key's text is not `ACCESS_KEY_ID:SECRET` ([`AccessKey`](super::AccessKey)'s
+    /// `FromStr`; the message never repeats the text, which may hold a secret).
+    #[error("an access key must be written ACCESS_KEY_ID:SECRET, both parts non-empty")]
+    AccessKeyText,
+}

@@ -98,34 +98,13 @@ use crate::meter::Meter;
 use crate::store::Management;
 
 pub use auth::{AccessKey, SERVICE};
+pub use error::AdminConfigError;
 
 /// The largest request body read by default: 512 KiB (a CSV of several thousand keys).
 pub const DEFAULT_BODY_LIMIT: usize = 512 * 1024;
 
 /// How far `X-Amz-Date` may be from the server's clock by default: 5 minutes, as AWS allows.
 pub const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(5 * 60);
-
-/// Why [`AdminApi::router`] refused to build.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AdminConfigError {
-    /// Neither an access key nor [`AdminApi::no_auth`].
-    #[error(
-        "the admin API has no access keys: add one with AdminApi::access_key (the aws CLI signs \
-         with the credentials of `aws configure`), or call AdminApi::no_auth for local use"
-    )]
-    NoAccessKeys,
-    /// Access keys and [`AdminApi::no_auth`] both.
-    #[error("the admin API was given access keys and no_auth: keep one")]
-    Contradictory,
-    /// Two access keys with the same id.
-    #[error("the access key id {0:?} is given twice: give each id once")]
-    DuplicateAccessKey(String),
-    /// An access key's text is not `ACCESS_KEY_ID:SECRET` ([`AccessKey`]'s `FromStr`; the
-    /// message never repeats the text, which may hold a secret).
-    #[error("an access key must be written ACCESS_KEY_ID:SECRET, both parts non-empty")]
-    AccessKeyText,
-}
 
 /// The builder of the admin API's [`Router`](axum::Router). See the [module docs](self).
 #[must_use]
