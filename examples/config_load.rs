@@ -1,4 +1,5 @@
-//! Measures loading a large configuration: `Config::from_file` on an AWS-shaped file.
+//! A measurement, not a usage example: loading a large configuration (`Config::from_file` on an
+//! AWS-shaped file).
 //!
 //! `cargo run --release --example config_load -- write PATH [KEYS]` writes a configuration of KEYS
 //! keys (default 16,500, about 10 MB) with a plan for every ten keys, each plan with a throttle,
