@@ -348,6 +348,52 @@ fn tighter(a: Option<LimitState>, b: LimitState) -> Option<LimitState> {
     }
 }
 
+/// One bucket's answer to a charge of `cost` at `now`: its new TAT and where it stands, or,
+/// refused, where it stands (no tokens, and when enough come).
+#[inline]
+fn charge_bucket(
+    tat: u64,
+    now: u64,
+    b: BucketLimits,
+    cost: u32,
+) -> Result<(u64, LimitState), LimitState> {
+    let burst = u64::from(b.burst);
+    match gcra(tat, now, b, cost) {
+        Ok((tat, left)) => Ok((
+            tat,
+            LimitState::new(burst, left, ceil_secs(tat - now), b.fill_secs()),
+        )),
+        Err(wait) => {
+            let retry = wait.map_or(BLOCKED_RETRY_SECS, |w| ceil_secs(w).max(1));
+            Err(LimitState::new(burst, 0, retry, b.fill_secs()))
+        }
+    }
+}
+
+/// The refusal by counter `i`'s bucket, standing at `st`.
+fn throttled(st: LimitState, quota: Option<LimitState>, i: usize) -> Verdict {
+    let retry_after_secs = st.reset_secs;
+    Verdict::new(
+        Outcome::Throttled { retry_after_secs },
+        Some(st),
+        quota,
+        Some(i),
+        None,
+    )
+}
+
+/// The refusal by counter `i`'s quota, standing at `st`.
+fn quota_exceeded(st: LimitState, i: usize) -> Verdict {
+    let retry_after_secs = st.reset_secs;
+    Verdict::new(
+        Outcome::QuotaExceeded { retry_after_secs },
+        None,
+        Some(st),
+        Some(i),
+        None,
+    )
+}
+
 /// Decides a charge of `cost` at `now` against counters whose states are `states` and whose
 /// limits are `limits` (the same length; extra entries of the longer are ignored), and updates
 /// the states: all charged, or (refused) none. See the [module docs](self) for the steps.
@@ -383,15 +429,7 @@ pub fn decide(states: &mut [State], limits: &[Limits], now: Now, cost: u32) -> V
         if let Some(q) = &l.quota {
             let st = quota_state(s, q, now.unix_nanos);
             if st.remaining < u64::from(cost) {
-                return Verdict::new(
-                    Outcome::QuotaExceeded {
-                        retry_after_secs: st.reset_secs,
-                    },
-                    None,
-                    Some(st),
-                    Some(i),
-                    None,
-                );
+                return quota_exceeded(st, i);
             }
             quota = tighter(quota, st);
         }
@@ -401,31 +439,9 @@ pub fn decide(states: &mut [State], limits: &[Limits], now: Now, cost: u32) -> V
     let mut burst = None;
     for (i, (s, l)) in states.iter().zip(limits).enumerate() {
         if let Some(b) = l.bucket {
-            match gcra(s.tat, now.monotonic_nanos, b, cost) {
-                Ok((tat, left)) => {
-                    burst = tighter(
-                        burst,
-                        LimitState::new(
-                            u64::from(b.burst),
-                            left,
-                            ceil_secs(tat - now.monotonic_nanos),
-                            b.fill_secs(),
-                        ),
-                    );
-                }
-                Err(wait) => {
-                    let retry = wait.map_or(BLOCKED_RETRY_SECS, |w| ceil_secs(w).max(1));
-                    let st = LimitState::new(u64::from(b.burst), 0, retry, b.fill_secs());
-                    return Verdict::new(
-                        Outcome::Throttled {
-                            retry_after_secs: retry,
-                        },
-                        Some(st),
-                        quota,
-                        Some(i),
-                        None,
-                    );
-                }
+            match charge_bucket(s.tat, now.monotonic_nanos, b, cost) {
+                Ok((_, st)) => burst = tighter(burst, st),
+                Err(st) => return throttled(st, quota, i),
             }
         }
     }
@@ -469,43 +485,18 @@ fn decide_one(s: &mut State, l: &Limits, now: Now, cost: u32) -> Verdict {
         s.window_used = used;
         let st = quota_state(s, q, now.unix_nanos);
         if st.remaining < u64::from(cost) {
-            let retry_after_secs = st.reset_secs;
-            return Verdict::new(
-                Outcome::QuotaExceeded { retry_after_secs },
-                None,
-                Some(st),
-                Some(0),
-                None,
-            );
+            return quota_exceeded(st, 0);
         }
         quota = Some(st);
     }
     let mut burst = None;
     if let Some(b) = l.bucket {
-        match gcra(s.tat, now.monotonic_nanos, b, cost) {
-            Ok((tat, left)) => {
+        match charge_bucket(s.tat, now.monotonic_nanos, b, cost) {
+            Ok((tat, st)) => {
                 s.tat = tat;
-                let reset = ceil_secs(tat - now.monotonic_nanos);
-                burst = Some(LimitState::new(
-                    u64::from(b.burst),
-                    left,
-                    reset,
-                    b.fill_secs(),
-                ));
+                burst = Some(st);
             }
-            Err(wait) => {
-                let retry = wait.map_or(BLOCKED_RETRY_SECS, |w| ceil_secs(w).max(1));
-                let st = LimitState::new(u64::from(b.burst), 0, retry, b.fill_secs());
-                return Verdict::new(
-                    Outcome::Throttled {
-                        retry_after_secs: retry,
-                    },
-                    Some(st),
-                    quota,
-                    Some(0),
-                    None,
-                );
-            }
+            Err(st) => return throttled(st, quota, 0),
         }
     }
     let mut receipt = Receipt::new(cost, Date::from_days(today));
