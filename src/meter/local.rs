@@ -449,17 +449,14 @@ impl<C: Clock + Clone> LocalMeter<C> {
             .map(|entry| entry.key().clone())
             .collect();
         // What the last sweep left spare and no new counter took: freed, a bounded batch.
-        let mut freed = 0;
         for shard in inner.spare.iter() {
             let mut spare = shard.lock();
-            let n = spare.len().min(SPARE_FREED_PER_SWEEP / SPARE_SHARDS);
-            let keep = spare.len() - n;
-            let gone: Vec<RecordArc> = spare.drain(keep..).collect();
+            let keep = spare.len() - spare.len().min(SPARE_FREED_PER_SWEEP / SPARE_SHARDS);
+            // Taken out under the lock, freed after it.
+            let gone = spare.split_off(keep);
             drop(spare);
-            freed += gone.len();
             drop(gone);
         }
-        let _ = freed;
         let mut forgotten = 0;
         for rec in idle {
             // Seen again since the walk? Then it stays.
@@ -815,23 +812,32 @@ mod tests {
         assert!(matches!(st.slot(&c, 0), (Slot::Rest(0), 0)));
     }
 
-    #[test]
-    fn a_swept_record_is_kept_for_a_new_counter_and_spares_are_freed_in_batches() {
-        use crate::clock::ManualClock;
+    /// A meter on a manual clock keeping one day of usage, and a quota of 10 a UTC day.
+    fn day_quota_meter() -> (
+        crate::clock::ManualClock,
+        LocalMeter<crate::clock::ManualClock>,
+        crate::meter::policy::Limits,
+    ) {
         use crate::meter::policy::{Limits, QuotaLimits};
         use crate::model::QuotaPeriod;
         use crate::period::Calendar;
 
-        let clock = ManualClock::at_unix_secs(1_700_000_000);
+        let clock = crate::clock::ManualClock::at_unix_secs(1_700_000_000);
         let meter = LocalMeter::builder()
             .clock(clock.clone())
             .retention_days(1)
             .build();
-        let plan: Arc<str> = "p".into();
         let limits = Limits::new(
             None,
             Some(QuotaLimits::new(10, Calendar::aws(QuotaPeriod::Day, 0))),
         );
+        (clock, meter, limits)
+    }
+
+    #[test]
+    fn a_swept_record_is_kept_for_a_new_counter_and_spares_are_freed_in_batches() {
+        let (clock, meter, limits) = day_quota_meter();
+        let plan: Arc<str> = "p".into();
         let n = SPARE_FREED_PER_SWEEP + 1000;
         let keys: Vec<Arc<str>> = (0..n).map(|i| format!("k{i}").into()).collect();
         for k in &keys {
@@ -871,21 +877,8 @@ mod tests {
 
     #[test]
     fn a_day_already_past_the_retention_is_not_kept_when_its_counter_comes_back() {
-        use crate::clock::ManualClock;
-        use crate::meter::policy::{Limits, QuotaLimits};
-        use crate::model::QuotaPeriod;
-        use crate::period::Calendar;
-
-        let clock = ManualClock::at_unix_secs(1_700_000_000);
-        let meter = LocalMeter::builder()
-            .clock(clock.clone())
-            .retention_days(1)
-            .build();
+        let (clock, meter, limits) = day_quota_meter();
         let (plan, key): (Arc<str>, Arc<str>) = ("p".into(), "k".into());
-        let limits = Limits::new(
-            None,
-            Some(QuotaLimits::new(10, Calendar::aws(QuotaPeriod::Day, 0))),
-        );
         let counters = [Counter::new(&plan, &key, None, limits)];
         let charge = Charge::new(&counters, 1).unwrap();
         meter.decide(&charge);
